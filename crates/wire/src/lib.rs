@@ -1,0 +1,1 @@
+//! Sans-IO wire codec for remote mailslots (placeholder; see issue 3).
