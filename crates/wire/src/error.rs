@@ -73,6 +73,9 @@ pub enum DecodeError {
     /// The transaction name does not start with `\MAILSLOT\`.
     #[error("transaction name {0:?} does not start with \\MAILSLOT\\")]
     NotMailslot(String),
+    /// The transaction name is just `\MAILSLOT\` with no mailslot name after it.
+    #[error("transaction name \\MAILSLOT\\ names no mailslot")]
+    EmptyMailslotName,
     /// DataOffset points before the end of the transaction name or past the message.
     #[error(
         "smb data offset {offset} is outside the {start}..={len} bytes after the transaction name"

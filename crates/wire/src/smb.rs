@@ -159,6 +159,9 @@ impl MailslotWrite {
         let raw_name = String::from_utf8_lossy(raw_name);
         let rest = strip_prefix(&raw_name)
             .ok_or_else(|| DecodeError::NotMailslot(raw_name.to_string()))?;
+        if rest.is_empty() {
+            return Err(DecodeError::EmptyMailslotName);
+        }
         let name = format!("{MAILSLOT_PREFIX}{rest}");
 
         let start = name_offset + nul + 1;
@@ -320,6 +323,10 @@ mod tests {
             Err(DecodeError::DataOffset { offset: 94, .. })
         ));
         assert_eq!(with(87, b"x"), Err(DecodeError::NameUnterminated));
+        assert_eq!(
+            with(79, b"\0").unwrap_err().to_string(),
+            "transaction name \\MAILSLOT\\ names no mailslot"
+        );
         let mut no_nul = smb[..87].to_vec();
         no_nul.push(b'T');
         assert_eq!(
