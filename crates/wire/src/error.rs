@@ -58,10 +58,10 @@ pub enum DecodeError {
     /// SetupCount is not 3.
     #[error("smb setup count {0} is not 3 as a mailslot write requires")]
     SetupCount(u8),
-    /// The transaction opcode (Setup[0]) is not 1, write mailslot.
+    /// The transaction opcode (`Setup[0]`) is not 1, write mailslot.
     #[error("transaction opcode {0} is not 1 (write mailslot)")]
     Opcode(u16),
-    /// The mailslot class (Setup[2]) is neither 1 nor 2.
+    /// The mailslot class (`Setup[2]`) is neither 1 nor 2.
     #[error("mailslot class {0} is neither 1 (reliable) nor 2 (unreliable)")]
     Class(u16),
     /// The transaction name has no terminating NUL.

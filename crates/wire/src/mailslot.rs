@@ -47,7 +47,7 @@ pub struct OutgoingMailslot {
     pub mailslot: String,
     /// The message, at most [`MAX_PAYLOAD`] bytes.
     pub data: Vec<u8>,
-    /// SMB Setup[1] priority; receivers ignore it (Windows 0, nmbd 1).
+    /// SMB `Setup[1]` priority; receivers ignore it (Windows 0, nmbd 1).
     pub priority: u16,
     /// SMB timeout in ms; meaningless for class 2 (nmbd 0, Windows 1000).
     pub timeout_ms: u32,

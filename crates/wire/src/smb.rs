@@ -20,7 +20,7 @@ const NAME_OFFSET: usize = 69;
 /// TRANS_MAILSLOT_WRITE.
 const OPCODE_WRITE: u16 = 1;
 
-/// Mailslot class, Setup[2].
+/// Mailslot class, `Setup[2]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum MailslotClass {
@@ -41,9 +41,9 @@ pub struct MailslotWrite {
     pub name: String,
     /// The message.
     pub data: Vec<u8>,
-    /// Setup[1]; receivers ignore it (Windows sends 0, Samba's nmbd 1).
+    /// `Setup[1]`; receivers ignore it (Windows sends 0, Samba's nmbd 1).
     pub priority: u16,
-    /// Setup[2].
+    /// `Setup[2]`.
     pub class: MailslotClass,
     /// Timeout in milliseconds; meaningless for class 2 (nmbd sends 0, Windows 1000).
     pub timeout_ms: u32,
