@@ -442,6 +442,12 @@ impl FromStr for NetbiosName {
         };
         let text = &s[..open];
         let name = if text.contains("\\x") {
+            if let Some(ch) = text.chars().find(|c| !c.is_ascii()) {
+                return Err(NameError::BadChar {
+                    name: text.to_owned(),
+                    ch,
+                });
+            }
             let bytes = unescape(text).ok_or_else(|| NameError::BadEscape {
                 input: s.to_owned(),
             })?;
@@ -610,6 +616,10 @@ mod tests {
         assert!(matches!(
             "H\\x4<00>".parse::<NetbiosName>(),
             Err(NameError::BadEscape { .. })
+        ));
+        assert!(matches!(
+            "\u{e9}\\x01<00>".parse::<NetbiosName>(),
+            Err(NameError::BadChar { ch: '\u{e9}', .. })
         ));
     }
 
