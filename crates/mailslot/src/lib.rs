@@ -1,1 +1,65 @@
-//! placeholder
+//! Windows-style mailslots for Linux.
+//!
+//! A mailslot is a named, one-way, message-oriented channel: one process
+//! creates it and reads whole messages ([`Reader`], Windows' "server"); any
+//! number of processes open it by name and write ([`Writer`], the "client").
+//! This crate keeps Windows' local semantics (see the project's
+//! `windows-semantics.md`): case-insensitive names with backslash levels,
+//! first-in-first-out delivery across writers, zero-length messages, a read
+//! timeout of zero, N ms or forever, a too-small buffer that fails and keeps
+//! the message, and a slot that dies with its reader. Every message carries
+//! who sent it.
+//!
+//! # Quick start
+//!
+//! ```
+//! use mailslot::{Namespace, Reader, ReaderOptions, SlotName, Writer};
+//! # let tmp = tempfile::tempdir()?;
+//! # let ns = Namespace::at(tmp.path())?;
+//! // Real programs call `Reader::create` / `Writer::open`, which find the
+//! // machine-wide directory (`$MAILSLOT_DIR`, `/run/mailslot` or `/tmp/.mailslot`).
+//!
+//! let name = SlotName::parse(r"\\.\mailslot\demo\jobs")?;
+//! let mut reader = Reader::create_in(&ns, &name, &ReaderOptions::default().max_message_size(1024))?;
+//!
+//! // Names are case-insensitive.
+//! let writer = Writer::open_in(&ns, &SlotName::parse(r"\\.\MAILSLOT\Demo\Jobs")?)?;
+//! writer.write(b"hello")?;
+//! writer.write(b"")?; // zero-length messages are real
+//!
+//! let status = reader.info()?;
+//! assert_eq!((status.count, status.next_size), (2, Some(5)));
+//!
+//! let msg = reader.read_message()?;
+//! assert_eq!(msg.data, b"hello");
+//! assert_eq!(msg.sender.pid, std::process::id());
+//!
+//! let mut buf = [0u8; 16];
+//! assert_eq!(reader.read(&mut buf)?, 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # How it works
+//!
+//! The reader owns an `AF_UNIX` `SOCK_SEQPACKET` socket in the namespace
+//! directory; each writer holds one connection. Each message carries its
+//! writer's `CLOCK_MONOTONIC` stamp, and the reader merges the per-writer
+//! queues in stamp order, so writes that happen one after another, from any
+//! processes, are read in that order. Messages over 64 KiB travel as sealed
+//! memfds. See `ARCHITECTURE.md` for the full design.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod error;
+mod frame;
+pub mod name;
+mod namespace;
+mod reader;
+mod sys;
+mod writer;
+
+pub use error::{Error, Result};
+pub use name::{Destination, NameError, SlotName};
+pub use namespace::{ENV_DIR, Namespace, RUN_DIR, SlotInfo, TMP_DIR};
+pub use reader::{Message, Reader, ReaderOptions, Sender, SlotStatus, Waker};
+pub use writer::Writer;

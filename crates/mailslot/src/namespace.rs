@@ -1,0 +1,508 @@
+//! The namespace directory: where slots of every user on the machine meet.
+//!
+//! Resolution: `$MAILSLOT_DIR` if set; else `/run/mailslot` when it exists or
+//! can be created; else `/tmp/.mailslot`. A directory we create gets mode
+//! 1777 (everyone may create slots, nobody may remove another user's files).
+//! A directory that is writable by others without the sticky bit, is owned by
+//! another non-root user, or is a symlink is refused.
+//!
+//! Each slot owns three files named after [`SlotName::file_stem`]:
+//!
+//! - `STEM.lock` — the reader holds an exclusive `flock` on it for its whole
+//!   life; a name whose lock is free is stale and may be reclaimed, only while
+//!   holding that lock;
+//! - `STEM.meta` — what writers and `list` need (real name, max message size,
+//!   owner, mode, creation time), written whole and renamed into place;
+//! - `STEM.sock` — the reader's listening `SOCK_SEQPACKET` socket, with the
+//!   slot's mode.
+
+use std::collections::HashSet;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::error::{Error, Result, io_err};
+use crate::name::SlotName;
+use crate::sys;
+
+/// The environment variable that overrides the namespace directory.
+pub const ENV_DIR: &str = "MAILSLOT_DIR";
+/// The machine-wide default directory (created by the tmpfiles.d entry at boot).
+pub const RUN_DIR: &str = "/run/mailslot";
+/// The fallback when `/run/mailslot` cannot be used or created.
+pub const TMP_DIR: &str = "/tmp/.mailslot";
+
+const META_LIMIT: usize = 4096;
+
+/// An opened, checked namespace directory.
+#[derive(Debug)]
+pub struct Namespace {
+    dir: PathBuf,
+    fd: OwnedFd,
+}
+
+impl Namespace {
+    /// Finds the namespace directory (`$MAILSLOT_DIR`, `/run/mailslot`,
+    /// `/tmp/.mailslot`), creating it with mode 1777 when missing.
+    pub fn resolve() -> Result<Namespace> {
+        if let Some(d) = std::env::var_os(ENV_DIR).filter(|d| !d.is_empty()) {
+            let d = PathBuf::from(d);
+            let d = if d.is_absolute() {
+                d
+            } else {
+                std::env::current_dir()
+                    .map_err(|e| Error::Namespace {
+                        dir: d.clone(),
+                        problem: format!("cannot resolve relative {ENV_DIR}: {e}"),
+                    })?
+                    .join(d)
+            };
+            return Namespace::at(&d);
+        }
+        match Namespace::at(Path::new(RUN_DIR)) {
+            Ok(ns) => Ok(ns),
+            // Only a directory we could not create falls through; an existing
+            // but unsafe /run/mailslot is an error, or processes would split
+            // between two namespaces.
+            Err(Error::Namespace { .. }) if sys::lstat_path(Path::new(RUN_DIR)).is_err() => {
+                Namespace::at(Path::new(TMP_DIR))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens `dir` as the namespace directory, creating it (mode 1777, parent
+    /// must exist) if it does not exist, and checks that it is safe.
+    pub fn at(dir: &Path) -> Result<Namespace> {
+        let problem = |problem: String| Error::Namespace {
+            dir: dir.to_path_buf(),
+            problem,
+        };
+        match sys::lstat_path(dir) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match sys::mkdir(dir, 0o1777) {
+                Ok(()) => sys::chmod_path(dir, 0o1777)
+                    .map_err(|e| problem(format!("cannot set mode 1777 on it: {e}")))?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(problem(format!(
+                        "does not exist and cannot be created: {e}; create it (mode 1777) or set {ENV_DIR}"
+                    )));
+                }
+            },
+            Err(e) => return Err(problem(format!("cannot inspect it: {e}"))),
+        }
+        let fd = sys::open_dir(dir).map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                problem("is a symbolic link; refusing it (set MAILSLOT_DIR to the real directory)".into())
+            } else {
+                problem(format!("cannot open it: {e}"))
+            }
+        })?;
+        let st = sys::fstat(fd.as_fd()).map_err(|e| problem(format!("cannot stat it: {e}")))?;
+        let me = sys::euid();
+        if st.st_uid != 0 && st.st_uid != me {
+            return Err(problem(format!(
+                "owned by uid {}, neither root nor you (uid {me}); it may have been planted: remove it or set {ENV_DIR}",
+                st.st_uid
+            )));
+        }
+        let mode = st.st_mode & 0o7777;
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            return Err(problem(format!(
+                "mode {mode:04o} lets other users replace files without the sticky bit; run `chmod 1777 {}`",
+                dir.display()
+            )));
+        }
+        Ok(Namespace {
+            dir: dir.to_path_buf(),
+            fd,
+        })
+    }
+
+    /// A second handle on the same directory.
+    pub fn try_clone(&self) -> io::Result<Namespace> {
+        Ok(Namespace {
+            dir: self.dir.clone(),
+            fd: self.fd.try_clone()?,
+        })
+    }
+
+    /// The directory's path.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub(crate) fn path_of(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    /// Lists the live slots, sorted by name.
+    pub fn list(&self) -> Result<Vec<SlotInfo>> {
+        let locked = LockTable::read();
+        let mut out = Vec::new();
+        for stem in self.stems()? {
+            let Ok(lock) = sys::stat_at(self.fd(), &format!("{stem}.lock")) else {
+                continue;
+            };
+            if !locked.is_locked(self, &stem, &lock) {
+                continue;
+            }
+            if let Ok(meta) = Meta::read(self, &stem) {
+                out.push(meta.into_info());
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Removes the files of crashed readers that this user may remove
+    /// (its own, or any when root). Returns how many slots were cleaned.
+    pub fn clean_stale(&self) -> Result<usize> {
+        let me = sys::euid();
+        let mut cleaned = 0;
+        for stem in self.stems()? {
+            let lock_name = format!("{stem}.lock");
+            let Ok(fd) = sys::open_regular_read(self.fd(), &lock_name) else {
+                continue;
+            };
+            let Ok(st) = sys::fstat(fd.as_fd()) else {
+                continue;
+            };
+            if (st.st_uid != me && me != 0) || !is_regular(&st) {
+                continue;
+            }
+            if !sys::try_flock(fd.as_fd(), true).unwrap_or(false) {
+                continue;
+            }
+            if same_file(&st, &sys::stat_at(self.fd(), &lock_name).ok()) {
+                remove_slot_files(self, &stem);
+                cleaned += 1;
+            }
+        }
+        Ok(cleaned)
+    }
+
+    fn stems(&self) -> Result<Vec<String>> {
+        let rd = std::fs::read_dir(&self.dir).map_err(|e| Error::Namespace {
+            dir: self.dir.clone(),
+            problem: format!("cannot list it: {e}"),
+        })?;
+        let mut stems: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let n = e.file_name().into_string().ok()?;
+                let stem = n.strip_suffix(".lock")?;
+                (stem.len() == 35 && stem.starts_with("ms-")).then(|| stem.to_string())
+            })
+            .collect();
+        stems.sort();
+        Ok(stems)
+    }
+}
+
+/// What `list` shows about a live slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SlotInfo {
+    /// The slot's name as its reader created it, `\\.\mailslot\NAME`.
+    pub name: String,
+    /// The reader's process id.
+    pub pid: u32,
+    /// The reader's user id.
+    pub uid: u32,
+    /// The reader's group id.
+    pub gid: u32,
+    /// The socket's permission bits (e.g. `0o600`).
+    pub mode: u32,
+    /// Maximum message size in bytes; 0 means any size.
+    pub max_message_size: u64,
+    /// When the slot was created.
+    pub created: SystemTime,
+}
+
+/// The metadata file's contents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub name: String,
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub max_message_size: u64,
+    pub created_ms: u64,
+}
+
+impl Meta {
+    fn encode(&self) -> String {
+        format!(
+            "version=1\nname={}\npid={}\nuid={}\ngid={}\nmode={:o}\nmax_message_size={}\ncreated_ms={}\n",
+            self.name,
+            self.pid,
+            self.uid,
+            self.gid,
+            self.mode,
+            self.max_message_size,
+            self.created_ms
+        )
+    }
+
+    fn decode(text: &str) -> Option<Meta> {
+        let mut m = Meta {
+            name: String::new(),
+            pid: 0,
+            uid: 0,
+            gid: 0,
+            mode: 0,
+            max_message_size: 0,
+            created_ms: 0,
+        };
+        let mut seen = 0u32;
+        for line in text.lines() {
+            let (k, v) = line.split_once('=')?;
+            match k {
+                "version" if v == "1" => seen |= 1,
+                "name" => (m.name, seen) = (v.to_string(), seen | 2),
+                "pid" => (m.pid, seen) = (v.parse().ok()?, seen | 4),
+                "uid" => (m.uid, seen) = (v.parse().ok()?, seen | 8),
+                "gid" => (m.gid, seen) = (v.parse().ok()?, seen | 16),
+                "mode" => (m.mode, seen) = (u32::from_str_radix(v, 8).ok()?, seen | 32),
+                "max_message_size" => (m.max_message_size, seen) = (v.parse().ok()?, seen | 64),
+                "created_ms" => (m.created_ms, seen) = (v.parse().ok()?, seen | 128),
+                _ => {}
+            }
+        }
+        (seen == 255).then_some(m)
+    }
+
+    /// Reads `STEM.meta`, refusing anything but a small regular file.
+    pub(crate) fn read(ns: &Namespace, stem: &str) -> io::Result<Meta> {
+        let fd = sys::open_regular_read(ns.fd(), &format!("{stem}.meta"))?;
+        let st = sys::fstat(fd.as_fd())?;
+        if !is_regular(&st) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a regular file"));
+        }
+        let bytes = sys::read_to_end(fd.as_fd(), META_LIMIT)?;
+        std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(Meta::decode)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed metadata"))
+    }
+
+    /// Writes `STEM.meta` atomically (temporary file, then rename).
+    pub(crate) fn write(&self, ns: &Namespace, stem: &str) -> io::Result<()> {
+        let tmp = format!("{stem}.meta.{}.tmp", sys::pid());
+        sys::unlink_at(ns.fd(), &tmp)?;
+        let fd = sys::create_new(ns.fd(), &tmp, 0o644)?;
+        let r = sys::write_all(fd.as_fd(), self.encode().as_bytes())
+            .and_then(|()| sys::rename_at(ns.fd(), &tmp, &format!("{stem}.meta")));
+        if r.is_err() {
+            let _ = sys::unlink_at(ns.fd(), &tmp);
+        }
+        r
+    }
+
+    fn into_info(self) -> SlotInfo {
+        SlotInfo {
+            name: self.name,
+            pid: self.pid,
+            uid: self.uid,
+            gid: self.gid,
+            mode: self.mode,
+            max_message_size: self.max_message_size,
+            created: SystemTime::UNIX_EPOCH + Duration::from_millis(self.created_ms),
+        }
+    }
+}
+
+/// The flock table of `/proc/locks`, to tell live slots from stale ones
+/// without taking (and so disturbing) their locks.
+struct LockTable(Option<HashSet<(u32, u32, u64)>>);
+
+impl LockTable {
+    fn read() -> LockTable {
+        let Ok(text) = std::fs::read_to_string("/proc/locks") else {
+            return LockTable(None);
+        };
+        let mut set = HashSet::new();
+        for line in text.lines() {
+            // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; waiters have "->".
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 6 || f[1] != "FLOCK" || f[3] != "WRITE" {
+                continue;
+            }
+            let mut parts = f[5].split(':');
+            let (Some(maj), Some(min), Some(ino)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if let (Ok(maj), Ok(min), Ok(ino)) = (
+                u32::from_str_radix(maj, 16),
+                u32::from_str_radix(min, 16),
+                ino.parse::<u64>(),
+            ) {
+                set.insert((maj, min, ino));
+            }
+        }
+        LockTable(Some(set))
+    }
+
+    fn is_locked(&self, ns: &Namespace, stem: &str, st: &sys::Stat) -> bool {
+        match &self.0 {
+            Some(set) => {
+                let (maj, min) = sys::dev_major_minor(st.st_dev);
+                set.contains(&(maj, min, st.st_ino))
+            }
+            // No /proc: probe with a shared lock and let it go at once.
+            None => match sys::open_regular_read(ns.fd(), &format!("{stem}.lock")) {
+                Ok(fd) => match sys::try_flock(fd.as_fd(), false) {
+                    Ok(true) => {
+                        let _ = sys::unlock(fd.as_fd());
+                        false
+                    }
+                    _ => true,
+                },
+                Err(_) => false,
+            },
+        }
+    }
+}
+
+/// A held claim on a slot name: the open, exclusively locked lock file.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    lock: OwnedFd,
+}
+
+impl Claim {
+    /// Takes the name: opens (or creates) `STEM.lock` and locks it, taking
+    /// over stale files of a crashed reader of the same user.
+    pub(crate) fn acquire(ns: &Namespace, name: &SlotName) -> Result<Claim> {
+        let stem = name.file_stem();
+        let lock_name = format!("{stem}.lock");
+        let path = ns.path_of(&lock_name);
+        let display = name.path();
+        let me = sys::euid();
+        // A lock file unlinked between our open and our flock is retried; a
+        // handful of rounds is plenty, since each round means another process
+        // completed a whole create-and-close meanwhile.
+        for _ in 0..64 {
+            let fd = match sys::open_lock_file(ns.fd(), &lock_name) {
+                // Another user's lock file: open it read-only, which is enough
+                // to learn whether its reader is alive.
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    sys::open_regular_read(ns.fd(), &lock_name)
+                }
+                r => r,
+            }
+            .map_err(|e| {
+                if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                    Error::UnsafeFile {
+                        name: display.clone(),
+                        path: path.clone(),
+                        problem: "it is a symbolic link (planted?); remove it".into(),
+                    }
+                } else if e.kind() == io::ErrorKind::PermissionDenied {
+                    Error::PermissionDenied {
+                        name: display.clone(),
+                        detail: format!(
+                            "cannot open {}: {e}; another user's stale slot files may be in the way (root can remove them with `mailslot list --clean`)",
+                            path.display()
+                        ),
+                    }
+                } else {
+                    io_err("opening the lock file", &display)(e)
+                }
+            })?;
+            let st = sys::fstat(fd.as_fd()).map_err(io_err("inspecting the lock file", &display))?;
+            if !is_regular(&st) {
+                return Err(Error::UnsafeFile {
+                    name: display,
+                    path,
+                    problem: "it is not a regular file (planted?); remove it".into(),
+                });
+            }
+            let locked = sys::try_flock(fd.as_fd(), true)
+                .map_err(io_err("locking the lock file", &display))?;
+            if !locked {
+                let pid = Meta::read(ns, &stem).map(|m| m.pid).unwrap_or(0);
+                return Err(Error::AlreadyExists { name: display, pid });
+            }
+            if st.st_uid != me {
+                if me == 0 {
+                    // Root takes over another user's stale name.
+                    remove_slot_files(ns, &stem);
+                    continue;
+                }
+                return Err(Error::PermissionDenied {
+                    name: display,
+                    detail: format!(
+                        "the name is free but {} belongs to uid {} (a crashed reader of another user, or a planted file); root can remove it with `mailslot list --clean`",
+                        path.display(),
+                        st.st_uid
+                    ),
+                });
+            }
+            if !same_file(&st, &sys::stat_at(ns.fd(), &lock_name).ok()) {
+                continue;
+            }
+            return Ok(Claim { lock: fd });
+        }
+        Err(Error::Io {
+            op: "claiming the name",
+            name: display,
+            source: io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the lock file kept being replaced",
+            ),
+        })
+    }
+
+    /// Removes the slot's files, still holding the lock, then lets it go.
+    pub(crate) fn release(self, ns: &Namespace, stem: &str) {
+        remove_slot_files(ns, stem);
+        drop(self.lock);
+    }
+}
+
+fn remove_slot_files(ns: &Namespace, stem: &str) {
+    let _ = sys::unlink_at(ns.fd(), &format!("{stem}.sock"));
+    let _ = sys::unlink_at(ns.fd(), &format!("{stem}.meta"));
+    let _ = sys::unlink_at(ns.fd(), &format!("{stem}.lock"));
+}
+
+fn is_regular(st: &sys::Stat) -> bool {
+    st.st_mode & 0o170000 == 0o100000
+}
+
+fn same_file(a: &sys::Stat, b: &Option<sys::Stat>) -> bool {
+    b.as_ref()
+        .is_some_and(|b| a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_round_trip_and_rejects_partial() {
+        let m = Meta {
+            name: r"\\.\mailslot\a\b".into(),
+            pid: 7,
+            uid: 1000,
+            gid: 100,
+            mode: 0o600,
+            max_message_size: 424,
+            created_ms: 1,
+        };
+        assert_eq!(Meta::decode(&m.encode()), Some(m.clone()));
+        let text = m.encode();
+        assert_eq!(Meta::decode(&text[..text.len() / 2]), None);
+        assert_eq!(Meta::decode("garbage"), None);
+    }
+}

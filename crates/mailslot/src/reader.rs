@@ -1,0 +1,666 @@
+//! The reader: Windows' mailslot "server".
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::error::{Error, Result, io_err};
+use crate::frame::{HEADER_LEN, Header, INLINE_MAX, Kind};
+use crate::name::SlotName;
+use crate::namespace::{Claim, Meta, Namespace};
+use crate::sys;
+
+const LISTENER: u64 = u64::MAX;
+const WAKER: u64 = u64::MAX - 1;
+/// At most this many messages are taken from one connection per pump.
+const BATCH: usize = 256;
+
+/// How to create a slot. Start from [`ReaderOptions::default`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReaderOptions {
+    max_message_size: u32,
+    read_timeout: Option<Duration>,
+    mode: u32,
+    queue_messages: usize,
+    queue_bytes: usize,
+}
+
+impl Default for ReaderOptions {
+    /// Any message size, reads wait forever, mode 0600, a user-space queue of
+    /// up to 65 536 messages or 16 MiB.
+    fn default() -> Self {
+        ReaderOptions {
+            max_message_size: 0,
+            read_timeout: None,
+            mode: 0o600,
+            queue_messages: 65_536,
+            queue_bytes: 16 << 20,
+        }
+    }
+}
+
+impl ReaderOptions {
+    /// Largest message writers may send, in bytes; 0 (the default) means any
+    /// size. Like Windows, the value is reported back as given (B32).
+    pub fn max_message_size(mut self, bytes: u32) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// How long [`Reader::read`] waits: `None` (the default) waits forever,
+    /// `Some(Duration::ZERO)` returns at once, `Some(d)` waits at least `d`.
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Permission bits of the slot (who may write): `0o600` (the default,
+    /// owner and root, like Windows' default security descriptor), `0o660`
+    /// for the group, `0o666` for everyone. Only the `0o777` bits are allowed.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Bound on the messages and bytes the reader holds in its own memory.
+    ///
+    /// Beyond it, messages wait in each writer's socket buffer (about 200 KiB
+    /// per writer, charged to the writer), and writers block when theirs is
+    /// full: backpressure, never loss. To keep delivery in order the reader
+    /// may hold one extra message per connected writer past the bound.
+    pub fn queue_limit(mut self, messages: usize, bytes: usize) -> Self {
+        self.queue_messages = messages.max(1);
+        self.queue_bytes = bytes.max(1);
+        self
+    }
+}
+
+/// Who sent a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Sender {
+    /// Process id of the writer (when it opened the slot).
+    pub pid: u32,
+    /// User id of the writer.
+    pub uid: u32,
+    /// Group id of the writer.
+    pub gid: u32,
+}
+
+/// One message, with its sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Message {
+    /// The message's bytes (possibly empty: zero-length messages are real).
+    pub data: Vec<u8>,
+    /// Who wrote it.
+    pub sender: Sender,
+}
+
+/// The answer of [`Reader::info`] (Windows' `GetMailslotInfo`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SlotStatus {
+    /// The maximum message size given at create (0 = any size).
+    pub max_message_size: u32,
+    /// Size of the next message: `None` when the slot is empty, `Some(0)` for
+    /// a zero-length message.
+    pub next_size: Option<usize>,
+    /// Number of messages waiting, including those still in kernel buffers.
+    pub count: usize,
+    /// The current read timeout (`None` = forever).
+    pub read_timeout: Option<Duration>,
+}
+
+/// Interrupts a reader's waiting read from another thread.
+///
+/// A read that is waiting (or the next one that would wait) returns
+/// [`Error::Interrupted`]. Messages already available are still returned.
+#[derive(Clone, Debug)]
+pub struct Waker {
+    flag: Arc<AtomicBool>,
+    efd: Arc<sys::EventFd>,
+}
+
+impl Waker {
+    /// Wakes the reader.
+    pub fn wake(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        let _ = self.efd.signal();
+    }
+}
+
+enum Payload {
+    Inline(Vec<u8>),
+    Memfd(OwnedFd, usize),
+}
+
+impl Payload {
+    fn len(&self) -> usize {
+        match self {
+            Payload::Inline(v) => v.len(),
+            Payload::Memfd(_, n) => *n,
+        }
+    }
+}
+
+struct Pending {
+    stamp: u64,
+    payload: Payload,
+}
+
+struct Conn {
+    fd: OwnedFd,
+    sender: Sender,
+    queue: VecDeque<Pending>,
+    eof: bool,
+}
+
+/// The reading end of a mailslot (Windows' mailslot server).
+///
+/// Created with [`Reader::create`]; the name lives exactly as long as this
+/// value. Dropping it removes the name, discards unread messages, and makes
+/// every writer's next write fail with [`Error::ReaderClosed`].
+pub struct Reader {
+    name: SlotName,
+    display: String,
+    stem: String,
+    ns: Namespace,
+    claim: Option<Claim>,
+    listener: OwnedFd,
+    poller: sys::Poller,
+    waker: Waker,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    heads: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    seq: u64,
+    buffered_msgs: usize,
+    buffered_bytes: usize,
+    needs_pump: bool,
+    scratch: Vec<u8>,
+    tokens: Vec<u64>,
+    opts: ReaderOptions,
+    rejected: u64,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("name", &self.display)
+            .field("dir", &self.ns.dir())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reader {
+    /// Creates the slot `name` in the default namespace directory.
+    ///
+    /// Fails with [`Error::AlreadyExists`] when a live reader owns the name.
+    pub fn create(name: &SlotName, options: &ReaderOptions) -> Result<Reader> {
+        Reader::create_in(&Namespace::resolve()?, name, options)
+    }
+
+    /// Creates the slot `name` in the namespace `ns`.
+    pub fn create_in(ns: &Namespace, name: &SlotName, options: &ReaderOptions) -> Result<Reader> {
+        let display = name.path();
+        if options.mode & !0o777 != 0 {
+            return Err(Error::InvalidArgument {
+                name: display,
+                detail: format!(
+                    "mode {:o} has bits other than permissions; use e.g. 600, 660 or 666",
+                    options.mode
+                ),
+            });
+        }
+        let ns = ns
+            .try_clone()
+            .map_err(io_err("duplicating the directory handle", &display))?;
+        let claim = Claim::acquire(&ns, name)?;
+        let stem = name.file_stem();
+        let meta = Meta {
+            name: display.clone(),
+            pid: sys::pid(),
+            uid: sys::euid(),
+            gid: rustix::process::getegid().as_raw(),
+            mode: options.mode,
+            max_message_size: u64::from(options.max_message_size),
+            created_ms: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
+        // Stale files of a crashed reader of ours go first.
+        let sock = format!("{stem}.sock");
+        sys::unlink_at(ns.fd(), &sock).map_err(io_err("removing a stale socket", &display))?;
+        meta.write(&ns, &stem)
+            .map_err(io_err("writing the slot's metadata", &display))?;
+        let listener = bind_listener(&ns, &stem, options.mode)
+            .map_err(io_err("creating the slot's socket", &display))?;
+        let poller = sys::Poller::new().map_err(io_err("creating an epoll instance", &display))?;
+        let efd = sys::EventFd::new().map_err(io_err("creating an eventfd", &display))?;
+        poller
+            .add(listener.as_fd(), LISTENER)
+            .and_then(|()| poller.add(efd.as_fd(), WAKER))
+            .map_err(io_err("registering with epoll", &display))?;
+        Ok(Reader {
+            name: name.clone(),
+            display,
+            stem,
+            ns,
+            claim: Some(claim),
+            listener,
+            poller,
+            waker: Waker {
+                flag: Arc::new(AtomicBool::new(false)),
+                efd: Arc::new(efd),
+            },
+            conns: Vec::new(),
+            free: Vec::new(),
+            heads: BinaryHeap::new(),
+            seq: 0,
+            buffered_msgs: 0,
+            buffered_bytes: 0,
+            needs_pump: false,
+            scratch: vec![0u8; HEADER_LEN + INLINE_MAX],
+            tokens: Vec::new(),
+            opts: options.clone(),
+            rejected: 0,
+        })
+    }
+
+    /// The slot's name.
+    pub fn name(&self) -> &SlotName {
+        &self.name
+    }
+
+    /// The namespace directory the slot lives in.
+    pub fn dir(&self) -> &std::path::Path {
+        self.ns.dir()
+    }
+
+    /// A handle that interrupts this reader's waiting reads from elsewhere.
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    /// Sets the timeout of later reads (Windows' `SetMailslotInfo`):
+    /// `None` = forever, `Some(Duration::ZERO)` = return at once.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.opts.read_timeout = timeout;
+    }
+
+    /// The current read timeout.
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.opts.read_timeout
+    }
+
+    /// Frames refused so far because a writer broke the local protocol
+    /// (the offending connections were closed).
+    pub fn rejected_frames(&self) -> u64 {
+        self.rejected
+    }
+
+    /// Reads the next message into `buf`, waiting up to the read timeout.
+    ///
+    /// Returns the message's length. If `buf` is smaller than the next
+    /// message, fails with [`Error::BufferTooSmall`] and the message stays
+    /// queued (B30). With nothing to read, fails with [`Error::TimedOut`]
+    /// once the timeout has passed (at once for a zero timeout).
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.read_with_sender_timeout(buf, self.opts.read_timeout)
+            .map(|(n, _)| n)
+    }
+
+    /// Like [`read`](Reader::read), also returning the sender.
+    pub fn read_with_sender(&mut self, buf: &mut [u8]) -> Result<(usize, Sender)> {
+        self.read_with_sender_timeout(buf, self.opts.read_timeout)
+    }
+
+    /// Like [`read_with_sender`](Reader::read_with_sender) with an explicit
+    /// timeout for this call only.
+    pub fn read_with_sender_timeout(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<(usize, Sender)> {
+        let idx = self.wait_head(timeout)?;
+        let needed = self.head_len(idx);
+        if buf.len() < needed {
+            return Err(Error::BufferTooSmall {
+                name: self.display.clone(),
+                needed,
+                got: buf.len(),
+            });
+        }
+        let (p, sender) = self.take_head();
+        match p.payload {
+            Payload::Inline(v) => buf[..v.len()].copy_from_slice(&v),
+            Payload::Memfd(fd, n) => sys::pread_exact(fd.as_fd(), &mut buf[..n])
+                .map_err(io_err("reading a large message", &self.display))?,
+        }
+        Ok((needed, sender))
+    }
+
+    /// Reads without waiting: [`Error::TimedOut`] at once when empty.
+    pub fn try_read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.read_with_sender_timeout(buf, Some(Duration::ZERO))
+            .map(|(n, _)| n)
+    }
+
+    /// Reads with an explicit timeout for this call only.
+    pub fn read_timeout_once(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
+        self.read_with_sender_timeout(buf, timeout).map(|(n, _)| n)
+    }
+
+    /// Reads the next message as an owned [`Message`], waiting up to the
+    /// read timeout.
+    pub fn read_message(&mut self) -> Result<Message> {
+        self.read_message_timeout(self.opts.read_timeout)
+    }
+
+    /// Like [`read_message`](Reader::read_message) with an explicit timeout.
+    pub fn read_message_timeout(&mut self, timeout: Option<Duration>) -> Result<Message> {
+        self.wait_head(timeout)?;
+        let (p, sender) = self.take_head();
+        let data = match p.payload {
+            Payload::Inline(v) => v,
+            Payload::Memfd(fd, n) => {
+                let mut v = vec![0u8; n];
+                sys::pread_exact(fd.as_fd(), &mut v)
+                    .map_err(io_err("reading a large message", &self.display))?;
+                v
+            }
+        };
+        Ok(Message { data, sender })
+    }
+
+    /// Reports max size, next size, count and timeout (Windows'
+    /// `GetMailslotInfo`). Exact: messages still in kernel buffers are
+    /// fetched and counted first.
+    pub fn info(&mut self) -> Result<SlotStatus> {
+        self.pump(Some(Duration::ZERO), true)?;
+        Ok(SlotStatus {
+            max_message_size: self.opts.max_message_size,
+            next_size: self.heads.peek().map(|Reverse((_, _, i))| self.head_len(*i)),
+            count: self.buffered_msgs,
+            read_timeout: self.opts.read_timeout,
+        })
+    }
+
+    /// Waits until a head message is deliverable; returns its connection.
+    fn wait_head(&mut self, timeout: Option<Duration>) -> Result<usize> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if !self.needs_pump {
+                if let Some(Reverse((_, _, idx))) = self.heads.peek() {
+                    return Ok(*idx);
+                }
+            }
+            let wait = if !self.heads.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                if self.waker.flag.swap(false, Ordering::SeqCst) {
+                    self.waker.efd.drain();
+                    return Err(Error::Interrupted {
+                        name: self.display.clone(),
+                    });
+                }
+                match deadline {
+                    None => None,
+                    Some(d) => Some(d.saturating_duration_since(Instant::now())),
+                }
+            };
+            self.pump(wait, false)?;
+            if self.heads.is_empty() && !self.needs_pump {
+                if self.waker.flag.swap(false, Ordering::SeqCst) {
+                    self.waker.efd.drain();
+                    return Err(Error::Interrupted {
+                        name: self.display.clone(),
+                    });
+                }
+                if let (Some(d), Some(t)) = (deadline, timeout) {
+                    if Instant::now() >= d {
+                        return Err(Error::TimedOut {
+                            name: self.display.clone(),
+                            op: "reading from",
+                            timeout: t,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn head_len(&self, idx: usize) -> usize {
+        self.conns[idx]
+            .as_ref()
+            .and_then(|c| c.queue.front())
+            .map_or(0, |p| p.payload.len())
+    }
+
+    /// Removes the globally earliest message.
+    fn take_head(&mut self) -> (Pending, Sender) {
+        let Reverse((_, _, idx)) = self.heads.pop().expect("a head exists");
+        let conn = self.conns[idx].as_mut().expect("head's connection exists");
+        let p = conn.queue.pop_front().expect("head's queue is not empty");
+        let sender = conn.sender;
+        self.buffered_msgs -= 1;
+        self.buffered_bytes -= p.payload.len();
+        if let Some(next) = conn.queue.front() {
+            let key = (next.stamp, self.seq, idx);
+            self.seq += 1;
+            self.heads.push(Reverse(key));
+        } else if conn.eof {
+            self.remove_conn(idx);
+        } else {
+            // This writer may have more, possibly earlier than other heads.
+            self.needs_pump = true;
+        }
+        (p, sender)
+    }
+
+    /// Waits up to `timeout` for readiness, then accepts new writers and
+    /// tops up every ready connection whose queue is empty (all ready ones
+    /// when `all`), so that afterwards no writer's earliest message is left
+    /// behind in the kernel.
+    fn pump(&mut self, timeout: Option<Duration>, all: bool) -> Result<()> {
+        let mut tokens = std::mem::take(&mut self.tokens);
+        let r = self.pump_with(&mut tokens, timeout, all);
+        self.tokens = tokens;
+        r
+    }
+
+    fn pump_with(&mut self, tokens: &mut Vec<u64>, timeout: Option<Duration>, all: bool) -> Result<()> {
+        // Room for every registered descriptor, so one call sees all that are ready.
+        self.poller
+            .wait(tokens, self.conns.len() + 2, timeout)
+            .map_err(io_err("waiting for messages", &self.display))?;
+        self.needs_pump = false;
+        for &t in tokens.iter() {
+            match t {
+                LISTENER => self.accept_all()?,
+                WAKER => {
+                    self.waker.efd.drain();
+                }
+                idx => {
+                    let idx = idx as usize;
+                    let fill = self.conns.get(idx).and_then(|c| c.as_ref()).is_some_and(|c| {
+                        !c.eof && (all || c.queue.is_empty())
+                    });
+                    if fill {
+                        self.fill(idx, all);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn accept_all(&mut self) -> Result<()> {
+        loop {
+            let fd = match sys::accept(self.listener.as_fd()) {
+                Ok(Some(fd)) => fd,
+                Ok(None) => return Ok(()),
+                // Out of descriptors or memory: leave the rest in the backlog.
+                Err(e) if matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)) => return Ok(()),
+                Err(e) => return Err(io_err("accepting a writer", &self.display)(e)),
+            };
+            let Ok(cred) = sys::peer_cred(fd.as_fd()) else {
+                continue;
+            };
+            let conn = Conn {
+                fd,
+                sender: Sender {
+                    pid: cred.pid,
+                    uid: cred.uid,
+                    gid: cred.gid,
+                },
+                queue: VecDeque::new(),
+                eof: false,
+            };
+            let idx = match self.free.pop() {
+                Some(i) => i,
+                None => {
+                    self.conns.push(None);
+                    self.conns.len() - 1
+                }
+            };
+            if self.poller.add(conn.fd.as_fd(), idx as u64).is_err() {
+                self.free.push(idx);
+                continue;
+            }
+            self.conns[idx] = Some(conn);
+            // It may have written already.
+            self.fill(idx, false);
+        }
+    }
+
+    /// Receives messages of connection `idx` into its queue.
+    fn fill(&mut self, idx: usize, unbounded: bool) {
+        let Some(conn) = self.conns[idx].as_mut() else {
+            return;
+        };
+        let was_empty = conn.queue.is_empty();
+        let mut got = 0usize;
+        let mut broken = false;
+        loop {
+            if !unbounded
+                && !conn.queue.is_empty()
+                && (got >= BATCH
+                    || self.buffered_msgs >= self.opts.queue_messages
+                    || self.buffered_bytes >= self.opts.queue_bytes)
+            {
+                break;
+            }
+            let r = match sys::recv_frame(conn.fd.as_fd(), &mut self.scratch) {
+                Ok(r) => r,
+                Err(_) => {
+                    conn.eof = true;
+                    break;
+                }
+            };
+            match r {
+                sys::Recv::WouldBlock => break,
+                sys::Recv::Closed => {
+                    conn.eof = true;
+                    break;
+                }
+                sys::Recv::Frame { len, truncated, fd } => {
+                    let payload = if truncated {
+                        None
+                    } else {
+                        decode_frame(&self.scratch[..len], fd, self.opts.max_message_size)
+                    };
+                    let Some((stamp, payload)) = payload else {
+                        // A writer that breaks the protocol loses its connection.
+                        broken = true;
+                        break;
+                    };
+                    self.buffered_msgs += 1;
+                    self.buffered_bytes += payload.len();
+                    conn.queue.push_back(Pending { stamp, payload });
+                    got += 1;
+                }
+            }
+        }
+        if broken {
+            self.rejected += 1;
+            conn.eof = true;
+            let _ = rustix::net::shutdown(&conn.fd, rustix::net::Shutdown::Both);
+        }
+        if was_empty {
+            if let Some(front) = conn.queue.front() {
+                let key = (front.stamp, self.seq, idx);
+                self.seq += 1;
+                self.heads.push(Reverse(key));
+            } else if conn.eof {
+                self.remove_conn(idx);
+            }
+        }
+    }
+
+    fn remove_conn(&mut self, idx: usize) {
+        if let Some(c) = self.conns[idx].take() {
+            let _ = self.poller.delete(c.fd.as_fd());
+            self.free.push(idx);
+        }
+    }
+}
+
+fn decode_frame(packet: &[u8], fd: Option<OwnedFd>, max: u32) -> Option<(u64, Payload)> {
+    let h = Header::decode(packet).ok()?;
+    if max != 0 && h.len > max {
+        return None;
+    }
+    let payload = match (h.kind, fd) {
+        (Kind::Inline, None) => Payload::Inline(packet[HEADER_LEN..].to_vec()),
+        (Kind::Memfd, Some(fd)) => {
+            sys::check_sealed_memfd(fd.as_fd(), u64::from(h.len)).ok()?;
+            Payload::Memfd(fd, h.len as usize)
+        }
+        _ => return None,
+    };
+    Some((h.stamp, payload))
+}
+
+/// Binds the listening socket under a temporary name, sets its mode, starts
+/// listening, then renames it into place, so no writer ever sees a socket
+/// with the wrong permissions.
+fn bind_listener(ns: &Namespace, stem: &str, mode: u32) -> io::Result<OwnedFd> {
+    let tmp = format!("{stem}.{}.tmp.sock", sys::pid());
+    sys::unlink_at(ns.fd(), &tmp)?;
+    let fd = sys::seqpacket_socket(true)?;
+    let addr = sys::unix_addr(ns.dir(), ns.fd(), &tmp)?;
+    sys::bind(fd.as_fd(), &addr)?;
+    let r = sys::chmod_at(ns.fd(), &tmp, mode)
+        .and_then(|()| sys::listen(fd.as_fd(), 4096))
+        .and_then(|()| sys::rename_at(ns.fd(), &tmp, &format!("{stem}.sock")));
+    if r.is_err() {
+        let _ = sys::unlink_at(ns.fd(), &tmp);
+    }
+    r.map(|()| fd)
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if let Some(c) = self.claim.take() {
+            c.release(&self.ns, &self.stem);
+        }
+    }
+}
+
+impl AsFd for Reader {
+    /// The reader's epoll descriptor: readable when a read may make progress.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.poller.as_fd()
+    }
+}
+
+impl AsRawFd for Reader {
+    fn as_raw_fd(&self) -> RawFd {
+        self.poller.as_fd().as_raw_fd()
+    }
+}

@@ -1,0 +1,555 @@
+//! The one seam between the library and the operating system.
+//!
+//! Every system call the crate makes goes through this module, via `rustix`
+//! (no raw `libc` and no `unsafe` in our code). It
+//! provides:
+//!
+//! - clocks: [`monotonic_ns`] (the writer's ordering stamp);
+//! - identity: [`euid`], [`pid`];
+//! - files in the namespace directory, always relative to a directory fd and
+//!   never following symlinks: [`open_dir`], [`open_lock_file`],
+//!   [`open_regular_read`], [`create_new`], [`stat_at`], [`unlink_at`],
+//!   [`rename_at`], [`chmod_at`], [`mkdir`], [`chmod_path`], [`lstat_path`];
+//! - advisory locks: [`try_flock`], [`unlock`];
+//! - AF_UNIX `SOCK_SEQPACKET` sockets: [`seqpacket_socket`], [`unix_addr`],
+//!   [`bind`], [`listen`], [`connect`], [`accept`], [`peer_cred`],
+//!   [`send_frame`], [`recv_frame`], [`wait_writable`];
+//! - readiness: [`Poller`] (epoll) and [`EventFd`] (the reader's waker);
+//! - sealed memory files for large messages: [`sealed_memfd`],
+//!   [`check_sealed_memfd`], [`pread_exact`].
+//!
+//! Each wrapper's first doc line names the system call it makes.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::time::Duration;
+
+use rustix::event::{EventfdFlags, PollFd, PollFlags, epoll};
+use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, SealFlags};
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+};
+
+pub(crate) use rustix::fs::Stat;
+
+fn to_io(e: rustix::io::Errno) -> io::Error {
+    io::Error::from(e)
+}
+
+fn timespec(d: Duration) -> rustix::time::Timespec {
+    rustix::time::Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(d.subsec_nanos()),
+    }
+}
+
+/// `clock_gettime(CLOCK_MONOTONIC)`, in nanoseconds.
+pub(crate) fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64).wrapping_mul(1_000_000_000) + t.tv_nsec as u64
+}
+
+/// `geteuid()`.
+pub(crate) fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// `getpid()`.
+pub(crate) fn pid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// `open(path, O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)`.
+pub(crate) fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(to_io)
+}
+
+/// `lstat(path)`.
+pub(crate) fn lstat_path(path: &Path) -> io::Result<Stat> {
+    rustix::fs::lstat(path).map_err(to_io)
+}
+
+/// `mkdir(path, mode)`.
+pub(crate) fn mkdir(path: &Path, mode: u32) -> io::Result<()> {
+    rustix::fs::mkdir(path, Mode::from_raw_mode(mode)).map_err(to_io)
+}
+
+/// `chmod(path, mode)`.
+pub(crate) fn chmod_path(path: &Path, mode: u32) -> io::Result<()> {
+    rustix::fs::chmod(path, Mode::from_raw_mode(mode)).map_err(to_io)
+}
+
+/// `fstat(fd)`.
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
+    rustix::fs::fstat(fd).map_err(to_io)
+}
+
+/// `openat(dir, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644)`.
+pub(crate) fn open_lock_file(dir: BorrowedFd<'_>, name: &str) -> io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(to_io)
+}
+
+/// `openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)`.
+///
+/// `O_NONBLOCK` keeps a planted FIFO from blocking the caller; the caller
+/// checks the file type with [`fstat`].
+pub(crate) fn open_regular_read(dir: BorrowedFd<'_>, name: &str) -> io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(to_io)
+}
+
+/// `openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)`.
+pub(crate) fn create_new(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+    )
+    .map_err(to_io)
+}
+
+/// `write(fd, data)` until all of `data` is written.
+pub(crate) fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match rustix::io::write(fd, data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(to_io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// `read(fd, buf)` until end of file; at most `limit` bytes.
+pub(crate) fn read_to_end(fd: BorrowedFd<'_>, limit: usize) -> io::Result<Vec<u8>> {
+    let mut out = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == out.len() {
+            if out.len() >= limit {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("file larger than {limit} bytes"),
+                ));
+            }
+            out.resize((out.len() * 2).min(limit), 0);
+        }
+        match rustix::io::read(fd, &mut out[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(to_io(e)),
+        }
+    }
+    out.truncate(len);
+    Ok(out)
+}
+
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`.
+pub(crate) fn stat_at(dir: BorrowedFd<'_>, name: &str) -> io::Result<Stat> {
+    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(to_io)
+}
+
+/// `unlinkat(dir, name, 0)`; a missing file is not an error.
+pub(crate) fn unlink_at(dir: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(to_io(e)),
+    }
+}
+
+/// `renameat(dir, from, dir, to)`.
+pub(crate) fn rename_at(dir: BorrowedFd<'_>, from: &str, to: &str) -> io::Result<()> {
+    rustix::fs::renameat(dir, from, dir, to).map_err(to_io)
+}
+
+/// `fchmodat(dir, name, mode, 0)`.
+pub(crate) fn chmod_at(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<()> {
+    rustix::fs::chmodat(dir, name, Mode::from_raw_mode(mode), AtFlags::empty()).map_err(to_io)
+}
+
+/// `flock(fd, LOCK_EX | LOCK_NB)` or `LOCK_SH | LOCK_NB`; `Ok(false)` when held elsewhere.
+pub(crate) fn try_flock(fd: BorrowedFd<'_>, exclusive: bool) -> io::Result<bool> {
+    let op = if exclusive {
+        FlockOperation::NonBlockingLockExclusive
+    } else {
+        FlockOperation::NonBlockingLockShared
+    };
+    match rustix::fs::flock(fd, op) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(to_io(e)),
+    }
+}
+
+/// `flock(fd, LOCK_UN)`.
+pub(crate) fn unlock(fd: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::fs::flock(fd, FlockOperation::Unlock).map_err(to_io)
+}
+
+/// `socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC [| SOCK_NONBLOCK], 0)`.
+pub(crate) fn seqpacket_socket(nonblocking: bool) -> io::Result<OwnedFd> {
+    let mut flags = SocketFlags::CLOEXEC;
+    if nonblocking {
+        flags |= SocketFlags::NONBLOCK;
+    }
+    rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, flags, None)
+    .map_err(to_io)
+}
+
+/// The `sockaddr_un` for `dir/file`.
+///
+/// When the full path does not fit the 108-byte `sun_path`, the address goes
+/// through `/proc/self/fd/<dirfd>/file`, which the kernel resolves like the
+/// real path; so a long `MAILSLOT_DIR` still works.
+pub(crate) fn unix_addr(
+    dir: &Path,
+    dirfd: BorrowedFd<'_>,
+    file: &str,
+) -> io::Result<SocketAddrUnix> {
+    let full = dir.join(file);
+    match SocketAddrUnix::new(&full) {
+        Ok(a) => Ok(a),
+        Err(_) => {
+            use std::os::fd::AsRawFd;
+            let alt = format!("/proc/self/fd/{}/{}", dirfd.as_raw_fd(), file);
+            SocketAddrUnix::new(alt.as_str()).map_err(to_io)
+        }
+    }
+}
+
+/// `bind(fd, addr)`.
+pub(crate) fn bind(fd: BorrowedFd<'_>, addr: &SocketAddrUnix) -> io::Result<()> {
+    rustix::net::bind(fd, addr).map_err(to_io)
+}
+
+/// `listen(fd, backlog)`.
+pub(crate) fn listen(fd: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
+    rustix::net::listen(fd, backlog).map_err(to_io)
+}
+
+/// `connect(fd, addr)`, retried on `EINTR`.
+pub(crate) fn connect(fd: BorrowedFd<'_>, addr: &SocketAddrUnix) -> io::Result<()> {
+    loop {
+        match rustix::net::connect(fd, addr) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return r.map_err(to_io),
+        }
+    }
+}
+
+/// `accept4(fd, SOCK_CLOEXEC | SOCK_NONBLOCK)`; `Ok(None)` when none is pending.
+pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+    loop {
+        match rustix::net::accept_with(fd, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
+            Ok(c) => return Ok(Some(c)),
+            Err(rustix::io::Errno::AGAIN) => return Ok(None),
+            Err(rustix::io::Errno::INTR) => continue,
+            // The peer gave up before we accepted it: nothing to do.
+            Err(rustix::io::Errno::CONNABORTED) => continue,
+            Err(e) => return Err(to_io(e)),
+        }
+    }
+}
+
+/// Credentials of a connected peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cred {
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// `getsockopt(fd, SOL_SOCKET, SO_PEERCRED)`.
+pub(crate) fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<Cred> {
+    let c = rustix::net::sockopt::socket_peercred(fd).map_err(to_io)?;
+    Ok(Cred {
+        pid: c.pid.as_raw_nonzero().get() as u32,
+        uid: c.uid.as_raw(),
+        gid: c.gid.as_raw(),
+    })
+}
+
+/// `sendmsg(fd, [header, payload], SCM_RIGHTS?, MSG_NOSIGNAL [| MSG_DONTWAIT])`.
+///
+/// Sends one whole frame; `EINTR` is retried.
+pub(crate) fn send_frame(
+    fd: BorrowedFd<'_>,
+    header: &[u8],
+    payload: &[u8],
+    pass: Option<BorrowedFd<'_>>,
+    nonblocking: bool,
+) -> io::Result<()> {
+    let iov = [IoSlice::new(header), IoSlice::new(payload)];
+    let mut flags = SendFlags::NOSIGNAL;
+    if nonblocking {
+        flags |= SendFlags::DONTWAIT;
+    }
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let fds;
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if let Some(p) = pass {
+        fds = [p];
+        control.push(SendAncillaryMessage::ScmRights(&fds));
+    }
+    loop {
+        match rustix::net::sendmsg(fd, &iov, &mut control, flags) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(to_io(e)),
+        }
+    }
+}
+
+/// What [`recv_frame`] got.
+pub(crate) enum Recv {
+    /// A frame of `len` bytes (more than the buffer when `truncated`), with
+    /// a passed descriptor if one came along.
+    Frame {
+        len: usize,
+        truncated: bool,
+        fd: Option<OwnedFd>,
+    },
+    /// Nothing queued right now.
+    WouldBlock,
+    /// The peer closed its end and everything it sent has been read.
+    Closed,
+}
+
+/// `recvmsg(fd, buf, MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC)`.
+pub(crate) fn recv_frame(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Recv> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let flags = RecvFlags::DONTWAIT | RecvFlags::TRUNC | RecvFlags::CMSG_CLOEXEC;
+    let r = loop {
+        match rustix::net::recvmsg(fd, &mut iov, &mut control, flags) {
+            Ok(r) => break r,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) => return Ok(Recv::WouldBlock),
+            Err(rustix::io::Errno::CONNRESET) => return Ok(Recv::Closed),
+            Err(e) => return Err(to_io(e)),
+        }
+    };
+    let mut passed = None;
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = msg {
+            for f in fds {
+                // Keep the first; any extra descriptor is closed on drop.
+                if passed.is_none() {
+                    passed = Some(f);
+                }
+            }
+        }
+    }
+    // Every frame carries a header, so zero bytes with no descriptor is
+    // end-of-stream, never a message.
+    if r.bytes == 0 && passed.is_none() {
+        return Ok(Recv::Closed);
+    }
+    Ok(Recv::Frame {
+        len: r.bytes,
+        truncated: r.flags.contains(rustix::net::ReturnFlags::TRUNC),
+        fd: passed,
+    })
+}
+
+/// `poll(fd, POLLOUT, timeout)`; `Ok(false)` on timeout.
+pub(crate) fn wait_writable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+    let ts = timeout.map(timespec);
+    loop {
+        match rustix::event::poll(&mut fds, ts.as_ref()) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(to_io(e)),
+        }
+    }
+}
+
+/// An epoll instance with `u64` tokens.
+pub(crate) struct Poller {
+    fd: OwnedFd,
+    events: Vec<epoll::Event>,
+}
+
+impl Poller {
+    /// `epoll_create1(EPOLL_CLOEXEC)`.
+    pub(crate) fn new() -> io::Result<Poller> {
+        Ok(Poller {
+            fd: epoll::create(epoll::CreateFlags::CLOEXEC).map_err(to_io)?,
+            events: Vec::new(),
+        })
+    }
+
+    /// `epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLRDHUP)`, level-triggered.
+    pub(crate) fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        epoll::add(
+            &self.fd,
+            fd,
+            epoll::EventData::new_u64(token),
+            epoll::EventFlags::IN | epoll::EventFlags::RDHUP,
+        )
+        .map_err(to_io)
+    }
+
+    /// `epoll_ctl(EPOLL_CTL_DEL, fd)`.
+    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        epoll::delete(&self.fd, fd).map_err(to_io)
+    }
+
+    /// `epoll_wait(timeout)`: fills `tokens` with up to `max` ready tokens
+    /// (cleared first). `None` waits forever; `EINTR` returns no events.
+    pub(crate) fn wait(
+        &mut self,
+        tokens: &mut Vec<u64>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        tokens.clear();
+        let events = &mut self.events;
+        events.clear();
+        events.reserve(max.max(8));
+        let ts = timeout.map(timespec);
+        match epoll::wait(&self.fd, rustix::buffer::spare_capacity(events), ts.as_ref()) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => return Ok(()),
+            Err(e) => return Err(to_io(e)),
+        }
+        tokens.extend(events.iter().map(|e| e.data.u64()));
+        Ok(())
+    }
+}
+
+impl AsFd for Poller {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// A non-blocking eventfd used to interrupt a waiting reader.
+#[derive(Debug)]
+pub(crate) struct EventFd {
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    /// `eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)`.
+    pub(crate) fn new() -> io::Result<EventFd> {
+        Ok(EventFd {
+            fd: rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+                .map_err(to_io)?,
+        })
+    }
+
+    /// `write(eventfd, 1)`.
+    pub(crate) fn signal(&self) -> io::Result<()> {
+        match rustix::io::write(&self.fd, &1u64.to_ne_bytes()) {
+            Ok(_) | Err(rustix::io::Errno::AGAIN) => Ok(()),
+            Err(e) => Err(to_io(e)),
+        }
+    }
+
+    /// `read(eventfd)`: consumes pending signals; true if there were any.
+    pub(crate) fn drain(&self) -> bool {
+        let mut b = [0u8; 8];
+        matches!(rustix::io::read(&self.fd, &mut b), Ok(8))
+    }
+}
+
+impl AsFd for EventFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+const ALL_SEALS: SealFlags = SealFlags::SEAL
+    .union(SealFlags::SHRINK)
+    .union(SealFlags::GROW)
+    .union(SealFlags::WRITE);
+
+/// `memfd_create("mailslot-message", MFD_CLOEXEC | MFD_ALLOW_SEALING)`, then
+/// `write` the data and `fcntl(F_ADD_SEALS)` so nobody can change it.
+pub(crate) fn sealed_memfd(data: &[u8]) -> io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(
+        "mailslot-message",
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+    )
+    .map_err(to_io)?;
+    rustix::fs::ftruncate(&fd, data.len() as u64).map_err(to_io)?;
+    let mut off = 0usize;
+    while off < data.len() {
+        match rustix::io::pwrite(&fd, &data[off..], off as u64) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => off += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(to_io(e)),
+        }
+    }
+    rustix::fs::fcntl_add_seals(&fd, ALL_SEALS).map_err(to_io)?;
+    Ok(fd)
+}
+
+/// `fcntl(F_GET_SEALS)` and `fstat`: the descriptor must be a fully sealed
+/// memfd of exactly `len` bytes.
+pub(crate) fn check_sealed_memfd(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    let seals = rustix::fs::fcntl_get_seals(fd).map_err(to_io)?;
+    if !seals.contains(SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "passed memory file is not sealed against writes",
+        ));
+    }
+    let st = fstat(fd)?;
+    if st.st_size as u64 != len {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "passed memory file holds {} bytes, header says {len}",
+                st.st_size
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `pread(fd, buf, 0)` until `buf` is full.
+pub(crate) fn pread_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<()> {
+    let mut off = 0usize;
+    while off < buf.len() {
+        match rustix::io::pread(fd, &mut buf[off..], off as u64) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => off += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(to_io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Major and minor device numbers of `dev` (`major(3)`, `minor(3)`).
+pub(crate) fn dev_major_minor(dev: u64) -> (u32, u32) {
+    (rustix::fs::major(dev), rustix::fs::minor(dev))
+}
