@@ -17,7 +17,9 @@ pub enum Error {
     #[error(transparent)]
     InvalidName(#[from] NameError),
     /// `create`: a live reader already owns this name (Windows: ERROR_ALREADY_EXISTS).
-    #[error("mailslot {name} already exists: a live reader (pid {pid}) owns it; choose another name or stop that reader")]
+    #[error(
+        "mailslot {name} already exists: a live reader (pid {pid}) owns it; choose another name or stop that reader"
+    )]
     AlreadyExists {
         /// The slot.
         name: String,
@@ -39,7 +41,9 @@ pub enum Error {
         detail: String,
     },
     /// The message is larger than the slot's maximum message size; nothing was queued.
-    #[error("message of {size} bytes is larger than the maximum message size of {max} bytes of mailslot {name}; nothing was sent")]
+    #[error(
+        "message of {size} bytes is larger than the maximum message size of {max} bytes of mailslot {name}; nothing was sent"
+    )]
     MessageTooLarge {
         /// The slot.
         name: String,
@@ -49,7 +53,9 @@ pub enum Error {
         max: u64,
     },
     /// The caller's buffer cannot hold the next message; the message stays queued.
-    #[error("buffer of {got} bytes is too small for the next message of {needed} bytes on mailslot {name}; the message stays queued, read again with at least {needed} bytes")]
+    #[error(
+        "buffer of {got} bytes is too small for the next message of {needed} bytes on mailslot {name}; the message stays queued, read again with at least {needed} bytes"
+    )]
     BufferTooSmall {
         /// The slot.
         name: String,
@@ -69,7 +75,9 @@ pub enum Error {
         timeout: Duration,
     },
     /// The reader closed the slot (or died); this writer can no longer reach it.
-    #[error("the reader of mailslot {name} has gone; messages not yet read were discarded; open the slot again once a new reader exists")]
+    #[error(
+        "the reader of mailslot {name} has gone; messages not yet read were discarded; open the slot again once a new reader exists"
+    )]
     ReaderClosed {
         /// The slot.
         name: String,

@@ -5,10 +5,19 @@
 //! | off | len | field |
 //! |-----|-----|-------|
 //! | 0 | 1 | magic `0xA7` |
-//! | 1 | 1 | kind: 0 inline payload, 1 payload in a passed sealed memfd |
-//! | 2 | 2 | flags (reserved, 0) |
-//! | 4 | 4 | payload length |
+//! | 1 | 1 | kind: 0 inline payload, 1 payload in a passed sealed memfd, 2 batch |
+//! | 2 | 2 | flags: bit 0 = the inline payload starts with an origin block |
+//! | 4 | 4 | payload length (inline: bytes after the header) |
 //! | 8 | 8 | writer's `CLOCK_MONOTONIC` stamp in ns (delivery order) |
+//!
+//! A batch (kind 2) carries several messages of one writer, coalesced:
+//! repeated `u32 length` + bytes. The reader splits it back, so boundaries,
+//! order and sender stay exact.
+//!
+//! An origin block (flag bit 0, inline kind only) tells where a message came
+//! from on the network; the daemon sets it and readers believe it only from
+//! trusted users: `u8 version (1)`, `IPv4 (4)`, `port u16`, `u8 n` + source
+//! name, `u8 n` + destination name.
 
 /// Size of the frame header.
 pub(crate) const HEADER_LEN: usize = 16;
@@ -24,12 +33,18 @@ pub(crate) enum Kind {
     Inline,
     /// In a sealed memfd passed with `SCM_RIGHTS`.
     Memfd,
+    /// Several inline messages, each prefixed by its `u32` length.
+    Batch,
 }
+
+/// Header flag: the inline payload starts with an origin block.
+pub(crate) const FLAG_ORIGIN: u16 = 1;
 
 /// A decoded frame header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Header {
     pub kind: Kind,
+    pub flags: u16,
     pub len: u32,
     pub stamp: u64,
 }
@@ -65,7 +80,9 @@ impl Header {
         b[1] = match self.kind {
             Kind::Inline => 0,
             Kind::Memfd => 1,
+            Kind::Batch => 2,
         };
+        b[2..4].copy_from_slice(&self.flags.to_le_bytes());
         b[4..8].copy_from_slice(&self.len.to_le_bytes());
         b[8..16].copy_from_slice(&self.stamp.to_le_bytes());
         b
@@ -84,19 +101,113 @@ impl Header {
         let kind = match b[1] {
             0 => Kind::Inline,
             1 => Kind::Memfd,
+            2 => Kind::Batch,
             k => return Err(FrameError::Kind(k)),
         };
+        let flags = u16::from_le_bytes([b[2], b[3]]);
         let len = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
         let stamp = u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
         let actual = packet.len() - HEADER_LEN;
         let expected = match kind {
-            Kind::Inline => len as usize,
+            Kind::Inline | Kind::Batch => len as usize,
             Kind::Memfd => 0,
         };
         if actual != expected {
-            return Err(FrameError::Length { header: len, actual });
+            return Err(FrameError::Length {
+                header: len,
+                actual,
+            });
         }
-        Ok(Header { kind, len, stamp })
+        Ok(Header {
+            kind,
+            flags,
+            len,
+            stamp,
+        })
+    }
+}
+
+/// Splits a batch payload into its messages; `None` if malformed.
+pub(crate) fn split_batch(mut payload: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::new();
+    while !payload.is_empty() {
+        let n = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?) as usize;
+        let msg = payload.get(4..4 + n)?;
+        out.push(msg);
+        payload = &payload[4 + n..];
+    }
+    Some(out)
+}
+
+/// Appends one message to a batch payload.
+pub(crate) fn push_batch(out: &mut Vec<u8>, msg: &[u8]) {
+    out.extend_from_slice(&(msg.len() as u32).to_le_bytes());
+    out.extend_from_slice(msg);
+}
+
+/// Where a network message came from, as the daemon saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct RemoteOrigin {
+    /// The sender's IPv4 address (from the UDP packet).
+    pub ip: std::net::Ipv4Addr,
+    /// The sender's UDP port.
+    pub port: u16,
+    /// The datagram's source NetBIOS name, e.g. `PEERA<00>`.
+    pub source_name: String,
+    /// The datagram's destination NetBIOS name, e.g. `TESTGRP<1D>`.
+    pub dest_name: String,
+}
+
+impl RemoteOrigin {
+    /// Builds an origin; names longer than 255 bytes are cut.
+    pub fn new(ip: std::net::Ipv4Addr, port: u16, source_name: &str, dest_name: &str) -> Self {
+        RemoteOrigin {
+            ip,
+            port,
+            source_name: source_name.to_string(),
+            dest_name: dest_name.to_string(),
+        }
+    }
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.push(1);
+        out.extend_from_slice(&self.ip.octets());
+        out.extend_from_slice(&self.port.to_le_bytes());
+        for s in [&self.source_name, &self.dest_name] {
+            let mut n = s.len().min(255);
+            while !s.is_char_boundary(n) {
+                n -= 1;
+            }
+            out.push(n as u8);
+            out.extend_from_slice(&s.as_bytes()[..n]);
+        }
+    }
+
+    /// Decodes an origin block at the start of `b`; returns it and the rest.
+    pub(crate) fn decode(b: &[u8]) -> Option<(RemoteOrigin, &[u8])> {
+        if *b.first()? != 1 {
+            return None;
+        }
+        let ip = std::net::Ipv4Addr::new(*b.get(1)?, *b.get(2)?, *b.get(3)?, *b.get(4)?);
+        let port = u16::from_le_bytes([*b.get(5)?, *b.get(6)?]);
+        let mut rest = b.get(7..)?;
+        let mut names = [String::new(), String::new()];
+        for n in &mut names {
+            let len = *rest.first()? as usize;
+            *n = std::str::from_utf8(rest.get(1..1 + len)?).ok()?.to_string();
+            rest = &rest[1 + len..];
+        }
+        let [source_name, dest_name] = names;
+        Some((
+            RemoteOrigin {
+                ip,
+                port,
+                source_name,
+                dest_name,
+            },
+            rest,
+        ))
     }
 }
 
@@ -107,11 +218,27 @@ mod tests {
     #[test]
     fn round_trip() {
         for h in [
-            Header { kind: Kind::Inline, len: 0, stamp: 0 },
-            Header { kind: Kind::Memfd, len: u32::MAX, stamp: u64::MAX },
+            Header {
+                kind: Kind::Inline,
+                flags: 0,
+                len: 0,
+                stamp: 0,
+            },
+            Header {
+                kind: Kind::Memfd,
+                flags: 1,
+                len: u32::MAX,
+                stamp: u64::MAX,
+            },
+            Header {
+                kind: Kind::Batch,
+                flags: 0,
+                len: 3,
+                stamp: 9,
+            },
         ] {
             let mut p = h.encode().to_vec();
-            if h.kind == Kind::Inline {
+            if h.kind != Kind::Memfd {
                 p.extend(std::iter::repeat_n(0, h.len as usize));
             }
             assert_eq!(Header::decode(&p), Ok(h));
@@ -121,7 +248,14 @@ mod tests {
     #[test]
     fn refuses_bad_frames() {
         assert_eq!(Header::decode(&[0xA7; 3]), Err(FrameError::Short(3)));
-        let mut p = Header { kind: Kind::Inline, len: 5, stamp: 1 }.encode().to_vec();
+        let mut p = Header {
+            kind: Kind::Inline,
+            flags: 0,
+            len: 5,
+            stamp: 1,
+        }
+        .encode()
+        .to_vec();
         assert!(matches!(Header::decode(&p), Err(FrameError::Length { .. })));
         p.extend([0; 5]);
         p[0] = 0;
@@ -131,7 +265,31 @@ mod tests {
         assert_eq!(Header::decode(&p), Err(FrameError::Kind(9)));
     }
 
+    #[test]
+    fn batch_and_origin_round_trip() {
+        let mut b = Vec::new();
+        for m in [&b"a"[..], b"", b"xyz"] {
+            push_batch(&mut b, m);
+        }
+        assert_eq!(split_batch(&b), Some(vec![&b"a"[..], b"", b"xyz"]));
+        assert_eq!(split_batch(&b[..b.len() - 1]), None);
+        let o = RemoteOrigin::new([10, 0, 0, 1].into(), 138, "PEERA<00>", "HOST<03>");
+        let mut e = Vec::new();
+        o.encode(&mut e);
+        e.extend_from_slice(b"data");
+        let (d, rest) = RemoteOrigin::decode(&e).unwrap();
+        assert_eq!((d, rest), (o, &b"data"[..]));
+        assert_eq!(RemoteOrigin::decode(&e[..5]), None);
+    }
+
     proptest::proptest! {
+        #[test]
+        fn split_and_origin_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let _ = split_batch(&bytes);
+            let _ = RemoteOrigin::decode(&bytes);
+        }
+
+
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
             let _ = Header::decode(&bytes);

@@ -59,6 +59,7 @@ mod sys;
 mod writer;
 
 pub use error::{Error, Result};
+pub use frame::RemoteOrigin;
 pub use name::{Destination, NameError, SlotName};
 pub use namespace::{ENV_DIR, Namespace, RUN_DIR, SlotInfo, TMP_DIR};
 pub use reader::{Message, Reader, ReaderOptions, Sender, SlotStatus, Waker};

@@ -95,7 +95,10 @@ impl Namespace {
         }
         let fd = sys::open_dir(dir).map_err(|e| {
             if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-                problem("is a symbolic link; refusing it (set MAILSLOT_DIR to the real directory)".into())
+                problem(
+                    "is a symbolic link; refusing it (set MAILSLOT_DIR to the real directory)"
+                        .into(),
+                )
             } else {
                 problem(format!("cannot open it: {e}"))
             }
@@ -224,6 +227,8 @@ pub struct SlotInfo {
     pub max_message_size: u64,
     /// When the slot was created.
     pub created: SystemTime,
+    /// Whether the slot accepts messages forwarded from the network.
+    pub accept_remote: bool,
 }
 
 /// The metadata file's contents.
@@ -236,19 +241,21 @@ pub(crate) struct Meta {
     pub mode: u32,
     pub max_message_size: u64,
     pub created_ms: u64,
+    pub accept_remote: bool,
 }
 
 impl Meta {
     fn encode(&self) -> String {
         format!(
-            "version=1\nname={}\npid={}\nuid={}\ngid={}\nmode={:o}\nmax_message_size={}\ncreated_ms={}\n",
+            "version=1\nname={}\npid={}\nuid={}\ngid={}\nmode={:o}\nmax_message_size={}\ncreated_ms={}\naccept_remote={}\n",
             self.name,
             self.pid,
             self.uid,
             self.gid,
             self.mode,
             self.max_message_size,
-            self.created_ms
+            self.created_ms,
+            u8::from(self.accept_remote)
         )
     }
 
@@ -261,6 +268,7 @@ impl Meta {
             mode: 0,
             max_message_size: 0,
             created_ms: 0,
+            accept_remote: true,
         };
         let mut seen = 0u32;
         for line in text.lines() {
@@ -274,6 +282,7 @@ impl Meta {
                 "mode" => (m.mode, seen) = (u32::from_str_radix(v, 8).ok()?, seen | 32),
                 "max_message_size" => (m.max_message_size, seen) = (v.parse().ok()?, seen | 64),
                 "created_ms" => (m.created_ms, seen) = (v.parse().ok()?, seen | 128),
+                "accept_remote" => m.accept_remote = v == "1",
                 _ => {}
             }
         }
@@ -285,7 +294,10 @@ impl Meta {
         let fd = sys::open_regular_read(ns.fd(), &format!("{stem}.meta"))?;
         let st = sys::fstat(fd.as_fd())?;
         if !is_regular(&st) {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a regular file"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a regular file",
+            ));
         }
         let bytes = sys::read_to_end(fd.as_fd(), META_LIMIT)?;
         std::str::from_utf8(&bytes)
@@ -316,6 +328,7 @@ impl Meta {
             mode: self.mode,
             max_message_size: self.max_message_size,
             created: SystemTime::UNIX_EPOCH + Duration::from_millis(self.created_ms),
+            accept_remote: self.accept_remote,
         }
     }
 }
@@ -419,7 +432,8 @@ impl Claim {
                     io_err("opening the lock file", &display)(e)
                 }
             })?;
-            let st = sys::fstat(fd.as_fd()).map_err(io_err("inspecting the lock file", &display))?;
+            let st =
+                sys::fstat(fd.as_fd()).map_err(io_err("inspecting the lock file", &display))?;
             if !is_regular(&st) {
                 return Err(Error::UnsafeFile {
                     name: display,
@@ -499,6 +513,7 @@ mod tests {
             mode: 0o600,
             max_message_size: 424,
             created_ms: 1,
+            accept_remote: false,
         };
         assert_eq!(Meta::decode(&m.encode()), Some(m.clone()));
         let text = m.encode();

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result, io_err};
-use crate::frame::{HEADER_LEN, Header, INLINE_MAX, Kind};
+use crate::frame::{FLAG_ORIGIN, HEADER_LEN, Header, INLINE_MAX, Kind, RemoteOrigin, split_batch};
 use crate::name::SlotName;
 use crate::namespace::{Claim, Meta, Namespace};
 use crate::sys;
@@ -27,6 +27,7 @@ pub struct ReaderOptions {
     mode: u32,
     queue_messages: usize,
     queue_bytes: usize,
+    accept_remote: bool,
 }
 
 impl Default for ReaderOptions {
@@ -39,6 +40,7 @@ impl Default for ReaderOptions {
             mode: 0o600,
             queue_messages: 65_536,
             queue_bytes: 16 << 20,
+            accept_remote: true,
         }
     }
 }
@@ -77,10 +79,18 @@ impl ReaderOptions {
         self.queue_bytes = bytes.max(1);
         self
     }
+
+    /// Whether messages forwarded from the network by the mailslot daemon
+    /// are accepted (the default) or discarded. The choice is recorded in
+    /// the slot's metadata, so the daemon drops them before sending.
+    pub fn accept_remote(mut self, accept: bool) -> Self {
+        self.accept_remote = accept;
+        self
+    }
 }
 
 /// Who sent a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Sender {
     /// Process id of the writer (when it opened the slot).
@@ -89,6 +99,9 @@ pub struct Sender {
     pub uid: u32,
     /// Group id of the writer.
     pub gid: u32,
+    /// For a message that came over the network, where it came from; the
+    /// local fields then describe the daemon that forwarded it.
+    pub remote: Option<RemoteOrigin>,
 }
 
 /// One message, with its sender.
@@ -151,6 +164,7 @@ impl Payload {
 struct Pending {
     stamp: u64,
     payload: Payload,
+    origin: Option<Box<RemoteOrigin>>,
 }
 
 struct Conn {
@@ -158,6 +172,7 @@ struct Conn {
     sender: Sender,
     queue: VecDeque<Pending>,
     eof: bool,
+    trusted: bool,
 }
 
 /// The reading end of a mailslot (Windows' mailslot server).
@@ -185,6 +200,8 @@ pub struct Reader {
     tokens: Vec<u64>,
     opts: ReaderOptions,
     rejected: u64,
+    refused_remote: u64,
+    dir_owner: u32,
 }
 
 impl std::fmt::Debug for Reader {
@@ -228,6 +245,7 @@ impl Reader {
             gid: rustix::process::getegid().as_raw(),
             mode: options.mode,
             max_message_size: u64::from(options.max_message_size),
+            accept_remote: options.accept_remote,
             created_ms: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
@@ -245,7 +263,12 @@ impl Reader {
             .add(listener.as_fd(), LISTENER)
             .and_then(|()| poller.add(efd.as_fd(), WAKER))
             .map_err(io_err("registering with epoll", &display))?;
+        let dir_owner = sys::fstat(ns.fd())
+            .map_err(io_err("inspecting the directory", &display))?
+            .st_uid;
         Ok(Reader {
+            dir_owner,
+            refused_remote: 0,
             name: name.clone(),
             display,
             stem,
@@ -303,6 +326,12 @@ impl Reader {
         self.rejected
     }
 
+    /// Network messages discarded because this slot refuses them
+    /// ([`ReaderOptions::accept_remote`]).
+    pub fn refused_remote(&self) -> u64 {
+        self.refused_remote
+    }
+
     /// Reads the next message into `buf`, waiting up to the read timeout.
     ///
     /// Returns the message's length. If `buf` is smaller than the next
@@ -351,7 +380,11 @@ impl Reader {
     }
 
     /// Reads with an explicit timeout for this call only.
-    pub fn read_timeout_once(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
+    pub fn read_timeout_once(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
         self.read_with_sender_timeout(buf, timeout).map(|(n, _)| n)
     }
 
@@ -384,7 +417,10 @@ impl Reader {
         self.pump(Some(Duration::ZERO), true)?;
         Ok(SlotStatus {
             max_message_size: self.opts.max_message_size,
-            next_size: self.heads.peek().map(|Reverse((_, _, i))| self.head_len(*i)),
+            next_size: self
+                .heads
+                .peek()
+                .map(|Reverse((_, _, i))| self.head_len(*i)),
             count: self.buffered_msgs,
             read_timeout: self.opts.read_timeout,
         })
@@ -446,7 +482,8 @@ impl Reader {
         let Reverse((_, _, idx)) = self.heads.pop().expect("a head exists");
         let conn = self.conns[idx].as_mut().expect("head's connection exists");
         let p = conn.queue.pop_front().expect("head's queue is not empty");
-        let sender = conn.sender;
+        let mut sender = conn.sender.clone();
+        sender.remote = p.origin.as_deref().cloned();
         self.buffered_msgs -= 1;
         self.buffered_bytes -= p.payload.len();
         if let Some(next) = conn.queue.front() {
@@ -473,7 +510,12 @@ impl Reader {
         r
     }
 
-    fn pump_with(&mut self, tokens: &mut Vec<u64>, timeout: Option<Duration>, all: bool) -> Result<()> {
+    fn pump_with(
+        &mut self,
+        tokens: &mut Vec<u64>,
+        timeout: Option<Duration>,
+        all: bool,
+    ) -> Result<()> {
         // Room for every registered descriptor, so one call sees all that are ready.
         self.poller
             .wait(tokens, self.conns.len() + 2, timeout)
@@ -487,9 +529,11 @@ impl Reader {
                 }
                 idx => {
                     let idx = idx as usize;
-                    let fill = self.conns.get(idx).and_then(|c| c.as_ref()).is_some_and(|c| {
-                        !c.eof && (all || c.queue.is_empty())
-                    });
+                    let fill = self
+                        .conns
+                        .get(idx)
+                        .and_then(|c| c.as_ref())
+                        .is_some_and(|c| !c.eof && (all || c.queue.is_empty()));
                     if fill {
                         self.fill(idx, all);
                     }
@@ -517,9 +561,11 @@ impl Reader {
                     pid: cred.pid,
                     uid: cred.uid,
                     gid: cred.gid,
+                    remote: None,
                 },
                 queue: VecDeque::new(),
                 eof: false,
+                trusted: cred.uid == 0 || cred.uid == self.dir_owner,
             };
             let idx = match self.free.pop() {
                 Some(i) => i,
@@ -569,20 +615,32 @@ impl Reader {
                     break;
                 }
                 sys::Recv::Frame { len, truncated, fd } => {
-                    let payload = if truncated {
-                        None
-                    } else {
-                        decode_frame(&self.scratch[..len], fd, self.opts.max_message_size)
-                    };
-                    let Some((stamp, payload)) = payload else {
+                    let before = conn.queue.len();
+                    let ok = !truncated
+                        && decode_frame(
+                            &self.scratch[..len],
+                            fd,
+                            self.opts.max_message_size,
+                            conn.trusted,
+                            &mut conn.queue,
+                        );
+                    if !ok {
                         // A writer that breaks the protocol loses its connection.
                         broken = true;
                         break;
-                    };
-                    self.buffered_msgs += 1;
-                    self.buffered_bytes += payload.len();
-                    conn.queue.push_back(Pending { stamp, payload });
-                    got += 1;
+                    }
+                    if !self.opts.accept_remote
+                        && conn.queue.back().is_some_and(|p| p.origin.is_some())
+                    {
+                        conn.queue.truncate(before);
+                        self.refused_remote += 1;
+                        continue;
+                    }
+                    for p in conn.queue.range(before..) {
+                        self.buffered_msgs += 1;
+                        self.buffered_bytes += p.payload.len();
+                    }
+                    got += conn.queue.len() - before;
                 }
             }
         }
@@ -610,20 +668,69 @@ impl Reader {
     }
 }
 
-fn decode_frame(packet: &[u8], fd: Option<OwnedFd>, max: u32) -> Option<(u64, Payload)> {
-    let h = Header::decode(packet).ok()?;
-    if max != 0 && h.len > max {
-        return None;
-    }
-    let payload = match (h.kind, fd) {
-        (Kind::Inline, None) => Payload::Inline(packet[HEADER_LEN..].to_vec()),
-        (Kind::Memfd, Some(fd)) => {
-            sys::check_sealed_memfd(fd.as_fd(), u64::from(h.len)).ok()?;
-            Payload::Memfd(fd, h.len as usize)
-        }
-        _ => return None,
+/// Decodes one received frame into `queue`; false if the writer broke the
+/// protocol (nothing is queued then).
+fn decode_frame(
+    packet: &[u8],
+    fd: Option<OwnedFd>,
+    max: u32,
+    trusted: bool,
+    queue: &mut VecDeque<Pending>,
+) -> bool {
+    let Ok(h) = Header::decode(packet) else {
+        return false;
     };
-    Some((h.stamp, payload))
+    let too_big = |n: usize| max != 0 && n > max as usize;
+    let body = &packet[HEADER_LEN..];
+    match (h.kind, fd) {
+        (Kind::Inline, None) => {
+            let (origin, data) = if h.flags & FLAG_ORIGIN != 0 {
+                // Only the daemon (root, or the directory's owner) may say a
+                // message came from the network.
+                match RemoteOrigin::decode(body) {
+                    Some((o, rest)) if trusted => (Some(Box::new(o)), rest),
+                    _ => return false,
+                }
+            } else {
+                (None, body)
+            };
+            if too_big(data.len()) {
+                return false;
+            }
+            queue.push_back(Pending {
+                stamp: h.stamp,
+                payload: Payload::Inline(data.to_vec()),
+                origin,
+            });
+        }
+        (Kind::Memfd, Some(fd)) if h.flags == 0 => {
+            if too_big(h.len as usize)
+                || sys::check_sealed_memfd(fd.as_fd(), u64::from(h.len)).is_err()
+            {
+                return false;
+            }
+            queue.push_back(Pending {
+                stamp: h.stamp,
+                payload: Payload::Memfd(fd, h.len as usize),
+                origin: None,
+            });
+        }
+        (Kind::Batch, None) if h.flags == 0 => {
+            let Some(msgs) = split_batch(body) else {
+                return false;
+            };
+            if msgs.iter().any(|m| too_big(m.len())) {
+                return false;
+            }
+            queue.extend(msgs.into_iter().map(|m| Pending {
+                stamp: h.stamp,
+                payload: Payload::Inline(m.to_vec()),
+                origin: None,
+            }));
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// Binds the listening socket under a temporary name, sets its mode, starts

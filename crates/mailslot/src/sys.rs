@@ -214,8 +214,7 @@ pub(crate) fn seqpacket_socket(nonblocking: bool) -> io::Result<OwnedFd> {
     if nonblocking {
         flags |= SocketFlags::NONBLOCK;
     }
-    rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, flags, None)
-    .map_err(to_io)
+    rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, flags, None).map_err(to_io)
 }
 
 /// The `sockaddr_un` for `dir/file`.
@@ -433,7 +432,11 @@ impl Poller {
         events.clear();
         events.reserve(max.max(8));
         let ts = timeout.map(timespec);
-        match epoll::wait(&self.fd, rustix::buffer::spare_capacity(events), ts.as_ref()) {
+        match epoll::wait(
+            &self.fd,
+            rustix::buffer::spare_capacity(events),
+            ts.as_ref(),
+        ) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => return Ok(()),
             Err(e) => return Err(to_io(e)),
