@@ -371,6 +371,23 @@ fn oem(field: &'static str, text: &str) -> Result<Vec<u8>, BrowserError> {
         .map_err(|source| BrowserError::Text { field, source })
 }
 
+/// Text from the network, with control characters escaped so that printing
+/// it cannot move the cursor or change terminal settings.
+struct Printable<'a>(&'a str);
+
+impl fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for ch in self.0.chars() {
+            if ch.is_control() || ch == '\\' {
+                write!(f, "{}", ch.escape_default())?;
+            } else {
+                write!(f, "{ch}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One line, e.g. `HostAnnouncement server=PEERA os=6.1 type=0x00001003(workstation,server,nt) periodicity=60000ms comment="lab"`.
 impl fmt::Display for BrowserFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -379,7 +396,7 @@ impl fmt::Display for BrowserFrame {
             Self::HostAnnouncement(a) | Self::LocalMasterAnnouncement(a) => write!(
                 f,
                 "{kind} server={} os={}.{} type={} periodicity={}ms browser={}.{} comment={:?}",
-                a.server_name,
+                Printable(&a.server_name),
                 a.os_major,
                 a.os_minor,
                 a.server_type,
@@ -391,15 +408,23 @@ impl fmt::Display for BrowserFrame {
             Self::DomainAnnouncement(a) => write!(
                 f,
                 "{kind} group={} master={:?} type={} periodicity={}ms",
-                a.server_name, a.comment, a.server_type, a.periodicity_ms
+                Printable(&a.server_name),
+                a.comment,
+                a.server_type,
+                a.periodicity_ms
             ),
             Self::AnnouncementRequest(r) => write!(f, "{kind} response_name={:?}", r.response_name),
             Self::RequestElection(e) => write!(
                 f,
                 "{kind} server={} version={} criteria=0x{:08x} uptime={}ms",
-                e.server_name, e.version, e.criteria, e.uptime_ms
+                Printable(&e.server_name),
+                e.version,
+                e.criteria,
+                e.uptime_ms
             ),
-            Self::BecomeBackup(b) => write!(f, "{kind} browser={}", b.browser_to_promote),
+            Self::BecomeBackup(b) => {
+                write!(f, "{kind} browser={}", Printable(&b.browser_to_promote))
+            }
             Self::Unknown { opcode, bytes } => {
                 write!(f, "{kind} opcode=0x{opcode:02x} len={}", bytes.len())
             }
@@ -495,6 +520,25 @@ mod tests {
             BrowserFrame::decode(&[0x08, 1]).unwrap_err().to_string(),
             "RequestElection frame is 2 bytes, shorter than the 14 bytes needed"
         );
+    }
+
+    #[test]
+    fn display_escapes_control_characters() {
+        let frame = BrowserFrame::BecomeBackup(BecomeBackup {
+            browser_to_promote: "EVIL\u{1b}[2J\\".into(),
+        });
+        assert_eq!(frame.to_string(), "BecomeBackup browser=EVIL\\u{1b}[2J\\\\");
+        let BrowserFrame::HostAnnouncement(mut a) = lab() else {
+            unreachable!()
+        };
+        a.server_name = "A\rB".into();
+        a.comment = "\u{7}".into();
+        let line = BrowserFrame::HostAnnouncement(a).to_string();
+        assert!(
+            line.contains("server=A\\rB ") && line.contains("comment=\"\\u{7}\""),
+            "{line}"
+        );
+        assert!(!line.chars().any(char::is_control));
     }
 
     #[test]

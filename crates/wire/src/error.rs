@@ -67,9 +67,10 @@ pub enum DecodeError {
     /// The transaction name has no terminating NUL.
     #[error("transaction name has no terminating nul before the end of the smb message")]
     NameUnterminated,
-    /// The transaction name contains bytes that are not ASCII.
-    #[error("transaction name contains non-ascii bytes")]
-    NameNotAscii,
+    /// The transaction name contains bytes that are not printable ASCII
+    /// (control characters are refused so that names are safe to print).
+    #[error("transaction name contains bytes that are not printable ascii")]
+    NameNotPrintable,
     /// The transaction name does not start with `\MAILSLOT\`.
     #[error("transaction name {0:?} does not start with \\MAILSLOT\\")]
     NotMailslot(String),

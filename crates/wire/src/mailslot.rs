@@ -67,8 +67,8 @@ impl OutgoingMailslot {
 ///
 /// Refuses messages over [`MAX_PAYLOAD`] bytes and full name + NUL +
 /// message over [`MAX_NAME_AND_PAYLOAD`] bytes, as Windows does (425- and
-/// 426-byte messages included), and mailslot names that are empty,
-/// non-ASCII or contain NUL.
+/// 426-byte messages included), and mailslot names that are empty or
+/// not printable ASCII.
 pub fn encode_mailslot_datagram(msg: &OutgoingMailslot) -> Result<Vec<u8>, EncodeError> {
     let rest = strip_prefix(&msg.mailslot).unwrap_or(&msg.mailslot);
     check_rest(&msg.mailslot, rest)?;

@@ -155,6 +155,21 @@ impl NetbiosName {
         Ok(Self::from_raw(raw, suffix))
     }
 
+    /// The NetBIOS name Windows derives from a host name: the first DNS
+    /// label, cut to 15 bytes, upper-cased (e.g. `build-server-01.corp.example`
+    /// gives `BUILD-SERVER-01`). Fails like [`NetbiosName::new`] on other
+    /// bad characters.
+    pub fn from_hostname(host: &str, suffix: u8) -> Result<Self, NameError> {
+        let label = host.split('.').next().unwrap_or_default();
+        let cut = label
+            .char_indices()
+            .map(|(i, c)| i + c.len_utf8())
+            .take_while(|&end| end <= NAME_LEN)
+            .last()
+            .unwrap_or(0);
+        Self::new(&label[..cut], suffix)
+    }
+
     /// The wildcard name `*` (NUL padded) with suffix 0x00.
     pub fn wildcard() -> Self {
         let mut raw = [0u8; NAME_LEN];
@@ -576,6 +591,18 @@ mod tests {
         }
         assert!(NetbiosName::new("MY.HOST", 0).is_ok());
         assert!(NetbiosName::new("MY GROUP", 0).is_ok());
+    }
+
+    #[test]
+    fn from_hostname_takes_the_first_label_cut_to_15() {
+        let name = NetbiosName::from_hostname("my-very-long-hostname.example.com", 0).unwrap();
+        assert_eq!(name.name(), "MY-VERY-LONG-HO");
+        assert_eq!(
+            NetbiosName::from_hostname("peera", 3).unwrap().to_string(),
+            "PEERA<03>"
+        );
+        assert_eq!(NetbiosName::from_hostname("", 0), Err(NameError::Empty));
+        assert!(NetbiosName::from_hostname("h\u{e9}llo", 0).is_err());
     }
 
     #[test]

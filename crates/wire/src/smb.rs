@@ -55,7 +55,7 @@ impl MailslotWrite {
     ///
     /// Size limits for datagrams are checked by [`crate::encode_mailslot_datagram`];
     /// this only refuses what the SMB fields cannot describe and bad names
-    /// (not starting with `\MAILSLOT\`, non-ASCII, containing NUL, nothing after the prefix).
+    /// (not starting with `\MAILSLOT\`, not printable ASCII, nothing after the prefix).
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let rest = strip_prefix(&self.name).ok_or_else(|| EncodeError::MailslotName {
             name: self.name.clone(),
@@ -153,8 +153,8 @@ impl MailslotWrite {
             .position(|&b| b == 0)
             .ok_or(DecodeError::NameUnterminated)?;
         let raw_name = &after_words[..nul];
-        if !raw_name.is_ascii() {
-            return Err(DecodeError::NameNotAscii);
+        if !raw_name.iter().all(|b| (0x20..0x7f).contains(b)) {
+            return Err(DecodeError::NameNotPrintable);
         }
         let raw_name = String::from_utf8_lossy(raw_name);
         let rest = strip_prefix(&raw_name)
@@ -201,10 +201,8 @@ pub(crate) fn strip_prefix(name: &str) -> Option<&str> {
 pub(crate) fn check_rest(name: &str, rest: &str) -> Result<(), EncodeError> {
     let reason = if rest.is_empty() {
         "nothing follows \\MAILSLOT\\"
-    } else if !rest.is_ascii() {
-        "mailslot names must be ASCII"
-    } else if rest.contains('\0') {
-        "it contains a nul character"
+    } else if !rest.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        "mailslot names must be printable ASCII"
     } else {
         return Ok(());
     };
@@ -264,6 +262,7 @@ mod tests {
             "\\MAILSLOT\\",
             "\\MAILSLOT\\caf\u{e9}",
             "\\MAILSLOT\\a\0b",
+            "\\MAILSLOT\\a\nb",
         ] {
             let write = MailslotWrite {
                 name: name.into(),
@@ -323,6 +322,8 @@ mod tests {
             Err(DecodeError::DataOffset { offset: 94, .. })
         ));
         assert_eq!(with(87, b"x"), Err(DecodeError::NameUnterminated));
+        assert_eq!(with(80, b"\x1b"), Err(DecodeError::NameNotPrintable));
+        assert_eq!(with(80, b"\xc9"), Err(DecodeError::NameNotPrintable));
         assert_eq!(
             with(79, b"\0").unwrap_err().to_string(),
             "transaction name \\MAILSLOT\\ names no mailslot"
