@@ -15,6 +15,10 @@
 //!   owner, mode, creation time), written whole and renamed into place;
 //! - `STEM.sock` — the reader's listening `SOCK_SEQPACKET` socket, with the
 //!   slot's mode.
+//! - `STEM.net.sock` — only for slots that accept network messages: a second
+//!   listening socket (mode 0666) on which only trusted uids (root, the
+//!   directory's owner, the uids in [`TRUSTED_UIDS_FILE`]) may deliver, and
+//!   only messages with a network origin; the mailslot daemon uses it.
 
 use std::collections::HashSet;
 use std::io;
@@ -485,9 +489,38 @@ impl Claim {
 }
 
 fn remove_slot_files(ns: &Namespace, stem: &str) {
+    let _ = sys::unlink_at(ns.fd(), &format!("{stem}.net.sock"));
     let _ = sys::unlink_at(ns.fd(), &format!("{stem}.sock"));
     let _ = sys::unlink_at(ns.fd(), &format!("{stem}.meta"));
     let _ = sys::unlink_at(ns.fd(), &format!("{stem}.lock"));
+}
+
+/// Name of the file, in the namespace directory, listing the extra uids that
+/// may deliver network messages on `STEM.net.sock` (one decimal uid per line;
+/// `#` starts a comment). The mailslot daemon writes it, as root, with the
+/// uid it drops privileges to.
+pub(crate) const TRUSTED_UIDS_FILE: &str = ".trusted-uids";
+
+/// Reads [`TRUSTED_UIDS_FILE`]; believed only when it is a regular file owned
+/// by root and not writable by group or others. Anything else gives no uids.
+pub(crate) fn trusted_uids(ns: &Namespace) -> Vec<u32> {
+    let Ok(fd) = sys::open_regular_read(ns.fd(), TRUSTED_UIDS_FILE) else {
+        return Vec::new();
+    };
+    let Ok(st) = sys::fstat(fd.as_fd()) else {
+        return Vec::new();
+    };
+    if !is_regular(&st) || st.st_uid != 0 || st.st_mode & 0o022 != 0 {
+        return Vec::new();
+    }
+    let Ok(bytes) = sys::read_to_end(fd.as_fd(), META_LIMIT) else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter_map(|l| l.parse().ok())
+        .collect()
 }
 
 fn is_regular(st: &sys::Stat) -> bool {

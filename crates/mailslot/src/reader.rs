@@ -16,6 +16,8 @@ use crate::sys;
 
 const LISTENER: u64 = u64::MAX;
 const WAKER: u64 = u64::MAX - 1;
+/// Token of the network listener `STEM.net.sock` (see [`Reader::create_in`]).
+const NET_LISTENER: u64 = u64::MAX - 2;
 /// At most this many messages are taken from one connection per pump.
 const BATCH: usize = 256;
 
@@ -173,6 +175,8 @@ struct Conn {
     queue: VecDeque<Pending>,
     eof: bool,
     trusted: bool,
+    /// Accepted on `STEM.net.sock`: every frame must carry an origin.
+    net_only: bool,
 }
 
 /// The reading end of a mailslot (Windows' mailslot server).
@@ -202,6 +206,9 @@ pub struct Reader {
     rejected: u64,
     refused_remote: u64,
     dir_owner: u32,
+    // Network socket (issue 6): `STEM.net.sock` and who may use it.
+    net_listener: Option<OwnedFd>,
+    trusted_uids: Vec<u32>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -222,6 +229,14 @@ impl Reader {
     }
 
     /// Creates the slot `name` in the namespace `ns`.
+    ///
+    /// A slot that accepts network messages ([`ReaderOptions::accept_remote`],
+    /// the default) also listens on a second socket, `STEM.net.sock` (mode
+    /// 0666), for the mailslot daemon, which runs as an unprivileged user and
+    /// so cannot connect to a 0600 slot. Only trusted users may stay
+    /// connected there (root, the directory's owner, or a uid listed in the
+    /// root-owned file `.trusted-uids` of the namespace directory, read at
+    /// create time), and every frame they send must carry a network origin.
     pub fn create_in(ns: &Namespace, name: &SlotName, options: &ReaderOptions) -> Result<Reader> {
         let display = name.path();
         if options.mode & !0o777 != 0 {
@@ -263,10 +278,26 @@ impl Reader {
             .add(listener.as_fd(), LISTENER)
             .and_then(|()| poller.add(efd.as_fd(), WAKER))
             .map_err(io_err("registering with epoll", &display))?;
+        // Network socket (issue 6).
+        let net_sock = format!("{stem}.net.sock");
+        sys::unlink_at(ns.fd(), &net_sock).map_err(io_err("removing a stale socket", &display))?;
+        let net_listener = if options.accept_remote {
+            let fd = bind_socket(&ns, &net_sock, 0o666)
+                .map_err(io_err("creating the slot's network socket", &display))?;
+            poller
+                .add(fd.as_fd(), NET_LISTENER)
+                .map_err(io_err("registering with epoll", &display))?;
+            Some(fd)
+        } else {
+            None
+        };
+        let trusted_uids = crate::namespace::trusted_uids(&ns);
         let dir_owner = sys::fstat(ns.fd())
             .map_err(io_err("inspecting the directory", &display))?
             .st_uid;
         Ok(Reader {
+            net_listener,
+            trusted_uids,
             dir_owner,
             refused_remote: 0,
             name: name.clone(),
@@ -518,12 +549,13 @@ impl Reader {
     ) -> Result<()> {
         // Room for every registered descriptor, so one call sees all that are ready.
         self.poller
-            .wait(tokens, self.conns.len() + 2, timeout)
+            .wait(tokens, self.conns.len() + 3, timeout)
             .map_err(io_err("waiting for messages", &self.display))?;
         self.needs_pump = false;
         for &t in tokens.iter() {
             match t {
-                LISTENER => self.accept_all()?,
+                LISTENER => self.accept_all(false)?,
+                NET_LISTENER => self.accept_all(true)?,
                 WAKER => {
                     self.waker.efd.drain();
                 }
@@ -543,9 +575,14 @@ impl Reader {
         Ok(())
     }
 
-    fn accept_all(&mut self) -> Result<()> {
+    fn accept_all(&mut self, net: bool) -> Result<()> {
         loop {
-            let fd = match sys::accept(self.listener.as_fd()) {
+            let listener = match (net, &self.net_listener) {
+                (false, _) => &self.listener,
+                (true, Some(l)) => l,
+                (true, None) => return Ok(()),
+            };
+            let fd = match sys::accept(listener.as_fd()) {
                 Ok(Some(fd)) => fd,
                 Ok(None) => return Ok(()),
                 // Out of descriptors or memory: leave the rest in the backlog.
@@ -555,6 +592,13 @@ impl Reader {
             let Ok(cred) = sys::peer_cred(fd.as_fd()) else {
                 continue;
             };
+            let trusted = cred.uid == 0
+                || cred.uid == self.dir_owner
+                || (net && self.trusted_uids.contains(&cred.uid));
+            if net && !trusted {
+                // Only the daemon may use the network socket.
+                continue;
+            }
             let conn = Conn {
                 fd,
                 sender: Sender {
@@ -565,7 +609,8 @@ impl Reader {
                 },
                 queue: VecDeque::new(),
                 eof: false,
-                trusted: cred.uid == 0 || cred.uid == self.dir_owner,
+                trusted,
+                net_only: net,
             };
             let idx = match self.free.pop() {
                 Some(i) => i,
@@ -624,7 +669,12 @@ impl Reader {
                             conn.trusted,
                             &mut conn.queue,
                         );
+                    // The network socket carries only messages with an origin.
+                    let ok = ok
+                        && !(conn.net_only
+                            && conn.queue.range(before..).any(|p| p.origin.is_none()));
                     if !ok {
+                        conn.queue.truncate(before);
                         // A writer that breaks the protocol loses its connection.
                         broken = true;
                         break;
@@ -737,6 +787,12 @@ fn decode_frame(
 /// listening, then renames it into place, so no writer ever sees a socket
 /// with the wrong permissions.
 fn bind_listener(ns: &Namespace, stem: &str, mode: u32) -> io::Result<OwnedFd> {
+    bind_socket(ns, &format!("{stem}.sock"), mode)
+}
+
+/// Binds, chmods, listens and renames into place the socket `file`.
+fn bind_socket(ns: &Namespace, file: &str, mode: u32) -> io::Result<OwnedFd> {
+    let stem = file.strip_suffix(".sock").unwrap_or(file);
     let tmp = format!("{stem}.{}.tmp.sock", sys::pid());
     sys::unlink_at(ns.fd(), &tmp)?;
     let fd = sys::seqpacket_socket(true)?;
@@ -744,7 +800,7 @@ fn bind_listener(ns: &Namespace, stem: &str, mode: u32) -> io::Result<OwnedFd> {
     sys::bind(fd.as_fd(), &addr)?;
     let r = sys::chmod_at(ns.fd(), &tmp, mode)
         .and_then(|()| sys::listen(fd.as_fd(), 4096))
-        .and_then(|()| sys::rename_at(ns.fd(), &tmp, &format!("{stem}.sock")));
+        .and_then(|()| sys::rename_at(ns.fd(), &tmp, file));
     if r.is_err() {
         let _ = sys::unlink_at(ns.fd(), &tmp);
     }

@@ -41,9 +41,23 @@ impl Writer {
 
     /// Opens the slot `name` in the namespace `ns`.
     pub fn open_in(ns: &Namespace, name: &SlotName) -> Result<Writer> {
+        Writer::connect_in(ns, name, "sock")
+    }
+
+    /// Opens the network socket of the slot `name` (`STEM.net.sock`): how
+    /// the mailslot daemon, running unprivileged, delivers datagrams with
+    /// [`write_remote`](Writer::write_remote). The reader keeps the
+    /// connection only from trusted uids and only for messages with an
+    /// origin. Fails with [`Error::NotFound`] when the slot does not exist
+    /// or refuses network messages (it then has no network socket).
+    pub fn open_network_in(ns: &Namespace, name: &SlotName) -> Result<Writer> {
+        Writer::connect_in(ns, name, "net.sock")
+    }
+
+    fn connect_in(ns: &Namespace, name: &SlotName, suffix: &str) -> Result<Writer> {
         let display = name.path();
         let stem = name.file_stem();
-        let sock = format!("{stem}.sock");
+        let sock = format!("{stem}.{suffix}");
         // The metadata must belong to the reader we connected to; a reader
         // being replaced at this very moment can make them disagree once.
         for _ in 0..8 {
