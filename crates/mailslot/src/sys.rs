@@ -389,9 +389,11 @@ pub(crate) fn wait_writable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io
 }
 
 /// An epoll instance with `u64` tokens.
+///
+/// Holds no event buffer (rustix's `epoll::Event` carries a raw pointer and
+/// is not `Send`), so a `Reader` can move to another thread.
 pub(crate) struct Poller {
     fd: OwnedFd,
-    events: Vec<epoll::Event>,
 }
 
 impl Poller {
@@ -399,7 +401,6 @@ impl Poller {
     pub(crate) fn new() -> io::Result<Poller> {
         Ok(Poller {
             fd: epoll::create(epoll::CreateFlags::CLOEXEC).map_err(to_io)?,
-            events: Vec::new(),
         })
     }
 
@@ -428,13 +429,11 @@ impl Poller {
         timeout: Option<Duration>,
     ) -> io::Result<()> {
         tokens.clear();
-        let events = &mut self.events;
-        events.clear();
-        events.reserve(max.max(8));
+        let mut events: Vec<epoll::Event> = Vec::with_capacity(max.max(8));
         let ts = timeout.map(timespec);
         match epoll::wait(
             &self.fd,
-            rustix::buffer::spare_capacity(events),
+            rustix::buffer::spare_capacity(&mut events),
             ts.as_ref(),
         ) {
             Ok(_) => {}
