@@ -26,6 +26,14 @@ pub enum Error {
         /// The owning reader's process id, when known (0 otherwise).
         pid: u32,
     },
+    /// `create`: shared and non-shared readers cannot hold one name together.
+    #[error("mailslot {name} cannot be created: {detail}")]
+    SharingConflict {
+        /// The slot.
+        name: String,
+        /// Which kind holds the name, and what to do.
+        detail: String,
+    },
     /// `open`: no live reader has created this name (Windows: ERROR_FILE_NOT_FOUND).
     #[error("mailslot {name} not found: no reader has created it; start a reader first")]
     NotFound {

@@ -55,6 +55,7 @@ mod frame;
 pub mod name;
 mod namespace;
 mod reader;
+mod shared;
 mod sys;
 mod writer;
 

@@ -20,7 +20,7 @@
 //!   directory's owner, the uids in [`TRUSTED_UIDS_FILE`]) may deliver, and
 //!   only messages with a network origin; the mailslot daemon uses it.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -157,11 +157,14 @@ impl Namespace {
             let Ok(lock) = sys::stat_at(self.fd(), &format!("{stem}.lock")) else {
                 continue;
             };
-            if !locked.is_locked(self, &stem, &lock) {
+            let holders = locked.holders(self, &stem, &lock);
+            if holders == 0 {
                 continue;
             }
             if let Ok(meta) = Meta::read(self, &stem) {
-                out.push(meta.into_info());
+                let mut info = meta.into_info();
+                info.readers = holders;
+                out.push(info);
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -233,6 +236,10 @@ pub struct SlotInfo {
     pub created: SystemTime,
     /// Whether the slot accepts messages forwarded from the network.
     pub accept_remote: bool,
+    /// Whether this is a shared slot (several readers, each gets every message).
+    pub shared: bool,
+    /// How many readers hold the slot (1 unless shared).
+    pub readers: u32,
 }
 
 /// The metadata file's contents.
@@ -246,12 +253,13 @@ pub(crate) struct Meta {
     pub max_message_size: u64,
     pub created_ms: u64,
     pub accept_remote: bool,
+    pub shared: bool,
 }
 
 impl Meta {
     fn encode(&self) -> String {
         format!(
-            "version=1\nname={}\npid={}\nuid={}\ngid={}\nmode={:o}\nmax_message_size={}\ncreated_ms={}\naccept_remote={}\n",
+            "version=1\nname={}\npid={}\nuid={}\ngid={}\nmode={:o}\nmax_message_size={}\ncreated_ms={}\naccept_remote={}\nshared={}\n",
             self.name,
             self.pid,
             self.uid,
@@ -259,7 +267,8 @@ impl Meta {
             self.mode,
             self.max_message_size,
             self.created_ms,
-            u8::from(self.accept_remote)
+            u8::from(self.accept_remote),
+            u8::from(self.shared)
         )
     }
 
@@ -273,6 +282,7 @@ impl Meta {
             max_message_size: 0,
             created_ms: 0,
             accept_remote: true,
+            shared: false,
         };
         let mut seen = 0u32;
         for line in text.lines() {
@@ -287,6 +297,7 @@ impl Meta {
                 "max_message_size" => (m.max_message_size, seen) = (v.parse().ok()?, seen | 64),
                 "created_ms" => (m.created_ms, seen) = (v.parse().ok()?, seen | 128),
                 "accept_remote" => m.accept_remote = v == "1",
+                "shared" => m.shared = v == "1",
                 _ => {}
             }
         }
@@ -333,24 +344,27 @@ impl Meta {
             max_message_size: self.max_message_size,
             created: SystemTime::UNIX_EPOCH + Duration::from_millis(self.created_ms),
             accept_remote: self.accept_remote,
+            shared: self.shared,
+            readers: 1,
         }
     }
 }
 
 /// The flock table of `/proc/locks`, to tell live slots from stale ones
 /// without taking (and so disturbing) their locks.
-struct LockTable(Option<HashSet<(u32, u32, u64)>>);
+struct LockTable(Option<HashMap<(u32, u32, u64), u32>>);
 
 impl LockTable {
     fn read() -> LockTable {
         let Ok(text) = std::fs::read_to_string("/proc/locks") else {
             return LockTable(None);
         };
-        let mut set = HashSet::new();
+        let mut set = HashMap::new();
         for line in text.lines() {
             // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; waiters have "->".
+            // An exclusive reader holds a WRITE lock, each shared reader a READ one.
             let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 6 || f[1] != "FLOCK" || f[3] != "WRITE" {
+            if f.len() < 6 || f[1] != "FLOCK" || !matches!(f[3], "WRITE" | "READ") {
                 continue;
             }
             let mut parts = f[5].split(':');
@@ -363,34 +377,36 @@ impl LockTable {
                 u32::from_str_radix(min, 16),
                 ino.parse::<u64>(),
             ) {
-                set.insert((maj, min, ino));
+                *set.entry((maj, min, ino)).or_insert(0) += 1;
             }
         }
         LockTable(Some(set))
     }
 
-    fn is_locked(&self, ns: &Namespace, stem: &str, st: &sys::Stat) -> bool {
+    /// How many readers hold the slot's lock (0 = stale).
+    fn holders(&self, ns: &Namespace, stem: &str, st: &sys::Stat) -> u32 {
         match &self.0 {
             Some(set) => {
                 let (maj, min) = sys::dev_major_minor(st.st_dev);
-                set.contains(&(maj, min, st.st_ino))
+                set.get(&(maj, min, st.st_ino)).copied().unwrap_or(0)
             }
-            // No /proc: probe with a shared lock and let it go at once.
+            // No /proc: probe with an exclusive lock and let it go at once.
             None => match sys::open_regular_read(ns.fd(), &format!("{stem}.lock")) {
-                Ok(fd) => match sys::try_flock(fd.as_fd(), false) {
+                Ok(fd) => match sys::try_flock(fd.as_fd(), true) {
                     Ok(true) => {
                         let _ = sys::unlock(fd.as_fd());
-                        false
+                        0
                     }
-                    _ => true,
+                    _ => 1,
                 },
-                Err(_) => false,
+                Err(_) => 0,
             },
         }
     }
 }
 
-/// A held claim on a slot name: the open, exclusively locked lock file.
+/// A held claim on a slot name: the open lock file, locked exclusively by
+/// a reader, or shared by each reader of a shared slot.
 #[derive(Debug)]
 pub(crate) struct Claim {
     lock: OwnedFd,
@@ -398,8 +414,14 @@ pub(crate) struct Claim {
 
 impl Claim {
     /// Takes the name: opens (or creates) `STEM.lock` and locks it, taking
-    /// over stale files of a crashed reader of the same user.
-    pub(crate) fn acquire(ns: &Namespace, name: &SlotName) -> Result<Claim> {
+    /// over stale files of a crashed reader of the same user. With `shared`,
+    /// joins the slot's other shared readers (the first one writes `meta`).
+    pub(crate) fn acquire(
+        ns: &Namespace,
+        name: &SlotName,
+        shared: bool,
+        meta: &Meta,
+    ) -> Result<Claim> {
         let stem = name.file_stem();
         let lock_name = format!("{stem}.lock");
         let path = ns.path_of(&lock_name);
@@ -445,11 +467,25 @@ impl Claim {
                     problem: "it is not a regular file (planted?); remove it".into(),
                 });
             }
+            if shared {
+                match join_shared(ns, &stem, &display, fd, &st, meta)? {
+                    Some(claim) => return Ok(claim),
+                    None => continue,
+                }
+            }
             let locked = sys::try_flock(fd.as_fd(), true)
                 .map_err(io_err("locking the lock file", &display))?;
             if !locked {
-                let pid = Meta::read(ns, &stem).map(|m| m.pid).unwrap_or(0);
-                return Err(Error::AlreadyExists { name: display, pid });
+                return Err(match Meta::read(ns, &stem) {
+                    Ok(m) if m.shared => Error::SharingConflict {
+                        name: display,
+                        detail: "it is a shared slot; create it as shared to join its readers (listen --shared)".into(),
+                    },
+                    m => Error::AlreadyExists {
+                        name: display,
+                        pid: m.map(|m| m.pid).unwrap_or(0),
+                    },
+                });
             }
             if st.st_uid != me {
                 if me == 0 {
@@ -469,6 +505,10 @@ impl Claim {
             if !same_file(&st, &sys::stat_at(ns.fd(), &lock_name).ok()) {
                 continue;
             }
+            // Stale files of a crashed reader of ours go first.
+            remove_sockets(ns, &stem);
+            meta.write(ns, &stem)
+                .map_err(io_err("writing the slot's metadata", &display))?;
             return Ok(Claim { lock: fd });
         }
         Err(Error::Io {
@@ -486,11 +526,94 @@ impl Claim {
         remove_slot_files(ns, stem);
         drop(self.lock);
     }
+
+    /// A shared reader leaves: removes its instance sockets; the last one
+    /// out (the only one that can take the lock exclusively) removes the slot.
+    pub(crate) fn release_shared(self, ns: &Namespace, stem: &str, instance: &str) {
+        let _ = sys::unlink_at(ns.fd(), &format!("{instance}.sock"));
+        let _ = sys::unlink_at(ns.fd(), &format!("{instance}.net.sock"));
+        if sys::try_flock(self.lock.as_fd(), true).unwrap_or(false) {
+            remove_slot_files(ns, stem);
+        } else {
+            crate::shared::remove_dead_instances(ns, stem);
+        }
+        drop(self.lock);
+    }
+}
+
+/// Joins (or founds) a shared slot; `Ok(None)` means "the lock file changed
+/// under us, try again".
+fn join_shared(
+    ns: &Namespace,
+    stem: &str,
+    display: &str,
+    fd: OwnedFd,
+    st: &sys::Stat,
+    meta: &Meta,
+) -> Result<Option<Claim>> {
+    let lock_name = format!("{stem}.lock");
+    let me = sys::euid();
+    let foreign = |uid: u32| Error::PermissionDenied {
+        name: display.to_string(),
+        detail: format!(
+            "{} belongs to uid {uid}; the readers of a shared slot must run as the same user (or root)",
+            ns.path_of(&lock_name).display()
+        ),
+    };
+    if sys::try_flock(fd.as_fd(), true).map_err(io_err("locking the lock file", display))? {
+        // Nobody holds the name: we found the shared slot.
+        if st.st_uid != me {
+            if me == 0 {
+                remove_slot_files(ns, stem);
+                return Ok(None);
+            }
+            return Err(foreign(st.st_uid));
+        }
+        if !same_file(st, &sys::stat_at(ns.fd(), &lock_name).ok()) {
+            return Ok(None);
+        }
+        remove_sockets(ns, stem);
+        meta.write(ns, stem)
+            .map_err(io_err("writing the slot's metadata", display))?;
+        // Downgrading is not atomic: if an exclusive reader slips in, the
+        // next round reports the conflict.
+        if !sys::try_flock(fd.as_fd(), false).map_err(io_err("locking the lock file", display))? {
+            return Ok(None);
+        }
+        return Ok(Some(Claim { lock: fd }));
+    }
+    if !sys::try_flock(fd.as_fd(), false).map_err(io_err("locking the lock file", display))? {
+        let pid = Meta::read(ns, stem).map(|m| m.pid).unwrap_or(0);
+        return Err(Error::SharingConflict {
+            name: display.to_string(),
+            detail: format!(
+                "a non-shared reader (pid {pid}) owns it; shared readers cannot join it"
+            ),
+        });
+    }
+    if st.st_uid != me && me != 0 {
+        return Err(foreign(st.st_uid));
+    }
+    if !same_file(st, &sys::stat_at(ns.fd(), &lock_name).ok()) {
+        return Ok(None);
+    }
+    Ok(Some(Claim { lock: fd }))
+}
+
+/// Removes every socket of the slot (only while nobody else holds it).
+fn remove_sockets(ns: &Namespace, stem: &str) {
+    let _ = sys::unlink_at(ns.fd(), &format!("{stem}.net.sock"));
+    let _ = sys::unlink_at(ns.fd(), &format!("{stem}.sock"));
+    for net in [false, true] {
+        for n in crate::shared::instance_sockets(ns.dir(), stem, net).unwrap_or_default() {
+            let _ = sys::unlink_at(ns.fd(), &n);
+        }
+    }
 }
 
 fn remove_slot_files(ns: &Namespace, stem: &str) {
-    let _ = sys::unlink_at(ns.fd(), &format!("{stem}.net.sock"));
-    let _ = sys::unlink_at(ns.fd(), &format!("{stem}.sock"));
+    remove_sockets(ns, stem);
+    let _ = sys::unlink_at(ns.fd(), &crate::shared::gen_file(stem));
     let _ = sys::unlink_at(ns.fd(), &format!("{stem}.meta"));
     let _ = sys::unlink_at(ns.fd(), &format!("{stem}.lock"));
 }
@@ -547,6 +670,7 @@ mod tests {
             max_message_size: 424,
             created_ms: 1,
             accept_remote: false,
+            shared: true,
         };
         assert_eq!(Meta::decode(&m.encode()), Some(m.clone()));
         let text = m.encode();

@@ -30,6 +30,7 @@ pub struct ReaderOptions {
     queue_messages: usize,
     queue_bytes: usize,
     accept_remote: bool,
+    shared: bool,
 }
 
 impl Default for ReaderOptions {
@@ -43,6 +44,7 @@ impl Default for ReaderOptions {
             queue_messages: 65_536,
             queue_bytes: 16 << 20,
             accept_remote: true,
+            shared: false,
         }
     }
 }
@@ -79,6 +81,17 @@ impl ReaderOptions {
     pub fn queue_limit(mut self, messages: usize, bytes: usize) -> Self {
         self.queue_messages = messages.max(1);
         self.queue_bytes = bytes.max(1);
+        self
+    }
+
+    /// Creates (or joins) a **shared** slot: several readers, in any local
+    /// processes of the same user, hold the name at once and each receives
+    /// every message written after it joined, each writer's messages in
+    /// order. Writers need nothing special. Shared and non-shared readers
+    /// cannot hold one name together ([`Error::SharingConflict`]). The
+    /// first shared reader's max message size and mode govern writers.
+    pub fn shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
         self
     }
 
@@ -190,6 +203,7 @@ pub struct Reader {
     stem: String,
     ns: Namespace,
     claim: Option<Claim>,
+    instance: Option<String>,
     listener: OwnedFd,
     poller: sys::Poller,
     waker: Waker,
@@ -251,7 +265,6 @@ impl Reader {
         let ns = ns
             .try_clone()
             .map_err(io_err("duplicating the directory handle", &display))?;
-        let claim = Claim::acquire(&ns, name)?;
         let stem = name.file_stem();
         let meta = Meta {
             name: display.clone(),
@@ -264,13 +277,21 @@ impl Reader {
             created_ms: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
+            shared: options.shared,
         };
-        // Stale files of a crashed reader of ours go first.
-        let sock = format!("{stem}.sock");
-        sys::unlink_at(ns.fd(), &sock).map_err(io_err("removing a stale socket", &display))?;
-        meta.write(&ns, &stem)
-            .map_err(io_err("writing the slot's metadata", &display))?;
-        let listener = bind_listener(&ns, &stem, options.mode)
+        let claim = Claim::acquire(&ns, name, options.shared, &meta)?;
+        // A shared reader is one instance among several, with sockets of its own.
+        let instance = options.shared.then(|| {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            format!(
+                "{}{}-{n}",
+                crate::shared::instance_prefix(&stem),
+                sys::pid()
+            )
+        });
+        let base = instance.clone().unwrap_or_else(|| stem.clone());
+        let listener = bind_socket(&ns, &format!("{base}.sock"), options.mode)
             .map_err(io_err("creating the slot's socket", &display))?;
         let poller = sys::Poller::new().map_err(io_err("creating an epoll instance", &display))?;
         let efd = sys::EventFd::new().map_err(io_err("creating an eventfd", &display))?;
@@ -279,7 +300,7 @@ impl Reader {
             .and_then(|()| poller.add(efd.as_fd(), WAKER))
             .map_err(io_err("registering with epoll", &display))?;
         // Network socket (issue 6).
-        let net_sock = format!("{stem}.net.sock");
+        let net_sock = format!("{base}.net.sock");
         sys::unlink_at(ns.fd(), &net_sock).map_err(io_err("removing a stale socket", &display))?;
         let net_listener = if options.accept_remote {
             let fd = bind_socket(&ns, &net_sock, 0o666)
@@ -295,7 +316,13 @@ impl Reader {
         let dir_owner = sys::fstat(ns.fd())
             .map_err(io_err("inspecting the directory", &display))?
             .st_uid;
+        if options.shared {
+            // Tell writers to look for the new instance.
+            crate::shared::bump_generation(&ns, &stem)
+                .map_err(io_err("publishing the new shared reader", &display))?;
+        }
         Ok(Reader {
+            instance,
             net_listener,
             trusted_uids,
             dir_owner,
@@ -783,14 +810,9 @@ fn decode_frame(
     true
 }
 
-/// Binds the listening socket under a temporary name, sets its mode, starts
+/// Binds the socket `file` under a temporary name, sets its mode, starts
 /// listening, then renames it into place, so no writer ever sees a socket
 /// with the wrong permissions.
-fn bind_listener(ns: &Namespace, stem: &str, mode: u32) -> io::Result<OwnedFd> {
-    bind_socket(ns, &format!("{stem}.sock"), mode)
-}
-
-/// Binds, chmods, listens and renames into place the socket `file`.
 fn bind_socket(ns: &Namespace, file: &str, mode: u32) -> io::Result<OwnedFd> {
     let stem = file.strip_suffix(".sock").unwrap_or(file);
     let tmp = format!("{stem}.{}.tmp.sock", sys::pid());
@@ -810,7 +832,10 @@ fn bind_socket(ns: &Namespace, file: &str, mode: u32) -> io::Result<OwnedFd> {
 impl Drop for Reader {
     fn drop(&mut self) {
         if let Some(c) = self.claim.take() {
-            c.release(&self.ns, &self.stem);
+            match &self.instance {
+                Some(i) => c.release_shared(&self.ns, &self.stem, i),
+                None => c.release(&self.ns, &self.stem),
+            }
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct Writer {
     write_timeout: Option<Duration>,
     // Held across stamp-and-send so one connection's stamps stay ordered.
     send_lock: Mutex<()>,
+    // For a shared slot: every reader instance (`fd` is a copy of the first).
+    shared: Option<Mutex<crate::shared::SharedTargets>>,
 }
 
 impl Writer {
@@ -58,6 +60,11 @@ impl Writer {
         let display = name.path();
         let stem = name.file_stem();
         let sock = format!("{stem}.{suffix}");
+        if let Ok(meta) = Meta::read(ns, &stem) {
+            if meta.shared {
+                return Writer::connect_shared(ns, &stem, display, meta, suffix == "net.sock");
+            }
+        }
         // The metadata must belong to the reader we connected to; a reader
         // being replaced at this very moment can make them disagree once.
         for _ in 0..8 {
@@ -91,12 +98,63 @@ impl Writer {
                         accept_remote: meta.accept_remote,
                         write_timeout: None,
                         send_lock: Mutex::new(()),
+                        shared: None,
                     });
                 }
                 _ => continue,
             }
         }
         Err(Error::NotFound { name: display })
+    }
+
+    fn connect_shared(
+        ns: &Namespace,
+        stem: &str,
+        display: String,
+        meta: Meta,
+        net: bool,
+    ) -> Result<Writer> {
+        let targets = match crate::shared::SharedTargets::open(ns, stem, net) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Err(Error::NotFound { name: display }),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(Error::PermissionDenied {
+                    name: display,
+                    detail: format!(
+                        "a reader of this shared slot does not let uid {} write to it",
+                        sys::euid()
+                    ),
+                });
+            }
+            Err(e) => {
+                return Err(io_err("connecting to the shared slot's readers", &display)(
+                    e,
+                ));
+            }
+        };
+        let fd = targets
+            .first()
+            .map(|f| f.try_clone_to_owned())
+            .transpose()
+            .map_err(io_err("duplicating a socket", &display))?
+            .ok_or_else(|| Error::NotFound {
+                name: display.clone(),
+            })?;
+        Ok(Writer {
+            display,
+            fd,
+            max: meta.max_message_size.min(u64::from(u32::MAX)) as u32,
+            reader_pid: meta.pid,
+            accept_remote: meta.accept_remote,
+            write_timeout: None,
+            send_lock: Mutex::new(()),
+            shared: Some(Mutex::new(targets)),
+        })
+    }
+
+    /// Whether this writer feeds a shared slot (every reader gets each message).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
     }
 
     /// The slot's name, `\\.\mailslot\NAME`.
@@ -272,20 +330,67 @@ impl Writer {
         memfd: Option<&OwnedFd>,
         deadline: Option<Instant>,
     ) -> Result<()> {
+        match &self.shared {
+            None => self.send_on(self.fd.as_fd(), header, payload, memfd, deadline),
+            Some(targets) => self.send_shared(targets, header, payload, memfd, deadline),
+        }
+    }
+
+    /// Sends one frame to every reader of a shared slot, dropping readers
+    /// that have gone; fails with `ReaderClosed` only when none is left.
+    fn send_shared(
+        &self,
+        targets: &Mutex<crate::shared::SharedTargets>,
+        header: Header,
+        payload: &[u8],
+        memfd: Option<&OwnedFd>,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        let mut t = targets.lock().unwrap_or_else(|p| p.into_inner());
+        t.refresh().map_err(io_err(
+            "looking for the shared slot's readers",
+            &self.display,
+        ))?;
+        let mut dead = Vec::new();
+        let mut failure = None;
+        for (i, fd) in t.conns() {
+            match self.send_on(fd, header, payload, memfd, deadline) {
+                Ok(()) => {}
+                Err(Error::ReaderClosed { .. }) => dead.push(i),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        t.remove(&dead);
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if t.is_empty() {
+            return Err(Error::ReaderClosed {
+                name: self.display.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn send_on(
+        &self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        header: Header,
+        payload: &[u8],
+        memfd: Option<&OwnedFd>,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
         let hdr: [u8; HEADER_LEN] = header.encode();
         loop {
-            match sys::send_frame(
-                self.fd.as_fd(),
-                &hdr,
-                payload,
-                memfd.map(|m| m.as_fd()),
-                true,
-            ) {
+            match sys::send_frame(fd, &hdr, payload, memfd.map(|m| m.as_fd()), true) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
                     let ready = remaining.is_none_or(|r| !r.is_zero())
-                        && sys::wait_writable(self.fd.as_fd(), remaining)
+                        && sys::wait_writable(fd, remaining)
                             .map_err(io_err("waiting for room", &self.display))?;
                     if !ready {
                         return Err(Error::TimedOut {
@@ -308,7 +413,7 @@ impl Writer {
                         kind: Kind::Memfd,
                         ..header
                     };
-                    return self.send(h, &[], Some(&m), deadline);
+                    return self.send_on(fd, h, &[], Some(&m), deadline);
                 }
                 Err(e)
                     if matches!(
@@ -325,5 +430,20 @@ impl Writer {
                 Err(e) => return Err(io_err("sending a message", &self.display)(e)),
             }
         }
+    }
+}
+
+// --- Readiness for the async writer (issue 4, `async_io.rs`). ---
+
+impl AsFd for Writer {
+    /// The connection's socket: writable when a write may make progress.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl std::os::fd::AsRawFd for Writer {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.fd)
     }
 }
