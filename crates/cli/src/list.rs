@@ -10,7 +10,7 @@ use crate::{Failure, namespace};
 /// Arguments of `mailslot list`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Print a JSON array of objects (name, pid, uid, user, mode, max_message_size, created).
+    /// Print a JSON array of objects (name, pid, uid, user, mode, max_message_size, shared, readers, created).
     #[arg(long)]
     json: bool,
     /// First remove files left behind by crashed readers (yours; anyone's as root).
@@ -42,6 +42,8 @@ pub fn run(args: Args, dir: Option<&Path>) -> Result<u8, Failure> {
                     "mode": format!("{:04o}", s.mode),
                     "max_message_size": s.max_message_size,
                     "accept_remote": s.accept_remote,
+                    "shared": s.shared,
+                    "readers": s.readers,
                     "created": humantime::format_rfc3339_seconds(s.created).to_string(),
                 })
             })
@@ -55,8 +57,8 @@ pub fn run(args: Args, dir: Option<&Path>) -> Result<u8, Failure> {
         return Ok(0);
     }
     let mut lines = vec![format!(
-        "{:<40} {:>8} {:<12} {:>5} {:>10}",
-        "NAME", "PID", "USER", "MODE", "MAX SIZE"
+        "{:<40} {:>8} {:<12} {:>5} {:>10} {:>8}",
+        "NAME", "PID", "USER", "MODE", "MAX SIZE", "READERS"
     )];
     for s in &slots {
         let max = if s.max_message_size == 0 {
@@ -64,13 +66,19 @@ pub fn run(args: Args, dir: Option<&Path>) -> Result<u8, Failure> {
         } else {
             s.max_message_size.to_string()
         };
+        let readers = if s.shared {
+            format!("{} shared", s.readers)
+        } else {
+            s.readers.to_string()
+        };
         lines.push(format!(
-            "{:<40} {:>8} {:<12} {:>5} {:>10}",
+            "{:<40} {:>8} {:<12} {:>5} {:>10} {:>8}",
             s.name,
             s.pid,
             user_name(s.uid),
             format!("{:04o}", s.mode),
-            max
+            max,
+            readers
         ));
     }
     for l in lines {

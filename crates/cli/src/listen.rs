@@ -34,6 +34,9 @@ pub struct Args {
     /// Refuse messages forwarded from the network by the mailslot daemon.
     #[arg(long)]
     no_remote: bool,
+    /// Join a shared slot: several listeners (same user) each receive every message.
+    #[arg(long)]
+    shared: bool,
     /// How to decode text for the text/json output (utf16le for .NET clients).
     #[arg(long, value_enum, default_value_t = Encoding::Utf8)]
     encoding: Encoding,
@@ -70,13 +73,15 @@ pub fn run(args: Args, dir: Option<&Path>) -> Result<u8, Failure> {
         .max_message_size(args.max_size)
         .read_timeout(args.timeout.0)
         .mode(args.mode)
-        .accept_remote(!args.no_remote);
+        .accept_remote(!args.no_remote)
+        .shared(args.shared);
     let mut reader = Reader::create_in(&ns, &name, &opts)?;
     let stopped = Arc::new(AtomicBool::new(false));
     watch_signals(&reader, stopped.clone())?;
     eprintln!(
-        "mailslot: listening on {} (directory {})",
+        "mailslot: listening on {}{} (directory {})",
         name.path(),
+        if args.shared { " (shared)" } else { "" },
         ns.dir().display()
     );
     let slot = name.path();

@@ -398,6 +398,30 @@ fn list_hides_and_cleans_a_killed_reader() {
 }
 
 #[test]
+fn listen_shared_delivers_every_message_to_every_listener() {
+    let d = ns();
+    let a = Listener::start(
+        d.path(),
+        &["news", "--shared", "--count", "2", "--format", "hex"],
+    );
+    let b = Listener::start(
+        d.path(),
+        &["news", "--shared", "--count", "2", "--format", "hex"],
+    );
+    let o = run(d.path(), &["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["shared"], true);
+    assert_eq!(v[0]["readers"], 2);
+    // A non-shared listener cannot take the name, with a clear error.
+    let o = run(d.path(), &["listen", "news", "--count", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("shared slot"), "{}", stderr(&o));
+    assert!(run(d.path(), &["send", "news", "A", "B"]).status.success());
+    assert_eq!(a.finish(), (0, "41\n42\n".to_string()));
+    assert_eq!(b.finish(), (0, "41\n42\n".to_string()));
+}
+
+#[test]
 fn demo_runs_the_main_job() {
     let o = Command::new(BIN)
         .arg("demo")
