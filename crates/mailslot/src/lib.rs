@@ -47,21 +47,42 @@
 //! queues in stamp order, so writes that happen one after another, from any
 //! processes, are read in that order. Messages over 64 KiB travel as sealed
 //! memfds. See `ARCHITECTURE.md` for the full design.
+//!
+//! # Queued, callback and async use
+//!
+//! [`QueuedWriter`] queues messages with a priority and delivers them from a
+//! background thread, waiting for a slot that does not exist yet and
+//! following a reader that restarts ([`queued`] explains the delivery
+//! guarantee). [`CallbackReader`] runs a callback for each message on its
+//! own thread. With the `tokio` feature, `AsyncReader` is a `Stream` of
+//! messages and `AsyncWriter` writes without blocking the runtime
+//! (`async_io`).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+pub mod async_io;
+pub mod callback;
 mod error;
 mod frame;
 pub mod name;
 mod namespace;
+pub mod queued;
 mod reader;
 mod shared;
 mod sys;
 mod writer;
 
+#[cfg(feature = "tokio")]
+pub use async_io::{AsyncReader, AsyncWriter};
+pub use callback::{CallbackError, CallbackReader};
 pub use error::{Error, Result};
 pub use frame::RemoteOrigin;
 pub use name::{Destination, NameError, SlotName};
 pub use namespace::{ENV_DIR, Namespace, RUN_DIR, SlotInfo, TMP_DIR};
+pub use queued::{
+    Overflow, Priority, QueueError, QueuedMessage, QueuedOptions, QueuedStats, QueuedWriter,
+    Undelivered,
+};
 pub use reader::{Message, Reader, ReaderOptions, Sender, SlotStatus, Waker};
 pub use writer::Writer;

@@ -1,0 +1,781 @@
+//! A writer that queues messages and delivers them from a background thread
+//! (the classic `CQueuedMailslotWriter`).
+//!
+//! [`QueuedWriter::send`] puts a message in a bounded in-memory queue and
+//! returns; a delivery thread sends [`Priority::High`] messages before
+//! [`Priority::Normal`] ones, first-in-first-out within a priority. The slot
+//! need not exist yet: the thread polls for it (1 ms, doubling to 100 ms by
+//! default) and follows a reader that goes away and comes back, even as a new
+//! process. Several waiting messages travel coalesced in one packet
+//! ([`Writer::write_batch`]); the reader still sees each as its own message.
+//!
+//! # Delivery guarantee
+//!
+//! A message leaves the queue only when the kernel has accepted it into the
+//! connection to a live reader: that is the delivery point. A send that
+//! fails (the reader gone, no room before the deadline) leaves the message
+//! queued, and it is sent again, in order, on the next connection. So no
+//! message is duplicated and, as long as readers read what they were given,
+//! none is lost.
+//!
+//! The residual window, as on Windows: a message the kernel accepted into
+//! a reader's connection but that reader never read (it exited with
+//! messages still in its slot) is lost with that reader. Mailslots are
+//! one-way, so no writer can know it. A reader that drains its slot before
+//! closing loses nothing.
+//!
+//! Nothing is dropped silently either: a full queue waits, fails or drops the
+//! oldest normal message as [`Overflow`] says (dropped ones are counted in
+//! [`QueuedStats::dropped`]); [`QueuedWriter::close`] returns every message it
+//! could not deliver by its deadline.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use mailslot::{Namespace, Priority, QueuedOptions, QueuedWriter, Reader, ReaderOptions, SlotName};
+//! # let tmp = tempfile::tempdir()?;
+//! # let ns = Namespace::at(tmp.path())?;
+//! let name = SlotName::parse(r"\\.\mailslot\demo\queued")?;
+//!
+//! // No reader yet: the writer opens anyway and keeps the messages.
+//! let writer = QueuedWriter::open_in(&ns, &name, QueuedOptions::default())?;
+//! writer.send(b"routine", Priority::Normal)?;
+//! writer.send(b"urgent", Priority::High)?;
+//!
+//! let mut reader = Reader::create_in(&ns, &name, &ReaderOptions::default())?;
+//! writer.flush(Duration::from_secs(10))?;
+//! assert_eq!(reader.read_message()?.data, b"urgent");
+//! assert_eq!(reader.read_message()?.data, b"routine");
+//!
+//! let undelivered = writer.close(Duration::from_secs(1));
+//! assert!(undelivered.is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result, io_err};
+use crate::name::SlotName;
+use crate::namespace::Namespace;
+use crate::writer::Writer;
+
+/// How long one blocked send waits before the delivery thread looks again
+/// at its deadline and target.
+const SEND_SLICE: Duration = Duration::from_millis(100);
+
+/// Which queue a message goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Priority {
+    /// Sent before every waiting normal message.
+    High,
+    /// Sent after the high-priority messages waiting at the time.
+    Normal,
+}
+
+/// What [`QueuedWriter::send`] does when the queue is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Wait until the delivery thread makes room (the default).
+    #[default]
+    Block,
+    /// Fail with [`QueueError::Full`]; nothing is queued.
+    Fail,
+    /// Drop the oldest waiting [`Priority::Normal`] messages until the new
+    /// one fits, counting them in [`QueuedStats::dropped`]. When that is not
+    /// enough (only high-priority messages, or messages being sent right
+    /// now, fill the queue), fail with [`QueueError::Full`] like
+    /// [`Overflow::Fail`].
+    DropOldestNormal,
+}
+
+/// How a [`QueuedWriter`] behaves. Start from [`QueuedOptions::default`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedOptions {
+    max_messages: usize,
+    max_bytes: usize,
+    overflow: Overflow,
+    linger: Duration,
+    backoff_min: Duration,
+    backoff_max: Duration,
+    coalesce: bool,
+}
+
+impl Default for QueuedOptions {
+    /// Up to 65 536 messages or 16 MiB, [`Overflow::Block`], coalescing on,
+    /// reconnect polling from 1 ms doubling to 100 ms, and a drop that
+    /// lingers up to 1 s to deliver what is left.
+    fn default() -> Self {
+        QueuedOptions {
+            max_messages: 65_536,
+            max_bytes: 16 << 20,
+            overflow: Overflow::Block,
+            linger: Duration::from_secs(1),
+            backoff_min: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(100),
+            coalesce: true,
+        }
+    }
+}
+
+impl QueuedOptions {
+    /// Bound on the messages and payload bytes waiting (including those
+    /// being sent). A message larger than `bytes` is refused with
+    /// [`QueueError::TooLarge`]. Both are at least 1.
+    pub fn queue_limit(mut self, messages: usize, bytes: usize) -> Self {
+        self.max_messages = messages.max(1);
+        self.max_bytes = bytes.max(1);
+        self
+    }
+
+    /// What a send does when the queue is full (default [`Overflow::Block`]).
+    pub fn overflow(mut self, policy: Overflow) -> Self {
+        self.overflow = policy;
+        self
+    }
+
+    /// How long dropping the writer (without [`QueuedWriter::close`]) keeps
+    /// delivering before it gives up on what is left (default 1 s).
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// How often the delivery thread looks for a missing slot: first after
+    /// `min`, doubling up to `max` (defaults 1 ms and 100 ms).
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.backoff_min = min.max(Duration::from_micros(1));
+        self.backoff_max = max.max(self.backoff_min);
+        self
+    }
+
+    /// Whether several waiting messages travel in one packet (the default)
+    /// or each in its own.
+    pub fn coalesce(mut self, coalesce: bool) -> Self {
+        self.coalesce = coalesce;
+        self
+    }
+}
+
+/// One queued message, as [`QueuedWriter::close`] hands back the undelivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueuedMessage {
+    /// The priority it was sent with.
+    pub priority: Priority,
+    /// Its bytes.
+    pub data: Vec<u8>,
+}
+
+/// What [`QueuedWriter::close`] could not deliver.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Undelivered {
+    /// Messages still queued at the deadline, in the order they would have
+    /// been sent (high priority first, then normal, each oldest first).
+    pub pending: Vec<QueuedMessage>,
+    /// Messages a reader refused because they exceed its maximum message
+    /// size (see [`QueuedStats::rejected`]), oldest first.
+    pub rejected: Vec<QueuedMessage>,
+}
+
+impl Undelivered {
+    /// True when everything was delivered.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty() && self.rejected.is_empty()
+    }
+
+    /// Number of undelivered messages, pending and rejected.
+    pub fn len(&self) -> usize {
+        self.pending.len() + self.rejected.len()
+    }
+
+    /// Payload bytes of the undelivered messages, pending and rejected.
+    pub fn bytes(&self) -> usize {
+        self.pending
+            .iter()
+            .chain(&self.rejected)
+            .map(|m| m.data.len())
+            .sum()
+    }
+}
+
+/// Counters of a [`QueuedWriter`], from [`QueuedWriter::stats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueuedStats {
+    /// Messages waiting now, including those being sent.
+    pub queued: usize,
+    /// Payload bytes waiting now, including those being sent.
+    pub queued_bytes: usize,
+    /// Messages the kernel accepted for a reader so far.
+    pub sent: u64,
+    /// Packets those messages travelled in (fewer than `sent` when coalesced).
+    pub packets: u64,
+    /// Normal messages dropped by [`Overflow::DropOldestNormal`].
+    pub dropped: u64,
+    /// Messages larger than a reader's maximum message size; they are kept
+    /// and returned by [`QueuedWriter::close`] in [`Undelivered::rejected`].
+    pub rejected: u64,
+    /// Connections made after the first one (the reader came back, or the
+    /// writer was retargeted).
+    pub reconnects: u64,
+    /// Whether the delivery thread holds a connection to a reader now.
+    pub connected: bool,
+    /// The last reason a connection or send failed, if any.
+    pub last_error: Option<String>,
+}
+
+/// Why a [`QueuedWriter`] operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The queue is full and the overflow policy does not wait; nothing was queued.
+    #[error(
+        "queue of mailslot {name} is full ({messages} messages, {bytes} bytes waiting; limit {max_messages} messages, {max_bytes} bytes); the message was not queued: raise the queue limit, use Overflow::Block, or start the reader"
+    )]
+    Full {
+        /// The slot.
+        name: String,
+        /// Messages waiting.
+        messages: usize,
+        /// Bytes waiting.
+        bytes: usize,
+        /// The message limit.
+        max_messages: usize,
+        /// The byte limit.
+        max_bytes: usize,
+    },
+    /// The message can never be delivered; nothing was queued.
+    #[error(
+        "message of {size} bytes for mailslot {name} exceeds {limit} of {max} bytes; nothing was queued"
+    )]
+    TooLarge {
+        /// The slot.
+        name: String,
+        /// The message's size.
+        size: usize,
+        /// Which limit: the queue's byte limit or the slot's maximum message size.
+        limit: &'static str,
+        /// The limit in bytes.
+        max: u64,
+    },
+    /// [`QueuedWriter::flush`] ran out of time; the messages stay queued.
+    #[error(
+        "flush of mailslot {name} timed out after {} ms with {messages} messages ({bytes} bytes) not yet delivered; they stay queued{}",
+        timeout.as_millis(),
+        last_error.as_deref().map(|e| format!(" (last problem: {e})")).unwrap_or_default()
+    )]
+    FlushTimedOut {
+        /// The slot.
+        name: String,
+        /// The timeout that expired.
+        timeout: Duration,
+        /// Messages still waiting.
+        messages: usize,
+        /// Bytes still waiting.
+        bytes: usize,
+        /// Why delivery is stuck, when known (e.g. no reader).
+        last_error: Option<String>,
+    },
+    /// The delivery thread is gone (it panicked, a bug); nothing can be sent.
+    #[error(
+        "the delivery thread of the queued writer for mailslot {name} has stopped; close the writer to get the undelivered messages back"
+    )]
+    Stopped {
+        /// The slot.
+        name: String,
+    },
+}
+
+struct State {
+    high: VecDeque<Vec<u8>>,
+    normal: VecDeque<Vec<u8>>,
+    /// Waiting messages and bytes, including those being sent.
+    count: usize,
+    bytes: usize,
+    target: SlotName,
+    generation: u64,
+    /// The close deadline, once closing.
+    closing: Option<Instant>,
+    worker_idle: bool,
+    worker_gone: bool,
+    /// Maximum message size of the reader connected now (0 = any).
+    slot_max: Option<u32>,
+    rejected: Vec<QueuedMessage>,
+    stats: QueuedStats,
+}
+
+struct Shared {
+    opts: QueuedOptions,
+    state: Mutex<State>,
+    /// The delivery thread waits here for messages, retargets and close.
+    work: Condvar,
+    /// Blocked senders wait here for room.
+    space: Condvar,
+    /// Flushes wait here for an empty queue.
+    idle: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits `d`, or less when the writer is retargeted or closing.
+    fn pause(&self, d: Duration, generation: u64) {
+        let until = Instant::now() + d;
+        let mut st = self.lock();
+        loop {
+            let limit = st.closing.map_or(until, |c| c.min(until));
+            let now = Instant::now();
+            if st.generation != generation || now >= limit {
+                return;
+            }
+            st = self
+                .work
+                .wait_timeout(st, limit - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+/// A mailslot writer with a bounded queue and a delivery thread
+/// (Windows' classic `CQueuedMailslotWriter`). See the [module
+/// docs](crate::queued) for the delivery guarantee.
+///
+/// `QueuedWriter` is `Send` and `Sync`: share it between threads by
+/// reference or in an `Arc`.
+pub struct QueuedWriter {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for QueuedWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuedWriter")
+            .field("target", &self.shared.lock().target.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueuedWriter {
+    /// Starts a queued writer for `name` in the default namespace directory.
+    ///
+    /// Returns at once, whether or not the slot exists yet; fails only when
+    /// the namespace directory is unusable or the thread cannot start.
+    pub fn open(name: &SlotName, options: QueuedOptions) -> Result<QueuedWriter> {
+        QueuedWriter::open_in(&Namespace::resolve()?, name, options)
+    }
+
+    /// Starts a queued writer for `name` in the namespace `ns`.
+    pub fn open_in(
+        ns: &Namespace,
+        name: &SlotName,
+        options: QueuedOptions,
+    ) -> Result<QueuedWriter> {
+        let display = name.path();
+        let ns = ns
+            .try_clone()
+            .map_err(io_err("duplicating the directory handle", &display))?;
+        let shared = Arc::new(Shared {
+            opts: options,
+            state: Mutex::new(State {
+                high: VecDeque::new(),
+                normal: VecDeque::new(),
+                count: 0,
+                bytes: 0,
+                target: name.clone(),
+                generation: 0,
+                closing: None,
+                worker_idle: false,
+                worker_gone: false,
+                slot_max: None,
+                rejected: Vec::new(),
+                stats: QueuedStats::default(),
+            }),
+            work: Condvar::new(),
+            space: Condvar::new(),
+            idle: Condvar::new(),
+        });
+        let worker = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("mailslot-queued".into())
+            .spawn(move || deliver(&worker, &ns))
+            .map_err(io_err("starting the delivery thread", &display))?;
+        Ok(QueuedWriter {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// The slot messages go to now.
+    pub fn target(&self) -> SlotName {
+        self.shared.lock().target.clone()
+    }
+
+    /// Queues `data` and returns; the delivery thread sends it.
+    ///
+    /// When the queue is full, waits, fails or drops as the [`Overflow`]
+    /// policy says. Zero-length messages are real messages. Fails with
+    /// [`QueueError::TooLarge`] for a message over the queue's byte limit,
+    /// or over the maximum message size of the reader connected now.
+    pub fn send(&self, data: impl Into<Vec<u8>>, priority: Priority) -> Result<(), QueueError> {
+        let data = data.into();
+        let opts = &self.shared.opts;
+        let mut st = self.shared.lock();
+        let too_large = |st: &State, limit, max: u64| QueueError::TooLarge {
+            name: st.target.path(),
+            size: data.len(),
+            limit,
+            max,
+        };
+        if data.len() > opts.max_bytes {
+            return Err(too_large(
+                &st,
+                "the queue's byte limit",
+                opts.max_bytes as u64,
+            ));
+        }
+        if data.len() > u32::MAX as usize {
+            return Err(too_large(&st, "the largest message", u64::from(u32::MAX)));
+        }
+        if let Some(max) = st.slot_max.filter(|&m| m != 0 && data.len() > m as usize) {
+            return Err(too_large(
+                &st,
+                "the slot's maximum message size",
+                u64::from(max),
+            ));
+        }
+        loop {
+            if st.worker_gone {
+                return Err(QueueError::Stopped {
+                    name: st.target.path(),
+                });
+            }
+            if st.count < opts.max_messages && st.bytes + data.len() <= opts.max_bytes {
+                break;
+            }
+            match opts.overflow {
+                Overflow::Block => {
+                    st = self
+                        .shared
+                        .space
+                        .wait(st)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+                Overflow::DropOldestNormal if !st.normal.is_empty() => {
+                    if let Some(old) = st.normal.pop_front() {
+                        st.count -= 1;
+                        st.bytes -= old.len();
+                        st.stats.dropped += 1;
+                    }
+                }
+                Overflow::Fail | Overflow::DropOldestNormal => {
+                    return Err(QueueError::Full {
+                        name: st.target.path(),
+                        messages: st.count,
+                        bytes: st.bytes,
+                        max_messages: opts.max_messages,
+                        max_bytes: opts.max_bytes,
+                    });
+                }
+            }
+        }
+        st.count += 1;
+        st.bytes += data.len();
+        match priority {
+            Priority::High => st.high.push_back(data),
+            Priority::Normal => st.normal.push_back(data),
+        }
+        if st.worker_idle {
+            st.worker_idle = false;
+            self.shared.work.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Waits until every queued message has been delivered (or rejected,
+    /// see [`QueuedStats::rejected`]), up to `timeout`.
+    ///
+    /// On timeout the messages stay queued and the error says how many.
+    pub fn flush(&self, timeout: Duration) -> Result<(), QueueError> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.lock();
+        while st.count > 0 {
+            if st.worker_gone {
+                return Err(QueueError::Stopped {
+                    name: st.target.path(),
+                });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(QueueError::FlushTimedOut {
+                    name: st.target.path(),
+                    timeout,
+                    messages: st.count,
+                    bytes: st.bytes,
+                    last_error: st.stats.last_error.clone(),
+                });
+            }
+            st = self
+                .shared
+                .idle
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        Ok(())
+    }
+
+    /// Follows the reader to a new name: every message not yet delivered,
+    /// and every later one, goes to `name`.
+    ///
+    /// The current connection is dropped before the next send; a packet
+    /// being sent at this moment still completes to the old slot.
+    pub fn retarget(&self, name: &SlotName) {
+        let mut st = self.shared.lock();
+        st.target = name.clone();
+        st.generation += 1;
+        st.slot_max = None;
+        self.shared.work.notify_all();
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> QueuedStats {
+        let st = self.shared.lock();
+        QueuedStats {
+            queued: st.count,
+            queued_bytes: st.bytes,
+            ..st.stats.clone()
+        }
+    }
+
+    /// Keeps delivering until the queue is empty or `timeout` has passed,
+    /// stops the delivery thread, and returns what was not delivered.
+    pub fn close(mut self, timeout: Duration) -> Undelivered {
+        self.shutdown(timeout)
+    }
+
+    fn shutdown(&mut self, timeout: Duration) -> Undelivered {
+        {
+            let mut st = self.shared.lock();
+            st.closing = Some(Instant::now() + timeout);
+            self.shared.work.notify_all();
+        }
+        if let Some(t) = self.thread.take() {
+            // A panic of the delivery thread is a bug; what it left queued
+            // is still returned below.
+            let _ = t.join();
+        }
+        let mut st = self.shared.lock();
+        let st = &mut *st;
+        let mut pending = Vec::with_capacity(st.count);
+        for (priority, q) in [
+            (Priority::High, &mut st.high),
+            (Priority::Normal, &mut st.normal),
+        ] {
+            pending.extend(q.drain(..).map(|data| QueuedMessage { priority, data }));
+        }
+        st.count = 0;
+        st.bytes = 0;
+        Undelivered {
+            pending,
+            rejected: std::mem::take(&mut st.rejected),
+        }
+    }
+}
+
+impl Drop for QueuedWriter {
+    /// Like [`close`](QueuedWriter::close) with the linger time of the
+    /// options; what is left after it is discarded. Call `close` to learn it.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let linger = self.shared.opts.linger;
+            drop(self.shutdown(linger));
+        }
+    }
+}
+
+/// Marks the delivery thread gone however it ends, so nobody waits for it.
+struct Gone<'a>(&'a Shared);
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.worker_gone = true;
+        st.stats.connected = false;
+        self.0.space.notify_all();
+        self.0.idle.notify_all();
+    }
+}
+
+/// The delivery thread.
+fn deliver(shared: &Shared, ns: &Namespace) {
+    let _gone = Gone(shared);
+    let opts = &shared.opts;
+    let mut conn: Option<(u64, Writer)> = None;
+    let mut backoff = opts.backoff_min;
+    let mut connected_once = false;
+    let mut batch: Vec<QueuedMessage> = Vec::new();
+    loop {
+        // Wait for messages, or for the end.
+        let (target, generation, deadline) = {
+            let mut st = shared.lock();
+            loop {
+                if st.closing.is_some_and(|d| Instant::now() >= d) {
+                    return;
+                }
+                if st.count > 0 {
+                    break;
+                }
+                if st.closing.is_some() {
+                    return;
+                }
+                st.worker_idle = true;
+                st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                st.worker_idle = false;
+            }
+            (st.target.clone(), st.generation, st.closing)
+        };
+
+        // Connect (again) when needed.
+        if conn.as_ref().is_some_and(|(g, _)| *g != generation) {
+            conn = None;
+            shared.lock().stats.connected = false;
+        }
+        let writer = match &mut conn {
+            Some((_, w)) => w,
+            None => match Writer::open_in(ns, &target) {
+                Ok(w) => {
+                    backoff = opts.backoff_min;
+                    let mut st = shared.lock();
+                    if st.generation == generation {
+                        st.slot_max = Some(w.max_message_size());
+                    }
+                    st.stats.connected = true;
+                    st.stats.reconnects += u64::from(connected_once);
+                    connected_once = true;
+                    &mut conn.insert((generation, w)).1
+                }
+                Err(e) => {
+                    {
+                        let mut st = shared.lock();
+                        st.stats.connected = false;
+                        st.stats.last_error = Some(e.to_string());
+                    }
+                    shared.pause(backoff, generation);
+                    backoff = (backoff * 2).min(opts.backoff_max);
+                    continue;
+                }
+            },
+        };
+
+        // Take one packet's worth: high priority first, then normal.
+        let max = writer.max_message_size() as usize;
+        {
+            let mut st = shared.lock();
+            if st.generation != generation {
+                continue;
+            }
+            let st = &mut *st;
+            let mut room = Writer::BATCH_BYTES;
+            let mut rejected = false;
+            'take: for (priority, q) in [
+                (Priority::High, &mut st.high),
+                (Priority::Normal, &mut st.normal),
+            ] {
+                while let Some(front) = q.front() {
+                    let len = front.len();
+                    if max != 0 && len > max {
+                        let data = q.pop_front().unwrap_or_default();
+                        st.count -= 1;
+                        st.bytes -= len;
+                        st.stats.rejected += 1;
+                        st.rejected.push(QueuedMessage { priority, data });
+                        rejected = true;
+                        continue;
+                    }
+                    if !batch.is_empty() && (!opts.coalesce || len + 4 > room) {
+                        break 'take;
+                    }
+                    room = room.saturating_sub(len + 4);
+                    let data = q.pop_front().unwrap_or_default();
+                    batch.push(QueuedMessage { priority, data });
+                }
+            }
+            if rejected {
+                shared.space.notify_all();
+                if st.count == 0 {
+                    shared.idle.notify_all();
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+
+        // Send it; only what the kernel accepted leaves the queue.
+        let slice = deadline.map_or(SEND_SLICE, |d| {
+            d.saturating_duration_since(Instant::now()).min(SEND_SLICE)
+        });
+        writer.set_write_timeout(Some(slice));
+        let result = if let [one] = batch.as_slice() {
+            writer.write(&one.data).map_err(|e| (0, e))
+        } else {
+            let slices: Vec<&[u8]> = batch.iter().map(|m| m.data.as_slice()).collect();
+            writer.write_batch(&slices)
+        };
+        let (sent, err) = match result {
+            Ok(()) => (batch.len(), None),
+            Err((n, e)) => (n, Some(e)),
+        };
+        {
+            let mut st = shared.lock();
+            let sent_bytes: usize = batch[..sent].iter().map(|m| m.data.len()).sum();
+            st.count -= sent;
+            st.bytes -= sent_bytes;
+            st.stats.sent += sent as u64;
+            if sent > 0 {
+                st.stats.packets += 1;
+            }
+            // The rest goes back to the front, in order.
+            for m in batch.drain(sent..).rev() {
+                match m.priority {
+                    Priority::High => st.high.push_front(m.data),
+                    Priority::Normal => st.normal.push_front(m.data),
+                }
+            }
+            batch.clear();
+            match &err {
+                None | Some(Error::TimedOut { .. }) => {}
+                Some(e) => {
+                    st.stats.connected = false;
+                    st.stats.last_error = Some(e.to_string());
+                }
+            }
+            if sent > 0 {
+                shared.space.notify_all();
+            }
+            if st.count == 0 {
+                shared.idle.notify_all();
+            }
+        }
+        match err {
+            // No room yet: look at the deadline and target, then try again.
+            None | Some(Error::TimedOut { .. }) => {}
+            // Reconnect at once; the reader may already be back.
+            Some(Error::ReaderClosed { .. }) => conn = None,
+            Some(_) => {
+                conn = None;
+                shared.pause(backoff, generation);
+                backoff = (backoff * 2).min(opts.backoff_max);
+            }
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! The queued writer against real readers: priorities, restarts (threads
+//! and processes), overflow policies, flush and close, retargeting.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use mailslot::{
+    Namespace, Overflow, Priority, QueueError, QueuedOptions, QueuedWriter, Reader, ReaderOptions,
+    SlotName,
+};
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn ns() -> (tempfile::TempDir, Namespace) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = Namespace::at(tmp.path()).unwrap();
+    (tmp, ns)
+}
+
+fn name(s: &str) -> SlotName {
+    SlotName::from_bare(s).unwrap()
+}
+
+fn reader(ns: &Namespace, n: &SlotName) -> Reader {
+    let mut r = Reader::create_in(ns, n, &ReaderOptions::default()).unwrap();
+    r.set_read_timeout(Some(LONG));
+    r
+}
+
+fn read_n(r: &mut Reader, n: usize) -> Vec<Vec<u8>> {
+    (0..n).map(|_| r.read_message().unwrap().data).collect()
+}
+
+/// `h17` / `n4`: priority letter and sequence number.
+fn tag(p: Priority, i: usize) -> Vec<u8> {
+    let c = if p == Priority::High { 'h' } else { 'n' };
+    format!("{c}{i}").into_bytes()
+}
+
+fn untag(m: &[u8]) -> (Priority, usize) {
+    let s = std::str::from_utf8(m).unwrap();
+    let p = if s.starts_with('h') {
+        Priority::High
+    } else {
+        Priority::Normal
+    };
+    (p, s[1..].parse().unwrap())
+}
+
+#[test]
+fn high_priority_first_then_fifo_within_each_priority() {
+    let (_tmp, ns) = ns();
+    let n = name("prio");
+    let w = QueuedWriter::open_in(&ns, &n, QueuedOptions::default()).unwrap();
+    // The reader is absent while everything is queued: 5000 normal, then
+    // 500 high interleaved with 1000 more normal.
+    for i in 0..5000 {
+        w.send(tag(Priority::Normal, i), Priority::Normal).unwrap();
+    }
+    for i in 0..1500 {
+        if i % 3 == 0 {
+            w.send(tag(Priority::High, i / 3), Priority::High).unwrap();
+        } else {
+            w.send(
+                tag(Priority::Normal, 5000 + i - i / 3 - 1),
+                Priority::Normal,
+            )
+            .unwrap();
+        }
+    }
+    assert_eq!(w.stats().queued, 6500);
+    assert_eq!(w.stats().sent, 0);
+    let mut r = reader(&ns, &n);
+    let got: Vec<_> = read_n(&mut r, 6500).iter().map(|m| untag(m)).collect();
+    let want: Vec<_> = (0..500)
+        .map(|i| (Priority::High, i))
+        .chain((0..6000).map(|i| (Priority::Normal, i)))
+        .collect();
+    assert_eq!(got, want);
+    w.flush(LONG).unwrap();
+    let s = w.stats();
+    assert_eq!((s.sent, s.queued, s.dropped, s.reconnects), (6500, 0, 0, 0));
+    assert!(s.packets < s.sent / 10, "coalescing: {s:?}");
+    assert!(w.close(LONG).is_empty());
+}
+
+/// Checks that each priority's sequence is exactly 0, 1, 2, ... .
+fn assert_each_priority_in_order(all: &[Vec<u8>], highs: usize, normals: usize) {
+    let mut next = [0usize; 2];
+    for m in all {
+        let (p, i) = untag(m);
+        let k = usize::from(p == Priority::Normal);
+        assert_eq!(i, next[k], "{p:?} message out of order, lost or duplicated");
+        next[k] += 1;
+    }
+    assert_eq!(next, [highs, normals]);
+}
+
+#[test]
+fn reader_restarted_ten_times_during_100k_messages_loses_and_duplicates_nothing() {
+    let (_tmp, ns) = ns();
+    let n = name("restart");
+    let w = QueuedWriter::open_in(&ns, &n, QueuedOptions::default()).unwrap();
+    const GENS: usize = 10;
+    const PER_GEN: usize = 10_000;
+    let (mut hi, mut no) = (0, 0);
+    let mut send = |w: &QueuedWriter, count: usize| {
+        for _ in 0..count {
+            if (hi + no) % 7 == 0 {
+                w.send(tag(Priority::High, hi), Priority::High).unwrap();
+                hi += 1;
+            } else {
+                w.send(tag(Priority::Normal, no), Priority::Normal).unwrap();
+                no += 1;
+            }
+        }
+    };
+    let mut all = Vec::with_capacity(GENS * PER_GEN);
+    for _ in 0..GENS {
+        // Half queued while no reader exists (the writer polls for it)...
+        send(&w, PER_GEN / 2);
+        let r = reader(&ns, &n);
+        let t = std::thread::spawn(move || {
+            let mut r = r;
+            // Reads what was queued for it, then goes away: drained, so no
+            // message dies in its socket buffer (the documented window).
+            read_n(&mut r, PER_GEN)
+        });
+        // ...and half while it reads.
+        send(&w, PER_GEN / 2);
+        all.extend(t.join().unwrap());
+    }
+    assert_eq!(all.len(), GENS * PER_GEN);
+    assert_each_priority_in_order(&all, hi, no);
+    let s = w.stats();
+    assert_eq!(
+        (s.sent, s.queued, s.dropped),
+        ((GENS * PER_GEN) as u64, 0, 0)
+    );
+    assert_eq!(s.reconnects, (GENS - 1) as u64);
+    assert!(w.close(LONG).is_empty());
+}
+
+/// Environment of a child reader process (see `child_reader_process`).
+const CHILD_DIR: &str = "MAILSLOT_QTEST_DIR";
+const CHILD_NAME: &str = "MAILSLOT_QTEST_NAME";
+const CHILD_COUNT: &str = "MAILSLOT_QTEST_COUNT";
+const CHILD_OUT: &str = "MAILSLOT_QTEST_OUT";
+
+/// Not a test on its own: the body of the reader process that
+/// `reader_process_restarts_lose_nothing` starts (this test binary, run
+/// again with the variables above). Without them it does nothing.
+#[test]
+fn child_reader_process() {
+    let Some(dir) = std::env::var_os(CHILD_DIR) else {
+        return;
+    };
+    let ns = Namespace::at(std::path::Path::new(&dir)).unwrap();
+    let n = name(&std::env::var(CHILD_NAME).unwrap());
+    let count: usize = std::env::var(CHILD_COUNT).unwrap().parse().unwrap();
+    let mut r = reader(&ns, &n);
+    let mut out = Vec::new();
+    for m in read_n(&mut r, count) {
+        out.extend_from_slice(&m);
+        out.push(b'\n');
+    }
+    std::fs::write(std::env::var_os(CHILD_OUT).unwrap(), out).unwrap();
+}
+
+#[test]
+fn reader_process_restarts_lose_nothing() {
+    let (tmp, ns) = ns();
+    let n = name("restart-process");
+    let w = QueuedWriter::open_in(&ns, &n, QueuedOptions::default()).unwrap();
+    let (mut hi, mut no) = (0, 0);
+    let mut all = Vec::new();
+    let mut pids = Vec::new();
+    for g in 0..3 {
+        let out = tmp.path().join(format!("out{g}"));
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_reader_process", "--test-threads=1"])
+            .env(CHILD_DIR, ns.dir())
+            .env(CHILD_NAME, n.name())
+            .env(CHILD_COUNT, "2000")
+            .env(CHILD_OUT, &out)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        pids.push(child.id());
+        for _ in 0..2000 {
+            if (hi + no) % 5 == 0 {
+                w.send(tag(Priority::High, hi), Priority::High).unwrap();
+                hi += 1;
+            } else {
+                w.send(tag(Priority::Normal, no), Priority::Normal).unwrap();
+                no += 1;
+            }
+        }
+        assert!(child.wait().unwrap().success());
+        let text = std::fs::read(&out).unwrap();
+        all.extend(
+            text.split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(<[u8]>::to_vec),
+        );
+    }
+    assert_eq!(all.len(), 6000);
+    assert_each_priority_in_order(&all, hi, no);
+    assert_eq!(w.stats().reconnects, 2);
+    assert!(w.close(LONG).is_empty());
+}
+
+#[test]
+fn overflow_fail_refuses_and_keeps_what_was_queued() {
+    let (_tmp, ns) = ns();
+    let n = name("fail");
+    let opts = QueuedOptions::default()
+        .queue_limit(3, 10)
+        .overflow(Overflow::Fail);
+    let w = QueuedWriter::open_in(&ns, &n, opts).unwrap();
+    w.send(&b"aaaa"[..], Priority::Normal).unwrap();
+    w.send(&b"bbbb"[..], Priority::High).unwrap();
+    // The byte limit: 8 + 4 > 10.
+    let e = w.send(&b"cccc"[..], Priority::Normal).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            QueueError::Full {
+                messages: 2,
+                bytes: 8,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains(r"\\.\mailslot\fail"), "{e}");
+    w.send(&b""[..], Priority::Normal).unwrap();
+    // The message limit.
+    assert!(matches!(
+        w.send(&b""[..], Priority::High),
+        Err(QueueError::Full { messages: 3, .. })
+    ));
+    // Never fits at all.
+    assert!(matches!(
+        w.send(vec![0u8; 11], Priority::High),
+        Err(QueueError::TooLarge {
+            size: 11,
+            max: 10,
+            ..
+        })
+    ));
+    let mut r = reader(&ns, &n);
+    assert_eq!(read_n(&mut r, 3), [&b"bbbb"[..], b"aaaa", b""]);
+    w.flush(LONG).unwrap();
+    assert_eq!(w.stats().dropped, 0);
+}
+
+#[test]
+fn overflow_drop_oldest_normal_counts_drops_and_never_drops_high() {
+    let (_tmp, ns) = ns();
+    let n = name("drop");
+    let opts = QueuedOptions::default()
+        .queue_limit(3, 1 << 20)
+        .overflow(Overflow::DropOldestNormal);
+    let w = QueuedWriter::open_in(&ns, &n, opts).unwrap();
+    w.send(tag(Priority::Normal, 0), Priority::Normal).unwrap();
+    w.send(tag(Priority::Normal, 1), Priority::Normal).unwrap();
+    w.send(tag(Priority::High, 0), Priority::High).unwrap();
+    w.send(tag(Priority::Normal, 2), Priority::Normal).unwrap(); // drops n0
+    w.send(tag(Priority::High, 1), Priority::High).unwrap(); // drops n1
+    assert_eq!(w.stats().dropped, 2);
+    w.send(tag(Priority::High, 2), Priority::High).unwrap(); // drops n2
+    // Only high messages left: nothing may be dropped, so it fails.
+    assert!(matches!(
+        w.send(tag(Priority::Normal, 3), Priority::Normal),
+        Err(QueueError::Full { messages: 3, .. })
+    ));
+    let s = w.stats();
+    assert_eq!((s.dropped, s.queued), (3, 3));
+    let mut r = reader(&ns, &n);
+    assert_eq!(read_n(&mut r, 3), [b"h0", b"h1", b"h2"]);
+    assert!(w.close(LONG).is_empty());
+    assert_eq!(r.info().unwrap().count, 0);
+}
+
+#[test]
+fn overflow_block_waits_until_a_reader_makes_room() {
+    let (_tmp, ns) = ns();
+    let n = name("block");
+    let opts = QueuedOptions::default().queue_limit(2, 1 << 20);
+    let w = QueuedWriter::open_in(&ns, &n, opts).unwrap();
+    w.send(&b"1"[..], Priority::Normal).unwrap();
+    w.send(&b"2"[..], Priority::Normal).unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            w.send(&b"3"[..], Priority::Normal).unwrap();
+            tx.send(()).unwrap();
+        });
+        // Without a reader there is no room: the third send stays blocked.
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(200)),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        let mut r = reader(&ns, &n);
+        rx.recv_timeout(LONG).unwrap();
+        assert_eq!(read_n(&mut r, 3), [b"1", b"2", b"3"]);
+    });
+    assert_eq!(w.stats().dropped, 0);
+}
+
+#[test]
+fn flush_times_out_without_a_reader_and_says_why() {
+    let (_tmp, ns) = ns();
+    let w = QueuedWriter::open_in(&ns, &name("nobody"), QueuedOptions::default()).unwrap();
+    w.send(&b"abc"[..], Priority::Normal).unwrap();
+    w.send(&b"de"[..], Priority::High).unwrap();
+    let t = Instant::now();
+    let e = w.flush(Duration::from_millis(50)).unwrap_err();
+    assert!(t.elapsed() >= Duration::from_millis(50));
+    match &e {
+        QueueError::FlushTimedOut {
+            messages,
+            bytes,
+            last_error,
+            ..
+        } => {
+            assert_eq!((*messages, *bytes), (2, 5));
+            assert!(last_error.as_deref().unwrap().contains("not found"), "{e}");
+        }
+        _ => panic!("{e}"),
+    }
+    let s = w.stats();
+    assert!(!s.connected);
+    assert_eq!((s.queued, s.queued_bytes, s.sent), (2, 5, 0));
+}
+
+#[test]
+fn close_returns_what_it_could_not_deliver_by_the_deadline() {
+    let (_tmp, ns) = ns();
+    let w = QueuedWriter::open_in(&ns, &name("nobody"), QueuedOptions::default()).unwrap();
+    w.send(&b"n1"[..], Priority::Normal).unwrap();
+    w.send(&b"h1"[..], Priority::High).unwrap();
+    w.send(&b"n2"[..], Priority::Normal).unwrap();
+    let t = Instant::now();
+    let u = w.close(Duration::from_millis(30));
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(30), "{took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let got: Vec<_> = u
+        .pending
+        .iter()
+        .map(|m| (m.priority, m.data.as_slice()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Priority::High, &b"h1"[..]),
+            (Priority::Normal, b"n1"),
+            (Priority::Normal, b"n2")
+        ]
+    );
+    assert_eq!((u.len(), u.bytes()), (3, 6));
+    assert!(u.rejected.is_empty());
+}
+
+#[test]
+fn close_delivers_everything_when_a_reader_is_there() {
+    let (_tmp, ns) = ns();
+    let n = name("drain");
+    let mut r = reader(&ns, &n);
+    let w = QueuedWriter::open_in(&ns, &n, QueuedOptions::default()).unwrap();
+    for i in 0..1000 {
+        w.send(tag(Priority::Normal, i), Priority::Normal).unwrap();
+    }
+    assert!(w.close(LONG).is_empty());
+    let got = read_n(&mut r, 1000);
+    assert_each_priority_in_order(&got, 0, 1000);
+    assert_eq!(r.info().unwrap().count, 0);
+}
+
+#[test]
+fn messages_over_the_slot_maximum_are_rejected_and_returned() {
+    let (_tmp, ns) = ns();
+    let n = name("small");
+    let w = QueuedWriter::open_in(&ns, &n, QueuedOptions::default()).unwrap();
+    w.send(&b"fits"[..], Priority::Normal).unwrap();
+    w.send(&b"far too long"[..], Priority::Normal).unwrap();
+    w.send(&b"ok"[..], Priority::Normal).unwrap();
+    let mut r = Reader::create_in(&ns, &n, &ReaderOptions::default().max_message_size(8)).unwrap();
+    w.flush(LONG).unwrap();
+    assert_eq!(read_n(&mut r, 2), [&b"fits"[..], b"ok"]);
+    assert_eq!(w.stats().rejected, 1);
+    // Now that the slot's limit is known, send refuses at once.
+    assert!(matches!(
+        w.send(&b"also too long"[..], Priority::High),
+        Err(QueueError::TooLarge { max: 8, .. })
+    ));
+    let u = w.close(LONG);
+    assert!(u.pending.is_empty());
+    let rejected: Vec<_> = u
+        .rejected
+        .iter()
+        .map(|m| (m.priority, m.data.as_slice()))
+        .collect();
+    assert_eq!(rejected, [(Priority::Normal, &b"far too long"[..])]);
+}
+
+/// Message `i` of the retarget test: its length and every byte depend on `i`.
+fn patterned(i: usize) -> Vec<u8> {
+    let len = 1 + (i * 37) % 700;
+    (0..len).map(|j| (i * 31 + j * 7) as u8).collect()
+}
+
+/// The classic implementation garbled every second message after it
+/// followed a reader re-created under a new name.
+#[test]
+fn retarget_to_a_recreated_reader_delivers_every_message_intact() {
+    let (_tmp, ns) = ns();
+    let (old, new) = (name(r"app\v1"), name(r"app\v2"));
+    let w = QueuedWriter::open_in(&ns, &old, QueuedOptions::default()).unwrap();
+    let mut a = reader(&ns, &old);
+    for i in 0..10 {
+        w.send(patterned(i), Priority::Normal).unwrap();
+    }
+    w.flush(LONG).unwrap();
+    for i in 0..10 {
+        assert_eq!(a.read_message().unwrap().data, patterned(i));
+    }
+    // The reader goes away and comes back under a new name.
+    drop(a);
+    w.send(&b"sent while no reader"[..], Priority::Normal)
+        .unwrap();
+    let mut b = reader(&ns, &new);
+    w.retarget(&new);
+    assert_eq!(w.target(), new);
+    for i in 0..1000 {
+        w.send(patterned(i), Priority::Normal).unwrap();
+    }
+    assert_eq!(b.read_message().unwrap().data, b"sent while no reader");
+    for i in 0..1000 {
+        let m = b.read_message().unwrap();
+        assert_eq!(m.data, patterned(i), "message {i} garbled");
+        assert_eq!(m.sender.pid, std::process::id());
+    }
+    w.flush(LONG).unwrap();
+    assert_eq!(b.info().unwrap().count, 0);
+    assert!(w.stats().reconnects >= 1);
+    assert!(w.close(LONG).is_empty());
+}
+
+#[test]
+fn retarget_while_the_old_reader_lives_sends_nothing_more_to_it() {
+    let (_tmp, ns) = ns();
+    let (old, new) = (name("first"), name("second"));
+    let mut a = reader(&ns, &old);
+    let mut b = reader(&ns, &new);
+    let w = QueuedWriter::open_in(&ns, &old, QueuedOptions::default()).unwrap();
+    for i in 0..5 {
+        w.send(patterned(i), Priority::Normal).unwrap();
+    }
+    w.flush(LONG).unwrap();
+    w.retarget(&new);
+    for i in 0..1000 {
+        w.send(patterned(i), Priority::Normal).unwrap();
+    }
+    for i in 0..1000 {
+        assert_eq!(b.read_message().unwrap().data, patterned(i), "message {i}");
+    }
+    w.flush(LONG).unwrap();
+    assert_eq!(b.info().unwrap().count, 0);
+    assert_eq!(a.info().unwrap().count, 5);
+    for i in 0..5 {
+        assert_eq!(a.read_message().unwrap().data, patterned(i));
+    }
+    assert_eq!(w.stats().reconnects, 1);
+}
+
+#[test]
+fn large_messages_travel_alone_and_intact() {
+    let (_tmp, ns) = ns();
+    let n = name("large");
+    let mut r = reader(&ns, &n);
+    let w = QueuedWriter::open_in(&ns, &n, QueuedOptions::default()).unwrap();
+    let big: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+    w.send(&b"small"[..], Priority::Normal).unwrap();
+    w.send(big.clone(), Priority::Normal).unwrap();
+    w.send(&b""[..], Priority::Normal).unwrap();
+    assert_eq!(r.read_message().unwrap().data, b"small");
+    assert_eq!(r.read_message().unwrap().data, big);
+    assert_eq!(r.read_message().unwrap().data, b"");
+    assert!(w.close(LONG).is_empty());
+}
+
+#[test]
+fn queued_writer_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<QueuedWriter>();
+    check::<QueueError>();
+}
