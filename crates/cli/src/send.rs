@@ -32,6 +32,15 @@ pub struct Args {
 
 /// Runs `mailslot send`.
 pub fn run(args: Args, dir: Option<&Path>) -> Result<u8, Failure> {
+    if args.net.messenger {
+        // `\\HOST` or `*`, not a slot path (see crate::net).
+        let mut texts = Vec::new();
+        for_each_message(&args, |m| {
+            texts.push(String::from_utf8_lossy(m).into_owned());
+            Ok(())
+        })?;
+        return crate::net::send_messenger(&args.name, &texts, &args.net, dir);
+    }
     let dest = Destination::parse_or_bare(&args.name)?;
     match &dest {
         Destination::Local(slot) => {

@@ -1,0 +1,343 @@
+//! The daemon's one seam to the operating system.
+//!
+//! Provides:
+//!
+//! - privileges: [`lookup_user`] (`/etc/passwd`), [`drop_privileges`]
+//!   (`setgroups`, `setresgid`, `setresuid`), [`read_ids`]
+//!   (`/proc/self/status`), [`thread_count`];
+//! - interfaces: [`interfaces`] (netlink `RTM_GETLINK` + `RTM_GETADDR`),
+//!   [`local_addr_for`] (`connect` + `getsockname` on a UDP socket);
+//! - systemd: [`activated_udp_socket`] (`LISTEN_FDS`), [`notify`]
+//!   (`NOTIFY_SOCKET`);
+//! - identity: [`hostname`], [`euid`].
+//!
+//! Each function's first doc line names what it calls.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// `geteuid()`.
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// Reads `/proc/sys/kernel/hostname` (the UTS host name).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A user from `/etc/passwd`: `(uid, gid)`.
+///
+/// Reads the file directly (no NSS): system users such as `nobody` or a
+/// `mailslot` service user are local accounts.
+pub fn lookup_user(name: &str) -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 4 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+    })
+}
+
+/// Reads the `Threads:` line of `/proc/self/status`.
+pub fn thread_count() -> io::Result<u32> {
+    let s = std::fs::read_to_string("/proc/self/status")?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| io::Error::other("no Threads: line in /proc/self/status"))
+}
+
+/// Reads the `Uid:` and `Gid:` lines of `/proc/self/status`: real,
+/// effective, saved and filesystem ids, and the `Groups:` line.
+pub fn read_ids() -> io::Result<([u32; 4], [u32; 4], Vec<u32>)> {
+    let s = std::fs::read_to_string("/proc/self/status")?;
+    let ids = |key: &str| -> io::Result<[u32; 4]> {
+        let line = s
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .ok_or_else(|| io::Error::other(format!("no {key} line in /proc/self/status")))?;
+        let v: Vec<u32> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        v.try_into()
+            .map_err(|_| io::Error::other(format!("bad {key} line in /proc/self/status")))
+    };
+    let groups = s
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Ok((ids("Uid:")?, ids("Gid:")?, groups))
+}
+
+/// `setgroups([])`, `setresgid(gid, gid, gid)`, `setresuid(uid, uid, uid)`.
+///
+/// On Linux these system calls change only the calling thread, so the
+/// caller must be single-threaded: this checks `/proc/self/status` first and
+/// refuses otherwise, then checks afterwards that every uid and gid (real,
+/// effective, saved, filesystem) is the target and no supplementary group
+/// is left.
+pub fn drop_privileges(uid: u32, gid: u32) -> io::Result<()> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(io::Error::other(format!(
+            "refusing to drop privileges with {threads} threads running (set*id is per thread on Linux)"
+        )));
+    }
+    let g = rustix::process::Gid::from_raw(gid);
+    let u = rustix::process::Uid::from_raw(uid);
+    rustix::thread::set_thread_groups(&[]).map_err(io::Error::from)?;
+    rustix::thread::set_thread_res_gid(g, g, g).map_err(io::Error::from)?;
+    rustix::thread::set_thread_res_uid(u, u, u).map_err(io::Error::from)?;
+    let (uids, gids, groups) = read_ids()?;
+    if uids != [uid; 4] || gids != [gid; 4] || !groups.is_empty() {
+        return Err(io::Error::other(format!(
+            "privileges were not dropped: uids {uids:?}, gids {gids:?}, groups {groups:?}; wanted {uid}/{gid}"
+        )));
+    }
+    Ok(())
+}
+
+/// One up, broadcast-capable IPv4 address of this host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// Interface name, e.g. `eth0`.
+    pub name: String,
+    /// Our address on it.
+    pub addr: Ipv4Addr,
+    /// The subnet's directed broadcast address.
+    pub broadcast: Ipv4Addr,
+}
+
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
+const RTM_NEWADDR: u16 = 20;
+const RTM_GETADDR: u16 = 22;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_DUMP: u16 = 0x300;
+const IFF_UP: u32 = 1;
+const IFF_BROADCAST: u32 = 2;
+const IFF_LOOPBACK: u32 = 8;
+const IFA_LOCAL: u16 = 2;
+const IFA_LABEL: u16 = 3;
+const IFA_BROADCAST: u16 = 4;
+const IFA_ADDRESS: u16 = 1;
+const AF_INET: u8 = 2;
+
+/// Netlink `RTM_GETLINK` and `RTM_GETADDR` dumps: the up, non-loopback,
+/// broadcast-capable interfaces with their IPv4 address and broadcast
+/// address (computed from the prefix when the kernel has none).
+pub fn interfaces() -> io::Result<Vec<Interface>> {
+    let links = netlink_dump(RTM_GETLINK, 1)?;
+    let addrs = netlink_dump(RTM_GETADDR, 2)?;
+    let mut up = std::collections::HashMap::new();
+    for (ty, body) in &links {
+        if *ty != RTM_NEWLINK || body.len() < 16 {
+            continue;
+        }
+        let index = u32::from_ne_bytes(body[4..8].try_into().unwrap_or_default());
+        let flags = u32::from_ne_bytes(body[8..12].try_into().unwrap_or_default());
+        let usable = flags & IFF_UP != 0 && flags & IFF_LOOPBACK == 0 && flags & IFF_BROADCAST != 0;
+        up.insert(index, usable);
+    }
+    let mut out = Vec::new();
+    for (ty, body) in &addrs {
+        if *ty != RTM_NEWADDR || body.len() < 8 || body[0] != AF_INET {
+            continue;
+        }
+        let prefix = body[1];
+        let index = u32::from_ne_bytes(body[4..8].try_into().unwrap_or_default());
+        if !up.get(&index).copied().unwrap_or(false) {
+            continue;
+        }
+        let (mut local, mut address, mut brd, mut label) = (None, None, None, String::new());
+        for (t, v) in attrs(&body[8..]) {
+            let ip = || <[u8; 4]>::try_from(v).ok().map(Ipv4Addr::from);
+            match t {
+                IFA_LOCAL => local = ip(),
+                IFA_ADDRESS => address = ip(),
+                IFA_BROADCAST => brd = ip(),
+                IFA_LABEL => {
+                    label = String::from_utf8_lossy(v.split(|&b| b == 0).next().unwrap_or(&[]))
+                        .into_owned()
+                }
+                _ => {}
+            }
+        }
+        let Some(addr) = local.or(address) else {
+            continue;
+        };
+        let broadcast = match brd {
+            Some(b) if !b.is_unspecified() => b,
+            _ if prefix < 31 => {
+                let mask = u32::MAX << (32 - u32::from(prefix));
+                Ipv4Addr::from(u32::from(addr) | !mask)
+            }
+            _ => continue,
+        };
+        out.push(Interface {
+            name: label,
+            addr,
+            broadcast,
+        });
+    }
+    Ok(out)
+}
+
+/// Splits rtattrs: `(type, value)`.
+fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while b.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([b[0], b[1]]));
+        let ty = u16::from_ne_bytes([b[2], b[3]]);
+        if len < 4 || len > b.len() {
+            break;
+        }
+        out.push((ty, &b[4..len]));
+        let next = (len + 3) & !3;
+        b = b.get(next..).unwrap_or(&[]);
+    }
+    out
+}
+
+/// Sends one netlink dump request and collects `(type, body)` of every reply.
+fn netlink_dump(request: u16, seq: u32) -> io::Result<Vec<(u16, Vec<u8>)>> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let fd: OwnedFd = rustix::net::socket_with(
+        AddressFamily::NETLINK,
+        SocketType::RAW,
+        SocketFlags::CLOEXEC,
+        None, // NETLINK_ROUTE
+    )?;
+    let mut f = File::from(fd);
+    // nlmsghdr (16) + a 16-byte ifinfomsg / 8-byte ifaddrmsg, family AF_INET.
+    let body_len = if request == RTM_GETLINK { 16 } else { 8 };
+    let mut req = Vec::with_capacity(16 + body_len);
+    req.extend_from_slice(&((16 + body_len) as u32).to_ne_bytes());
+    req.extend_from_slice(&request.to_ne_bytes());
+    req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    req.extend_from_slice(&seq.to_ne_bytes());
+    req.extend_from_slice(&0u32.to_ne_bytes());
+    let mut body = vec![0u8; body_len];
+    if request == RTM_GETADDR {
+        body[0] = AF_INET;
+    }
+    req.extend_from_slice(&body);
+    f.write_all(&req)?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    // Bounded: a dump of a few thousand addresses ends well before this.
+    for _ in 0..1024 {
+        let n = f.read(&mut buf)?;
+        let mut b = &buf[..n];
+        while b.len() >= 16 {
+            let len = u32::from_ne_bytes(b[0..4].try_into().unwrap_or_default()) as usize;
+            let ty = u16::from_ne_bytes([b[4], b[5]]);
+            if len < 16 || len > b.len() {
+                break;
+            }
+            match ty {
+                NLMSG_DONE => return Ok(out),
+                NLMSG_ERROR => {
+                    let errno = i32::from_ne_bytes(b[16..20].try_into().unwrap_or_default());
+                    return Err(io::Error::from_raw_os_error(-errno));
+                }
+                _ => out.push((ty, b[16..len].to_vec())),
+            }
+            let next = (len + 3) & !3;
+            b = b.get(next..).unwrap_or(&[]);
+        }
+    }
+    Err(io::Error::other("netlink dump did not end"))
+}
+
+/// `connect()` + `getsockname()` on a UDP socket: our address on the route to `dest`.
+pub fn local_addr_for(dest: Ipv4Addr) -> io::Result<Ipv4Addr> {
+    let s = UdpSocket::bind("0.0.0.0:0")?;
+    s.set_broadcast(true)?;
+    s.connect(SocketAddrV4::new(dest, 9))?;
+    match s.local_addr()? {
+        std::net::SocketAddr::V4(a) => Ok(*a.ip()),
+        std::net::SocketAddr::V6(_) => Err(io::Error::other("no IPv4 route")),
+    }
+}
+
+/// The UDP socket systemd passed (`LISTEN_PID` = us, `LISTEN_FDS` >= 1: fd 3).
+///
+/// Clears the variables so children do not inherit them.
+pub fn activated_udp_socket() -> Option<UdpSocket> {
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+    let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    if pid != std::process::id() || fds < 1 {
+        return None;
+    }
+    // SAFETY: the variables are cleared before any other thread exists
+    // (the daemon is single-threaded until it has dropped privileges).
+    unsafe {
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        std::env::remove_var("LISTEN_FDNAMES");
+    }
+    // SAFETY: sd_listen_fds(3): with LISTEN_PID equal to our pid, fd 3 is an
+    // open socket handed to this process and owned by nobody else in it.
+    let fd = unsafe { OwnedFd::from_raw_fd(3) };
+    let t = rustix::net::sockopt::socket_type(&fd).ok()?;
+    if t != rustix::net::SocketType::DGRAM {
+        return None;
+    }
+    Some(UdpSocket::from(fd))
+}
+
+/// `sendto(NOTIFY_SOCKET, state)`: tells systemd our state, e.g. `READY=1`.
+/// Does nothing outside systemd.
+pub fn notify(state: &str) -> io::Result<()> {
+    use std::os::unix::net::UnixDatagram;
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(());
+    };
+    let sock = UnixDatagram::unbound()?;
+    let bytes = path.as_encoded_bytes();
+    if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)?;
+        sock.send_to_addr(state.as_bytes(), &addr)?;
+    } else {
+        sock.send_to(state.as_bytes(), &path)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtattrs_are_bounds_checked() {
+        let mut b = Vec::new();
+        b.extend_from_slice(&8u16.to_ne_bytes());
+        b.extend_from_slice(&IFA_LOCAL.to_ne_bytes());
+        b.extend_from_slice(&[10, 0, 0, 1]);
+        b.extend_from_slice(&200u16.to_ne_bytes()); // runs past the end
+        b.extend_from_slice(&IFA_BROADCAST.to_ne_bytes());
+        let a = attrs(&b);
+        assert_eq!(a, vec![(IFA_LOCAL, &[10u8, 0, 0, 1][..])]);
+    }
+
+    #[test]
+    fn interfaces_and_ids_can_be_read() {
+        // Every machine has /proc and netlink; the list may be empty.
+        interfaces().unwrap();
+        let (uids, _, _) = read_ids().unwrap();
+        assert_eq!(uids[1], euid());
+        assert!(thread_count().unwrap() >= 1);
+    }
+}
