@@ -175,7 +175,18 @@ pub struct AsyncWriter {
 
 impl AsyncWriter {
     /// Wraps `writer`, registering its socket with the runtime.
+    ///
+    /// Fails with [`Error::InvalidArgument`] for a writer of a shared slot
+    /// ([`Writer::is_shared`]): its fan-out to several readers cannot wait
+    /// for readiness on one socket without risking duplicates; use it from
+    /// `tokio::task::spawn_blocking` instead.
     pub fn new(mut writer: Writer) -> Result<AsyncWriter> {
+        if writer.is_shared() {
+            return Err(Error::InvalidArgument {
+                name: writer.name().to_string(),
+                detail: "AsyncWriter does not support shared slots; write with a Writer from tokio::task::spawn_blocking".into(),
+            });
+        }
         // Sends never wait inside the writer; this type waits for readiness.
         writer.set_write_timeout(Some(Duration::ZERO));
         let name = writer.name().to_string();

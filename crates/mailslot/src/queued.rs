@@ -18,6 +18,11 @@
 //! message is duplicated and, as long as readers read what they were given,
 //! none is lost.
 //!
+//! For a shared slot (several readers each getting every message) the
+//! delivery point is every live reader's kernel buffer; a send waiting for
+//! room there is not cut short by the close deadline, since a part-done
+//! fan-out cannot be retried without duplicates.
+//!
 //! The residual window, as on Windows: a message the kernel accepted into
 //! a reader's connection but that reader never read (it exited with
 //! messages still in its slot) is lost with that reader. Mailslots are
@@ -724,7 +729,10 @@ fn deliver(shared: &Shared, ns: &Namespace) {
         let slice = deadline.map_or(SEND_SLICE, |d| {
             d.saturating_duration_since(Instant::now()).min(SEND_SLICE)
         });
-        writer.set_write_timeout(Some(slice));
+        // A shared slot's write that times out may have reached some of its
+        // readers already; sending it again would duplicate it there. So
+        // those wait for room as long as it takes.
+        writer.set_write_timeout((!writer.is_shared()).then_some(slice));
         let result = if let [one] = batch.as_slice() {
             writer.write(&one.data).map_err(|e| (0, e))
         } else {

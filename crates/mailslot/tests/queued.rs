@@ -498,3 +498,23 @@ fn queued_writer_is_send_and_sync() {
     check::<QueuedWriter>();
     check::<QueueError>();
 }
+
+#[test]
+fn shared_slot_gets_every_message_once_at_each_reader() {
+    let (_tmp, ns) = ns();
+    let n = name("shared");
+    let opts = ReaderOptions::default().shared(true);
+    let mut a = Reader::create_in(&ns, &n, &opts).unwrap();
+    let mut b = Reader::create_in(&ns, &n, &opts).unwrap();
+    let w = QueuedWriter::open_in(&ns, &n, QueuedOptions::default()).unwrap();
+    for i in 0..500 {
+        w.send(tag(Priority::Normal, i), Priority::Normal).unwrap();
+    }
+    for r in [&mut a, &mut b] {
+        r.set_read_timeout(Some(LONG));
+        let got = read_n(r, 500);
+        assert_each_priority_in_order(&got, 0, 500);
+    }
+    assert!(w.close(LONG).is_empty());
+    assert_eq!((a.info().unwrap().count, b.info().unwrap().count), (0, 0));
+}

@@ -176,3 +176,12 @@ async fn messages_already_in_the_readers_memory_are_not_missed() {
     let inner = reader.into_inner();
     assert_eq!(inner.name(), &n);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn async_writer_refuses_a_shared_slot_instead_of_risking_duplicates() {
+    let (_tmp, ns) = ns();
+    let n = name("shared");
+    let _r = mailslot::Reader::create_in(&ns, &n, &ReaderOptions::default().shared(true)).unwrap();
+    let e = AsyncWriter::open_in(&ns, &n).unwrap_err();
+    assert!(matches!(e, mailslot::Error::InvalidArgument { .. }), "{e}");
+}
