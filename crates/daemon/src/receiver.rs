@@ -14,7 +14,7 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use mailslot::SlotName;
-use mailslot_wire::{DataKind, DecodeError, NetbiosName, decode_mailslot_datagram};
+use mailslot_wire::{DataKind, DecodeError, NameError, NetbiosName, decode_mailslot_datagram};
 
 /// How long a (source, id, content) key is remembered for de-duplication.
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(5);
@@ -137,6 +137,10 @@ pub fn malformed_reason(e: &DecodeError) -> &'static str {
         DecodeError::UnknownMessageType(_) => "bad-type",
         DecodeError::NotDataDatagram(_) => "not-data",
         DecodeError::Fragmented { .. } => "fragment",
+        DecodeError::Name {
+            source: NameError::Truncated { .. },
+            ..
+        } => "truncated",
         DecodeError::Name { .. } => "bad-name",
         DecodeError::NotSmb => "not-smb",
         DecodeError::SmbCommand(_) => "wrong-command",

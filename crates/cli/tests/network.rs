@@ -1,0 +1,878 @@
+//! Remote mailslots between real peers: our daemon, our writer, Samba's
+//! nmbd and tshark, in network namespaces each test creates and deletes.
+//!
+//! Needs root, `ip`, `tshark` and `nmbd`. A missing tool fails the test
+//! with a clear message unless `MAILSLOT_SKIP_INTEROP=1`.
+
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use mailslot_wire::{DataKind, NetbiosName, NodeType, OutgoingMailslot, encode_mailslot_datagram};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mailslot");
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Skips (returns false) or fails when the interop prerequisites are missing.
+fn prerequisites(tools: &[&str]) -> bool {
+    let mut missing = Vec::new();
+    if rustix_euid() != 0 {
+        missing.push("root (network namespaces)".to_string());
+    }
+    for t in tools {
+        let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+            .iter()
+            .any(|d| Path::new(d).join(t).exists());
+        if !found {
+            missing.push(t.to_string());
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("MAILSLOT_SKIP_INTEROP").as_deref() == Ok("1") {
+        eprintln!("skipping: missing {missing:?} (MAILSLOT_SKIP_INTEROP=1)");
+        return false;
+    }
+    panic!(
+        "interop test needs {missing:?}; install samba, tshark and iproute2 and run as root, or set MAILSLOT_SKIP_INTEROP=1 to skip"
+    );
+}
+
+fn rustix_euid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(str::to_string))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("running a command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two namespaces joined by a veth pair: A = 10.213.X.1, B = 10.213.X.2.
+struct Lab {
+    a: String,
+    b: String,
+    va: String,
+    vb: String,
+    x: u8,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn new(x: u8) -> Lab {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let id = format!("{}{n}", std::process::id());
+        let lab = Lab {
+            a: format!("msA{id}"),
+            b: format!("msB{id}"),
+            va: format!("msa{id}"),
+            vb: format!("msb{id}"),
+            x,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        // Namespace directory shared by readers and the daemon (which drops
+        // to nobody, so it must be traversable, like /run/mailslot).
+        run(Command::new("chmod").arg("1777").arg(lab.dir.path()));
+        run(Command::new("ip").args(["netns", "add", &lab.a]));
+        run(Command::new("ip").args(["netns", "add", &lab.b]));
+        run(Command::new("ip").args([
+            "link", "add", &lab.va, "type", "veth", "peer", "name", &lab.vb,
+        ]));
+        run(Command::new("ip").args(["link", "set", &lab.va, "netns", &lab.a]));
+        run(Command::new("ip").args(["link", "set", &lab.vb, "netns", &lab.b]));
+        for (ns, dev, host) in [(&lab.a, &lab.va, 1), (&lab.b, &lab.vb, 2)] {
+            let addr = format!("10.213.{x}.{host}/24");
+            let brd = format!("10.213.{x}.255");
+            run(Command::new("ip").args([
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &addr,
+                "broadcast",
+                &brd,
+                "dev",
+                dev,
+            ]));
+            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
+            run(Command::new("ip").args(["-n", ns, "link", "set", dev, "up"]));
+        }
+        lab
+    }
+
+    fn ip(&self, host: u8) -> String {
+        format!("10.213.{}.{host}", self.x)
+    }
+
+    fn cmd(&self, ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c.env("MAILSLOT_DIR", self.dir.path());
+        c
+    }
+
+    fn mailslot(&self, ns: &str) -> Command {
+        self.cmd(ns, BIN)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.a]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.b]).status();
+    }
+}
+
+/// A child process whose stdout and stderr lines are collected.
+struct Proc {
+    name: String,
+    child: Child,
+    out: Receiver<String>,
+    err: Receiver<String>,
+    err_seen: Vec<String>,
+}
+
+impl Proc {
+    fn spawn(name: &str, mut cmd: Command) -> Proc {
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let lines = |r: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = channel();
+            std::thread::spawn(move || {
+                for l in BufReader::new(r).lines() {
+                    let Ok(l) = l else { break };
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        };
+        let out = lines(Box::new(child.stdout.take().unwrap()));
+        let err = lines(Box::new(child.stderr.take().unwrap()));
+        Proc {
+            name: name.to_string(),
+            child,
+            out,
+            err,
+            err_seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a stderr line containing `pat`; panics with the log at the deadline.
+    fn wait_err(&mut self, pat: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.err.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = l.contains(pat);
+                    self.err_seen.push(l.clone());
+                    if hit {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "{}: no stderr line containing {pat:?} within {timeout:?}; stderr so far:\n{}",
+                    self.name,
+                    self.err_seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for a stdout line containing `pat`.
+    fn wait_out(&mut self, pat: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.out.recv_timeout(left) {
+                Ok(l) if l.contains(pat) => return l,
+                Ok(l) => seen.push(l),
+                Err(_) => panic!(
+                    "{}: no stdout line containing {pat:?} within {timeout:?}; stdout so far:\n{}",
+                    self.name,
+                    seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The next `n` stdout lines as JSON.
+    fn json_lines(&mut self, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.out.recv_timeout(left) {
+                Ok(l) => got.push(
+                    serde_json::from_str(&l)
+                        .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {l}", self.name)),
+                ),
+                Err(_) => {
+                    let err: Vec<String> = self.err.try_iter().collect();
+                    panic!(
+                        "{}: got {} of {n} messages within {timeout:?}: {got:?}; stderr: {err:?}",
+                        self.name,
+                        got.len()
+                    )
+                }
+            }
+        }
+        got
+    }
+
+    fn signal(&self, sig: &str) {
+        run(Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string()));
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {timeout:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const T: Duration = Duration::from_secs(20);
+
+fn start_daemon(lab: &Lab, ns: &str, args: &[&str]) -> Proc {
+    let mut c = lab.mailslot(ns);
+    c.arg("daemon").args(args);
+    let mut p = Proc::spawn("daemon", c);
+    p.wait_err("ready:", T);
+    p
+}
+
+fn listen(lab: &Lab, ns: &str, slot: &str, count: u32, extra: &[&str]) -> Proc {
+    let mut c = lab.mailslot(ns);
+    c.args(["listen", slot, "--format", "json", "--count"])
+        .arg(count.to_string())
+        .args(extra);
+    let mut p = Proc::spawn(&format!("listen {slot}"), c);
+    p.wait_err("listening on", T);
+    p
+}
+
+fn send(lab: &Lab, ns: &str, args: &[&str]) -> String {
+    let out = lab.mailslot(ns).arg("send").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "mailslot send {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stats(daemon: &mut Proc) -> String {
+    daemon.signal("USR1");
+    daemon.wait_err("stats:", T)
+}
+
+fn counter(stats: &str, key: &str) -> u64 {
+    stats
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn text(v: &Value) -> &str {
+    v["text"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn unique_group_and_star_sends_reach_the_right_slots_with_their_sender() {
+    if !prerequisites(&["ip"]) {
+        return;
+    }
+    let lab = Lab::new(61);
+    let (a, b) = (lab.a.clone(), lab.b.clone());
+    let mut daemon = start_daemon(
+        &lab,
+        &a,
+        &["--netbios-name", "peera", "--workgroup", "TESTGRP"],
+    );
+    let mut uslot = listen(&lab, &a, "uslot", 2, &[]);
+    let mut gslot = listen(&lab, &a, r"group\slot", 1, &[]);
+    let mut sslot = listen(&lab, &a, "starslot", 1, &[]);
+    let ip_a = lab.ip(1);
+    let me = ["--netbios-name", "PEERB", "--workgroup", "testgrp"];
+
+    let sent = send(
+        &lab,
+        &b,
+        &[
+            &[r"\\PEERA\mailslot\uslot", "one", "--address", &ip_a][..],
+            &me,
+        ]
+        .concat(),
+    );
+    assert!(sent.contains("PEERA<00>"), "{sent}");
+    // Not our name: the daemon must ignore it.
+    send(
+        &lab,
+        &b,
+        &[
+            &[r"\\OTHER\mailslot\uslot", "ignored", "--address", &ip_a][..],
+            &me,
+        ]
+        .concat(),
+    );
+    send(
+        &lab,
+        &b,
+        &[
+            &[r"\\peera\MAILSLOT\USLOT", "two", "--address", &ip_a][..],
+            &me,
+        ]
+        .concat(),
+    );
+    // \\DOMAIN: our workgroup, so a group broadcast on B's interface.
+    send(
+        &lab,
+        &b,
+        &[&[r"\\TESTGRP\mailslot\GROUP\SLOT", "to the group"][..], &me].concat(),
+    );
+    // \\*: our workgroup.
+    send(
+        &lab,
+        &b,
+        &[&[r"\\*\mailslot\starslot", "to everyone"][..], &me].concat(),
+    );
+
+    let u = uslot.json_lines(2, T);
+    assert_eq!(text(&u[0]), "one");
+    assert_eq!(text(&u[1]), "two");
+    for m in &u {
+        assert_eq!(m["sender"]["ip"], lab.ip(2));
+        assert_eq!(m["sender"]["source_name"], "PEERB<00>");
+        assert_eq!(m["sender"]["dest_name"], "PEERA<00>");
+        assert!(m["sender"]["port"].as_u64().unwrap() > 0);
+    }
+    let g = gslot.json_lines(1, T);
+    assert_eq!(text(&g[0]), "to the group");
+    assert_eq!(g[0]["sender"]["dest_name"], "TESTGRP<00>");
+    assert_eq!(g[0]["sender"]["source_name"], "PEERB<00>");
+    assert_eq!(g[0]["sender"]["ip"], lab.ip(2));
+    let s = sslot.json_lines(1, T);
+    assert_eq!(text(&s[0]), "to everyone");
+    assert_eq!(s[0]["sender"]["dest_name"], "TESTGRP<00>");
+
+    let st = stats(&mut daemon);
+    assert_eq!(counter(&st, "delivered"), 4, "{st}");
+    assert_eq!(counter(&st, "not-our-name"), 1, "{st}");
+    assert!(uslot.wait_exit(T).success());
+}
+
+#[test]
+fn readers_that_refuse_network_messages_and_missing_readers_are_counted() {
+    if !prerequisites(&["ip"]) {
+        return;
+    }
+    let lab = Lab::new(62);
+    let (a, b) = (lab.a.clone(), lab.b.clone());
+    let mut daemon = start_daemon(
+        &lab,
+        &a,
+        &["--netbios-name", "PEERA", "--workgroup", "TESTGRP"],
+    );
+    let mut refusing = listen(
+        &lab,
+        &a,
+        "private",
+        1,
+        &["--no-remote", "--timeout", "forever"],
+    );
+    let mut ok = listen(&lab, &a, "public", 1, &[]);
+    let ip_a = lab.ip(1);
+    for slot in [
+        r"\\PEERA\mailslot\private",
+        r"\\PEERA\mailslot\nobody-here",
+        r"\\PEERA\mailslot\public",
+    ] {
+        send(
+            &lab,
+            &b,
+            &[slot, "x", "--address", &ip_a, "--netbios-name", "PEERB"],
+        );
+    }
+    let got = ok.json_lines(1, T);
+    assert_eq!(got[0]["sender"]["source_name"], "PEERB<00>");
+    let st = stats(&mut daemon);
+    assert_eq!(counter(&st, "refuses-network"), 1, "{st}");
+    assert_eq!(counter(&st, "no-reader"), 1, "{st}");
+    assert_eq!(counter(&st, "delivered"), 1, "{st}");
+    // The refusing reader got nothing; a local write still reaches it.
+    run(lab.mailslot(&a).args(["send", "private", "local"]));
+    let l = refusing.json_lines(1, T);
+    assert_eq!(text(&l[0]), "local");
+    assert!(l[0]["sender"].get("ip").is_none());
+}
+
+fn good_datagram(x: u8, id: u16, slot: &str, data: &[u8]) -> Vec<u8> {
+    encode_mailslot_datagram(&OutgoingMailslot {
+        kind: DataKind::DirectUnique,
+        node_type: NodeType::B,
+        id,
+        source_ip: Ipv4Addr::new(10, 213, x, 2),
+        source_port: 138,
+        source_name: NetbiosName::new("PEERB", 0).unwrap(),
+        destination_name: NetbiosName::new("PEERA", 0).unwrap(),
+        mailslot: slot.into(),
+        data: data.to_vec(),
+        priority: 0,
+        timeout_ms: 0,
+    })
+    .unwrap()
+}
+
+/// Sends raw UDP payloads from namespace `ns` (one datagram per file, via
+/// bash's /dev/udp: one write each).
+fn send_raw(lab: &Lab, ns: &str, to: &str, payloads: &[Vec<u8>]) {
+    for (i, p) in payloads.iter().enumerate() {
+        let f = lab.dir.path().join(format!("raw{i}.bin"));
+        std::fs::write(&f, p).unwrap();
+        run(lab
+            .cmd(ns, "bash")
+            .arg("-c")
+            .arg(format!("cat {} > /dev/udp/{to}/138", f.display())));
+    }
+}
+
+#[test]
+fn malformed_datagrams_are_counted_and_dropped_and_the_daemon_keeps_serving() {
+    if !prerequisites(&["ip", "bash"]) {
+        return;
+    }
+    let lab = Lab::new(63);
+    let (a, b) = (lab.a.clone(), lab.b.clone());
+    let x = lab.x;
+    let mut daemon = start_daemon(
+        &lab,
+        &a,
+        &["--netbios-name", "PEERA", "--workgroup", "TESTGRP"],
+    );
+    let mut slot = listen(&lab, &a, "testslot", 1, &[]);
+    let good = good_datagram(x, 100, "TESTSLOT", b"still serving");
+    let mut bad = Vec::new();
+    bad.push(good[..40].to_vec()); // truncated inside the names
+    bad.push(good[..120].to_vec()); // truncated inside the SMB header
+    let mut len = good_datagram(x, 101, "TESTSLOT", b"x");
+    let dc = 82 + 55;
+    len[dc..dc + 2].copy_from_slice(&0xfff0u16.to_le_bytes()); // huge DataCount
+    bad.push(len);
+    let mut off = good_datagram(x, 102, "TESTSLOT", b"x");
+    off[82 + 57..82 + 59].copy_from_slice(&0x7000u16.to_le_bytes()); // DataOffset outside
+    bad.push(off);
+    let mut name = good_datagram(x, 103, "TESTSLOT", b"x");
+    name[14 + 5] = b'z'; // not a half-ASCII letter
+    bad.push(name);
+    let mut label = good_datagram(x, 104, "TESTSLOT", b"x");
+    label[48] = 31; // bad first label length of the destination name
+    bad.push(label);
+    let mut cmd = good_datagram(x, 105, "TESTSLOT", b"x");
+    cmd[82 + 4] = 0x72; // SMB negotiate, not a transaction
+    bad.push(cmd);
+    let mut smb = good_datagram(x, 106, "TESTSLOT", b"x");
+    smb[82] = 0xfe; // not \xffSMB
+    bad.push(smb);
+    bad.push(vec![0x10; 3]);
+    send_raw(&lab, &b, &lab.ip(1), &bad);
+    send_raw(&lab, &b, &lab.ip(1), &[good]);
+    let got = slot.json_lines(1, T);
+    assert_eq!(text(&got[0]), "still serving");
+    let st = stats(&mut daemon);
+    assert_eq!(counter(&st, "malformed:truncated"), 3, "{st}");
+    assert_eq!(counter(&st, "malformed:bad-length"), 2, "{st}");
+    assert_eq!(counter(&st, "malformed:bad-name"), 2, "{st}");
+    assert_eq!(counter(&st, "malformed:wrong-command"), 1, "{st}");
+    assert_eq!(counter(&st, "malformed:not-smb"), 1, "{st}");
+    assert_eq!(counter(&st, "delivered"), 1, "{st}");
+    // Dropped datagrams are logged (rate-limited) with their reason.
+    assert!(
+        daemon
+            .err_seen
+            .iter()
+            .any(|l| l.contains("malformed:bad-length")),
+        "{:?}",
+        daemon.err_seen
+    );
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(T).success());
+}
+
+fn tshark_fields(file: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut c = Command::new("tshark");
+    c.args(["-n", "-r"])
+        .arg(file)
+        .args(["-Y", filter, "-T", "fields", "-E", "separator=|"]);
+    for f in fields {
+        c.args(["-e", f]);
+    }
+    let out = c.output().expect("running tshark");
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('|').map(str::to_string).collect())
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn tshark_decodes_every_kind_of_frame_we_send() {
+    if !prerequisites(&["ip", "tshark"]) {
+        return;
+    }
+    let lab = Lab::new(64);
+    let b = lab.b.clone();
+    let cap: PathBuf = lab.dir.path().join("cap.pcapng");
+    let mut c = lab.cmd(&b, "tshark");
+    c.args([
+        "-n",
+        "-i",
+        &lab.vb,
+        "-f",
+        "udp port 138",
+        "-c",
+        "4",
+        "-a",
+        "duration:60",
+        "-w",
+    ])
+    .arg(&cap);
+    let mut tshark = Proc::spawn("tshark", c);
+    tshark.wait_err("Capturing on", T);
+    // dumpcap reports when packets are really being captured.
+    tshark.wait_err("Capture started", T);
+    let ip_a = lab.ip(1);
+    let me = ["--netbios-name", "PEERB", "--workgroup", "TESTGRP"];
+    send(
+        &lab,
+        &b,
+        &[
+            &[
+                r"\\PEERA\mailslot\TESTSLOT",
+                "unique hello",
+                "--address",
+                &ip_a,
+            ][..],
+            &me,
+        ]
+        .concat(),
+    );
+    send(
+        &lab,
+        &b,
+        &[&[r"\\*\mailslot\Group\Slot", "group hello"][..], &me].concat(),
+    );
+    send(
+        &lab,
+        &b,
+        &[
+            &[
+                "--messenger",
+                "--from",
+                "ALICE",
+                r"\\PEERA",
+                "hi from the lab",
+                "--address",
+                &ip_a,
+            ][..],
+            &me,
+        ]
+        .concat(),
+    );
+    run(lab
+        .mailslot(&b)
+        .args(["announce", "--comment", "rust mailslot lab"])
+        .args(me));
+    assert!(tshark.wait_exit(Duration::from_secs(70)).success());
+
+    let rows = tshark_fields(
+        &cap,
+        "nbdgm",
+        &[
+            "nbdgm.type",
+            "nbdgm.source_name",
+            "nbdgm.destination_name",
+            "ip.dst",
+            "nbdgm.src.port",
+            "mailslot.name",
+            "mailslot.class",
+            "mailslot.opcode",
+            "data.data",
+        ],
+    );
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let row = |i: usize| -> Vec<&str> { rows[i].iter().map(String::as_str).collect() };
+    let (bc, ip_a) = (format!("10.213.{}.255", lab.x), lab.ip(1));
+    assert_eq!(
+        row(0),
+        [
+            "16",
+            "PEERB<00>",
+            "PEERA<00>",
+            ip_a.as_str(),
+            "138",
+            "\\MAILSLOT\\TESTSLOT",
+            "2",
+            "1",
+            &hex(b"unique hello")
+        ]
+    );
+    assert_eq!(
+        row(1),
+        [
+            "17",
+            "PEERB<00>",
+            "TESTGRP<00>",
+            bc.as_str(),
+            "138",
+            "\\MAILSLOT\\Group\\Slot",
+            "2",
+            "1",
+            &hex(b"group hello")
+        ]
+    );
+    assert_eq!(
+        row(2),
+        [
+            "16",
+            "PEERB<00>",
+            "PEERA<03>",
+            ip_a.as_str(),
+            "138",
+            "\\MAILSLOT\\MESSNGR",
+            "2",
+            "1",
+            &hex(b"ALICE\0PEERA\0hi from the lab\0")
+        ]
+    );
+    assert_eq!(
+        &row(3)[..7],
+        [
+            "17",
+            "PEERB<00>",
+            "TESTGRP<1d>",
+            bc.as_str(),
+            "138",
+            "\\MAILSLOT\\BROWSE",
+            "2"
+        ]
+    );
+    let browser = tshark_fields(
+        &cap,
+        "browser",
+        &[
+            "browser.command",
+            "browser.server",
+            "browser.comment",
+            "browser.period",
+        ],
+    );
+    assert_eq!(browser.len(), 1, "{browser:?}");
+    assert_eq!(browser[0][0], "0x01");
+    assert_eq!(browser[0][1], "PEERB");
+    assert_eq!(browser[0][2], "rust mailslot lab");
+}
+
+const SMB_CONF: &str = "[global]
+   workgroup = TESTGRP
+   netbios name = PEERA
+   server role = standalone server
+   interfaces = IFACE
+   bind interfaces only = yes
+   local master = yes
+   preferred master = yes
+   domain master = no
+   os level = 65
+   wins support = no
+   dns proxy = no
+   name resolve order = bcast
+   lock directory = TMP/lock
+   state directory = TMP/state
+   cache directory = TMP/cache
+   pid directory = TMP/pid
+   private dir = TMP/private
+   ncalrpc dir = TMP/ncalrpc
+   log file = TMP/log/log.%m
+";
+
+fn start_nmbd(lab: &Lab) -> (Proc, PathBuf) {
+    let tmp = lab.dir.path().join("samba");
+    for d in ["lock", "state", "cache", "pid", "private", "ncalrpc", "log"] {
+        std::fs::create_dir_all(tmp.join(d)).unwrap();
+    }
+    let conf = tmp.join("smb.conf");
+    std::fs::write(
+        &conf,
+        SMB_CONF
+            .replace("TMP", tmp.to_str().unwrap())
+            .replace("IFACE", &lab.va),
+    )
+    .unwrap();
+    let mut c = lab.cmd(&lab.a, "nmbd");
+    c.args([
+        "-F",
+        "--no-process-group",
+        "--debug-stdout",
+        "-d",
+        "5",
+        "-s",
+    ])
+    .arg(&conf);
+    (Proc::spawn("nmbd", c), tmp)
+}
+
+#[test]
+fn nmbd_browse_datagrams_reach_our_daemon_and_nmbd_accepts_our_unique_write() {
+    if !prerequisites(&["ip", "nmbd"]) {
+        return;
+    }
+    let lab = Lab::new(65);
+    let b = lab.b.clone();
+    // Our daemon in B owns the browser names nmbd sends to.
+    let _daemon = start_daemon(
+        &lab,
+        &b,
+        &[
+            "--netbios-name",
+            "PEERB",
+            "--workgroup",
+            "TESTGRP",
+            "--also-receive",
+            "TESTGRP<1D>",
+            "--also-receive",
+            "TESTGRP<1E>",
+        ],
+    );
+    let mut browse = listen(&lab, &b, "browse", 1, &[]);
+    let (mut nmbd, _tmp) = start_nmbd(&lab);
+    let got = browse.json_lines(1, Duration::from_secs(60));
+    // nmbd announces before its names are registered; it accepts datagrams
+    // for PEERA<00> only afterwards.
+    nmbd.wait_out(
+        "success in registering name PEERA<00>",
+        Duration::from_secs(60),
+    );
+    let m = &got[0];
+    assert_eq!(m["sender"]["ip"], lab.ip(1), "{m}");
+    assert_eq!(m["sender"]["source_name"], "PEERA<00>", "{m}");
+    let dest = m["sender"]["dest_name"].as_str().unwrap();
+    assert!(dest == "TESTGRP<1D>" || dest == "TESTGRP<1E>", "{m}");
+    let frame = m["browser"]["frame"].as_str().unwrap_or_default();
+    assert!(
+        [
+            "HostAnnouncement",
+            "RequestElection",
+            "LocalMasterAnnouncement",
+            "AnnouncementRequest"
+        ]
+        .contains(&frame),
+        "{m}"
+    );
+    if frame == "HostAnnouncement" {
+        assert_eq!(m["browser"]["server_name"], "PEERA", "{m}");
+    }
+
+    // Our unique write to PEERA<00>: nmbd parses it (debug 4 "process_dgram: datagram from ...").
+    let ip_a = lab.ip(1);
+    send(
+        &lab,
+        &b,
+        &[
+            r"\\PEERA\mailslot\NETTEST",
+            "hello nmbd",
+            "--address",
+            &ip_a,
+            "--netbios-name",
+            "PEERB",
+            "--workgroup",
+            "TESTGRP",
+        ],
+    );
+    let line = nmbd.wait_out("process_dgram: datagram from PEERB<00> to PEERA<00>", T);
+    assert!(line.contains("NETTEST"), "{line}");
+    assert!(line.contains("len=10"), "{line}");
+}
+
+#[test]
+fn announce_lands_in_the_browse_list_of_nmbd() {
+    // Slow (about 60-90 s): nmbd must win the browser election first.
+    if !prerequisites(&["ip", "nmbd"]) {
+        return;
+    }
+    let lab = Lab::new(66);
+    let b = lab.b.clone();
+    let (mut nmbd, tmp) = start_nmbd(&lab);
+    nmbd.wait_out("is now a local master browser", Duration::from_secs(150));
+    run(lab.mailslot(&b).args([
+        "announce",
+        "--netbios-name",
+        "PEERB",
+        "--workgroup",
+        "TESTGRP",
+        "--comment",
+        "rust mailslot lab",
+    ]));
+    nmbd.wait_out("process_host_announce", T);
+    nmbd.signal("TERM");
+    nmbd.wait_exit(T);
+    let dat = std::fs::read_to_string(tmp.join("cache/browse.dat"))
+        .or_else(|_| std::fs::read_to_string(tmp.join("lock/browse.dat")))
+        .or_else(|_| std::fs::read_to_string(tmp.join("state/browse.dat")))
+        .expect("nmbd wrote no browse.dat");
+    let line = dat
+        .lines()
+        .find(|l| l.starts_with("\"PEERB\""))
+        .unwrap_or_else(|| panic!("PEERB not in browse.dat:\n{dat}"));
+    assert!(line.contains("\"rust mailslot lab\""), "{line}");
+    assert!(line.contains("\"TESTGRP\""), "{line}");
+}
