@@ -66,6 +66,9 @@ pub struct Args {
     /// Run each measurement this many times and report medians.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=99))]
     repeat: u32,
+    /// Internal: measure only these paths (comma-separated keys), for profiling.
+    #[arg(long, hide = true, value_delimiter = ',')]
+    only: Vec<String>,
     /// Internal: run as a worker process.
     #[arg(long, hide = true)]
     worker: Option<String>,
@@ -118,7 +121,7 @@ pub fn run(args: Args) -> Result<u8, Failure> {
         return Ok(worker::main(spec));
     }
     let single = args.json || args.size.is_some() || args.writers.is_some() || args.mode.is_some();
-    let mut h = Harness::new()?;
+    let mut h = Harness::new(args.only.clone())?;
     if single {
         let ours = match args.mode.as_deref() {
             Some("queued") => Transport::Queued,
@@ -147,6 +150,7 @@ struct Throughput {
     msgs_per_s: f64,
     mb_per_s: f64,
     cpu_ns_per_msg: f64,
+    reader_cpu_ns_per_msg: f64,
     reader_hwm_kib: f64,
 }
 
@@ -244,17 +248,27 @@ struct Harness {
     exe: std::path::PathBuf,
     dir: tempfile::TempDir,
     next: u32,
+    only: Vec<String>,
 }
 
 impl Harness {
-    fn new() -> Result<Harness, Failure> {
+    fn new(only: Vec<String>) -> Result<Harness, Failure> {
         let exe = std::env::current_exe()
             .map_err(|e| Failure::op(format!("finding this program to start workers: {e}")))?;
         let dir = tempfile::Builder::new()
             .prefix("mailslot-bench-")
             .tempdir()
             .map_err(|e| Failure::op(format!("creating a temporary directory: {e}")))?;
-        Ok(Harness { exe, dir, next: 0 })
+        Ok(Harness {
+            exe,
+            dir,
+            next: 0,
+            only,
+        })
+    }
+
+    fn skips(&self, t: Transport) -> bool {
+        !self.only.is_empty() && !self.only.iter().any(|k| k == t.key())
     }
 
     fn endpoint(&mut self) -> Endpoint {
@@ -324,11 +338,10 @@ impl Harness {
             format!("{} reader", t.label()),
         )?;
         reader.ready()?;
-        let batch = (mailslot::Writer::BATCH_BYTES / (cell.size + 4)).clamp(1, 1024);
         let mut writers = Vec::new();
         for id in 0..cell.writers {
             let mut w = self.spawn(
-                &spec(Role::Send { id, seconds, batch }),
+                &spec(Role::Send { id, seconds }),
                 format!("{} writer {id}", t.label()),
             )?;
             w.ready()?;
@@ -359,6 +372,7 @@ impl Harness {
             msgs_per_s: rate,
             mb_per_s: rate * cell.size as f64 / 1e6,
             cpu_ns_per_msg: (cpu + r.cpu_ns) as f64 / r.messages.max(1) as f64,
+            reader_cpu_ns_per_msg: r.cpu_ns as f64 / r.messages.max(1) as f64,
             reader_hwm_kib: r.hwm_kib as f64,
         })
     }
@@ -449,13 +463,15 @@ fn combine_tp(runs: Vec<Result<Throughput, Missing>>) -> Result<Throughput, Miss
             |t| t.msgs_per_s,
             |t| t.mb_per_s,
             |t| t.cpu_ns_per_msg,
+            |t| t.reader_cpu_ns_per_msg,
             |t| t.reader_hwm_kib,
         ],
         |m| Throughput {
             msgs_per_s: m[0],
             mb_per_s: m[1],
             cpu_ns_per_msg: m[2],
-            reader_hwm_kib: m[3],
+            reader_cpu_ns_per_msg: m[3],
+            reader_hwm_kib: m[4],
         },
     )
 }
@@ -483,7 +499,11 @@ fn measure_tp(
     let mut runs: BTreeMap<&'static str, Vec<_>> = BTreeMap::new();
     for _ in 0..repeat {
         for &t in paths {
-            let r = h.throughput(t, cell, seconds);
+            let r = if h.skips(t) {
+                Err(Missing::Unavailable("not measured (--only)".into()))
+            } else {
+                h.throughput(t, cell, seconds)
+            };
             runs.entry(t.key()).or_default().push(r);
         }
     }
@@ -501,7 +521,11 @@ fn measure_lat(
     let mut runs: BTreeMap<&'static str, Vec<_>> = BTreeMap::new();
     for _ in 0..repeat {
         for &t in paths {
-            let r = h.latency(t, size, seconds);
+            let r = if h.skips(t) {
+                Err(Missing::Unavailable("not measured (--only)".into()))
+            } else {
+                h.latency(t, size, seconds)
+            };
             runs.entry(t.key()).or_default().push(r);
         }
     }
@@ -543,7 +567,11 @@ fn single_cell(
     ours: Transport,
     cell: CellSpec,
 ) -> Result<u8, Failure> {
+    // The queued path is judged against the plain one too (latency at low load).
     let mut paths = vec![ours];
+    if ours == Transport::Queued {
+        paths.push(Transport::Plain);
+    }
     paths.extend(Transport::BASELINES);
     let what = format!(
         "{} messages, {} writer(s)",
@@ -573,6 +601,7 @@ fn single_cell(
             "msgs_per_s": t.msgs_per_s.round(),
             "mb_per_s": round2(t.mb_per_s),
             "cpu_ns_per_msg": t.cpu_ns_per_msg.round(),
+            "reader_cpu_ns_per_msg": t.reader_cpu_ns_per_msg.round(),
             "reader_hwm_kib": t.reader_hwm_kib,
             "loss": false,
         });
@@ -588,6 +617,7 @@ fn single_cell(
                     "msgs_per_s": bt.msgs_per_s.round(),
                     "mb_per_s": round2(bt.mb_per_s),
                     "cpu_ns_per_msg": bt.cpu_ns_per_msg.round(),
+                    "reader_cpu_ns_per_msg": bt.reader_cpu_ns_per_msg.round(),
                     "ratio": round2(t.msgs_per_s / bt.msgs_per_s),
                 }),
                 Err(Missing::Unavailable(e) | Missing::Integrity(e)) => json!({ "error": e }),
@@ -608,6 +638,20 @@ fn single_cell(
             base.insert(b.key().into(), v);
         }
         o["baselines"] = Value::Object(base);
+        if ours == Transport::Queued {
+            let mut v = match &tp[Transport::Plain.key()] {
+                Ok(pt) => json!({
+                    "msgs_per_s": pt.msgs_per_s.round(),
+                    "ratio": round2(t.msgs_per_s / pt.msgs_per_s),
+                }),
+                Err(Missing::Unavailable(e) | Missing::Integrity(e)) => json!({ "error": e }),
+            };
+            if let (Some(l), Some(Ok(pl))) = (l, lat.as_ref().map(|m| &m[Transport::Plain.key()])) {
+                v["p50_us"] = json!(round2(pl.p50_us));
+                v["p50_ratio"] = json!(round2(l.p50_us / pl.p50_us));
+            }
+            o["plain"] = v;
+        }
         println!("{o}");
     } else {
         print_tp_header();

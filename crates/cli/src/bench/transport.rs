@@ -1,8 +1,9 @@
 //! The paths under test, behind two small traits: a receiving end ([`Rx`])
 //! and a sending end ([`Tx`]).
 //!
-//! Ours: the mailslot [`Reader`] and [`Writer`] (plain: one `write` per
-//! message; queued: messages coalesced with [`Writer::write_batch`]).
+//! Ours: the mailslot [`Reader`] with [`Writer`] (plain: one `write` per
+//! message) or [`QueuedWriter`] (queued: `send` returns at once, a delivery
+//! thread coalesces what waits into as few packets as fit).
 //! Baselines: the plainest loops over the same kernel facilities — a raw
 //! `AF_UNIX` `SOCK_SEQPACKET` listener polling its connections with epoll, an
 //! `AF_UNIX` `SOCK_DGRAM` socket, and a POSIX message queue. Each baseline
@@ -11,8 +12,11 @@
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use mailslot::{Namespace, Reader, ReaderOptions, SlotName, Writer};
+use mailslot::{
+    Namespace, Priority, QueuedOptions, QueuedWriter, Reader, ReaderOptions, SlotName, Writer,
+};
 use rustix::event::epoll;
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags,
@@ -25,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub enum Transport {
     /// `Writer::write` per message.
     Plain,
-    /// Messages coalesced before they are sent.
+    /// `QueuedWriter::send`: queued, delivered (coalesced) by a thread.
     Queued,
     /// Raw `SOCK_SEQPACKET`: epoll over the accepted connections.
     Seqpacket,
@@ -54,7 +58,7 @@ impl Transport {
     pub fn label(self) -> &'static str {
         match self {
             Transport::Plain => "mailslot Writer::write",
-            Transport::Queued => "mailslot queued (write_batch)",
+            Transport::Queued => "mailslot QueuedWriter",
             Transport::Seqpacket => "raw SOCK_SEQPACKET",
             Transport::Dgram => "raw SOCK_DGRAM",
             Transport::Mq => "POSIX mq",
@@ -100,8 +104,8 @@ pub trait Rx {
 pub trait Tx {
     /// Sends (or queues) one message.
     fn send(&mut self, msg: &[u8]) -> io::Result<()>;
-    /// Sends whatever is queued.
-    fn flush(&mut self) -> io::Result<()> {
+    /// Waits until everything queued has been sent.
+    fn finish(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
@@ -140,26 +144,18 @@ pub fn bind(t: Transport, ep: &Endpoint, size: usize) -> Result<Box<dyn Rx>, Str
     }
 }
 
-/// Opens the sending end of `t` to `ep` for messages of `size` bytes;
-/// `batch` is how many messages the queued path coalesces at most.
-pub fn connect(
-    t: Transport,
-    ep: &Endpoint,
-    size: usize,
-    batch: usize,
-) -> Result<Box<dyn Tx>, String> {
+/// Opens the sending end of `t` to `ep`.
+pub fn connect(t: Transport, ep: &Endpoint) -> Result<Box<dyn Tx>, String> {
     match t {
         Transport::Plain | Transport::Queued => {
             let ns = Namespace::at(&ep.dir).map_err(|e| e.to_string())?;
-            let writer = Writer::open_in(&ns, &ep.slot()?).map_err(|e| e.to_string())?;
             if t == Transport::Plain {
+                let writer = Writer::open_in(&ns, &ep.slot()?).map_err(|e| e.to_string())?;
                 Ok(Box::new(PlainTx(writer)))
             } else {
-                Ok(Box::new(QueuedTx {
-                    writer,
-                    bufs: vec![Vec::with_capacity(size); batch.max(1)],
-                    queued: 0,
-                }))
+                let writer = QueuedWriter::open_in(&ns, &ep.slot()?, QueuedOptions::default())
+                    .map_err(|e| e.to_string())?;
+                Ok(Box::new(QueuedTx(writer)))
             }
         }
         Transport::Seqpacket | Transport::Dgram => {
@@ -203,34 +199,17 @@ impl Tx for PlainTx {
     }
 }
 
-/// Client-side coalescing: up to `bufs.len()` messages are kept and sent as
-/// one [`Writer::write_batch`], which packs them into as few packets as fit.
-struct QueuedTx {
-    writer: Writer,
-    bufs: Vec<Vec<u8>>,
-    queued: usize,
-}
+/// The library's queued writer: `send` queues and returns, a delivery
+/// thread sends, coalescing whatever waits into as few packets as fit.
+struct QueuedTx(QueuedWriter);
 
 impl Tx for QueuedTx {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        let b = &mut self.bufs[self.queued];
-        b.clear();
-        b.extend_from_slice(msg);
-        self.queued += 1;
-        if self.queued == self.bufs.len() {
-            self.flush()?;
-        }
-        Ok(())
+        self.0.send(msg, Priority::Normal).map_err(other)
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        let n = std::mem::take(&mut self.queued);
-        if n > 0 {
-            self.writer
-                .write_batch(&self.bufs[..n])
-                .map_err(|(_, e)| other(e))?;
-        }
-        Ok(())
+    fn finish(&mut self) -> io::Result<()> {
+        self.0.flush(Duration::from_secs(60)).map_err(other)
     }
 }
 
