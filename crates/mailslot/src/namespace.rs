@@ -435,7 +435,29 @@ impl Claim {
                 // Another user's lock file: open it read-only, which is enough
                 // to learn whether its reader is alive.
                 Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                    sys::open_regular_read(ns.fd(), &lock_name)
+                    match sys::open_regular_read(ns.fd(), &lock_name) {
+                        // No lock file, and no right to create one: the
+                        // directory refuses this user (issue 8).
+                        Err(r) if r.kind() == io::ErrorKind::NotFound => {
+                            return Err(Error::PermissionDenied {
+                                name: display,
+                                detail: format!(
+                                    "cannot create {}: {e}; the directory does not let uid {me} create files (it should have mode 1777)",
+                                    path.display()
+                                ),
+                            });
+                        }
+                        r => r,
+                    }
+                }
+                // The directory itself was removed while in use (issue 8).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(Error::Namespace {
+                        dir: ns.dir().to_path_buf(),
+                        problem: format!(
+                            "was removed while in use, so mailslot {display} cannot be created ({e}); create the directory again (mode 1777) and open it anew"
+                        ),
+                    });
                 }
                 r => r,
             }
