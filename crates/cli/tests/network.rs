@@ -398,6 +398,17 @@ fn unique_group_and_star_sends_reach_the_right_slots_with_their_sender() {
     assert_eq!(text(&s[0]), "to everyone");
     assert_eq!(s[0]["sender"]["dest_name"], "TESTGRP<00>");
 
+    // The daemon dropped its privileges: every uid is nobody's.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap();
+    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uids.split_whitespace().skip(1).collect::<Vec<_>>(),
+        ["65534"; 4],
+        "{uids}"
+    );
+    let groups = status.lines().find(|l| l.starts_with("Groups:")).unwrap();
+    assert_eq!(groups.trim(), "Groups:", "{groups}");
+
     let st = stats(&mut daemon);
     assert_eq!(counter(&st, "delivered"), 4, "{st}");
     assert_eq!(counter(&st, "not-our-name"), 1, "{st}");
@@ -438,6 +449,13 @@ fn readers_that_refuse_network_messages_and_missing_readers_are_counted() {
     }
     let got = ok.json_lines(1, T);
     assert_eq!(got[0]["sender"]["source_name"], "PEERB<00>");
+    // A second daemon finds UDP 138 taken: it starts anyway and says so.
+    let mut second = lab.mailslot(&a);
+    second.args(["daemon", "--netbios-name", "PEERA"]);
+    let mut second = Proc::spawn("second daemon", second);
+    let why = second.wait_err("already in use", T);
+    assert!(why.contains("nmbd"), "{why}");
+    second.wait_err("ready: NOT receiving", T);
     let st = stats(&mut daemon);
     assert_eq!(counter(&st, "refuses-network"), 1, "{st}");
     assert_eq!(counter(&st, "no-reader"), 1, "{st}");
@@ -862,12 +880,14 @@ fn announce_lands_in_the_browse_list_of_nmbd() {
         "--comment",
         "rust mailslot lab",
     ]));
-    nmbd.wait_out("process_host_announce", T);
-    nmbd.signal("TERM");
-    nmbd.wait_exit(T);
+    nmbd.wait_out("process_host_announce: from PEERB<00>", T);
+    nmbd.wait_out("Created server entry PEERB", T);
+    // SIGHUP makes nmbd write browse.dat at once (it otherwise waits for
+    // other changes of its lists).
+    nmbd.signal("HUP");
+    nmbd.wait_out("write_browse_list: Wrote browse list", T);
     let dat = std::fs::read_to_string(tmp.join("cache/browse.dat"))
         .or_else(|_| std::fs::read_to_string(tmp.join("lock/browse.dat")))
-        .or_else(|_| std::fs::read_to_string(tmp.join("state/browse.dat")))
         .expect("nmbd wrote no browse.dat");
     let line = dat
         .lines()
@@ -875,4 +895,114 @@ fn announce_lands_in_the_browse_list_of_nmbd() {
         .unwrap_or_else(|| panic!("PEERB not in browse.dat:\n{dat}"));
     assert!(line.contains("\"rust mailslot lab\""), "{line}");
     assert!(line.contains("\"TESTGRP\""), "{line}");
+}
+
+#[test]
+fn messenger_messages_show_from_to_and_text() {
+    if !prerequisites(&["ip"]) {
+        return;
+    }
+    let lab = Lab::new(67);
+    let (a, b) = (lab.a.clone(), lab.b.clone());
+    let _daemon = start_daemon(&lab, &a, &["--netbios-name", "PEERA", "--messenger"]);
+    let mut c = lab.mailslot(&a);
+    c.args(["listen", "messngr", "--format", "messenger", "--count", "1"]);
+    let mut l = Proc::spawn("listen messngr", c);
+    l.wait_err("listening on", T);
+    let ip_a = lab.ip(1);
+    send(
+        &lab,
+        &b,
+        &[
+            "--messenger",
+            "--from",
+            "Jörg",
+            r"\\peera",
+            "grüße aus dem Labor",
+            "--address",
+            &ip_a,
+            "--netbios-name",
+            "PEERB",
+        ],
+    );
+    let line = l.wait_out("message from", T);
+    assert!(
+        line.starts_with("message from Jörg to PEERA: grüße aus dem Labor ("),
+        "{line}"
+    );
+    assert!(line.contains(&format!("{}:", lab.ip(2))), "{line}");
+    assert!(line.contains("PEERB<00> -> PEERA<03>"), "{line}");
+}
+
+#[test]
+fn hosts_are_found_by_a_netbios_name_query_answered_by_our_daemon() {
+    if !prerequisites(&["ip"]) {
+        return;
+    }
+    let lab = Lab::new(68);
+    let (a, b) = (lab.a.clone(), lab.b.clone());
+    let _daemon = start_daemon(&lab, &a, &["--netbios-name", "PEERA", "--nbns"]);
+    let mut slot = listen(&lab, &a, "nbslot", 1, &[]);
+    // No --address: the system resolver does not know PEERA, NBNS does.
+    let out = send(
+        &lab,
+        &b,
+        &[
+            r"\\PEERA\mailslot\nbslot",
+            "found you",
+            "--netbios-name",
+            "PEERB",
+        ],
+    );
+    assert!(out.contains(&format!("at {}:138", lab.ip(1))), "{out}");
+    let got = slot.json_lines(1, T);
+    assert_eq!(text(&got[0]), "found you");
+    // A name nobody answers for is a clear error.
+    let out = lab
+        .mailslot(&b)
+        .args([
+            "send",
+            r"\\NOSUCHHOST\mailslot\x",
+            "lost",
+            "--netbios-name",
+            "PEERB",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot find host NOSUCHHOST"), "{err}");
+    assert!(err.contains("--address"), "{err}");
+}
+
+#[test]
+fn oversized_messages_and_bad_config_are_refused_with_the_limit_or_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .env("MAILSLOT_DIR", dir.path())
+        .args([
+            "send",
+            r"\\*\mailslot\x",
+            &"y".repeat(425),
+            "--broadcast",
+            "127.255.255.255",
+            "--workgroup",
+            "WG",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at most 424 bytes"), "{err}");
+    let conf = dir.path().join("bad.toml");
+    std::fs::write(&conf, "workgroup = \"WG\"\nworkgrup = \"typo\"\n").unwrap();
+    let out = Command::new(BIN)
+        .env("MAILSLOT_DIR", dir.path())
+        .args(["daemon", "--config"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("workgrup"), "{err}");
 }
