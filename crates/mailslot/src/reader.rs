@@ -190,6 +190,8 @@ struct Conn {
     trusted: bool,
     /// Accepted on `STEM.net.sock`: every frame must carry an origin.
     net_only: bool,
+    /// The pump pass that last added messages to `queue` (see `Reader::pass`).
+    filled_pass: u64,
 }
 
 /// The reading end of a mailslot (Windows' mailslot server).
@@ -214,6 +216,12 @@ pub struct Reader {
     buffered_msgs: usize,
     buffered_bytes: usize,
     needs_pump: bool,
+    /// Counts pump passes (each starts with an `epoll_wait`). A message
+    /// received during pass `p` is delivered only after pass `p + 1` looked
+    /// at every writer again: a writer whose write returned before that
+    /// message was stamped may have become readable only after pass `p`'s
+    /// `epoll_wait`, and its earlier message must come first.
+    pass: u64,
     scratch: Vec<u8>,
     tokens: Vec<u64>,
     opts: ReaderOptions,
@@ -345,6 +353,7 @@ impl Reader {
             buffered_msgs: 0,
             buffered_bytes: 0,
             needs_pump: false,
+            pass: 0,
             scratch: vec![0u8; HEADER_LEN + INLINE_MAX],
             tokens: Vec::new(),
             opts: options.clone(),
@@ -473,6 +482,10 @@ impl Reader {
     /// fetched and counted first.
     pub fn info(&mut self) -> Result<SlotStatus> {
         self.pump(Some(Duration::ZERO), true)?;
+        // Make sure the head is really the next message (see `pass`).
+        while !self.heads.is_empty() && (self.needs_pump || self.deliverable_head().is_none()) {
+            self.pump(Some(Duration::ZERO), false)?;
+        }
         Ok(SlotStatus {
             max_message_size: self.opts.max_message_size,
             next_size: self
@@ -489,23 +502,16 @@ impl Reader {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             if !self.needs_pump {
-                if let Some(Reverse((_, _, idx))) = self.heads.peek() {
-                    return Ok(*idx);
+                if let Some(idx) = self.deliverable_head() {
+                    return Ok(idx);
                 }
             }
-            let wait = if !self.heads.is_empty() {
+            // A pending wake does not wait, but messages already written
+            // are still returned first.
+            let wait = if !self.heads.is_empty() || self.waker.flag.load(Ordering::SeqCst) {
                 Some(Duration::ZERO)
             } else {
-                if self.waker.flag.swap(false, Ordering::SeqCst) {
-                    self.waker.efd.drain();
-                    return Err(Error::Interrupted {
-                        name: self.display.clone(),
-                    });
-                }
-                match deadline {
-                    None => None,
-                    Some(d) => Some(d.saturating_duration_since(Instant::now())),
-                }
+                deadline.map(|d| d.saturating_duration_since(Instant::now()))
             };
             self.pump(wait, false)?;
             if self.heads.is_empty() && !self.needs_pump {
@@ -526,6 +532,14 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// The connection of the earliest head, if it may be delivered now: its
+    /// messages arrived before the latest pass began.
+    fn deliverable_head(&self) -> Option<usize> {
+        let Reverse((_, _, idx)) = *self.heads.peek()?;
+        let conn = self.conns[idx].as_ref()?;
+        (conn.filled_pass < self.pass).then_some(idx)
     }
 
     fn head_len(&self, idx: usize) -> usize {
@@ -574,6 +588,7 @@ impl Reader {
         timeout: Option<Duration>,
         all: bool,
     ) -> Result<()> {
+        self.pass += 1;
         // Room for every registered descriptor, so one call sees all that are ready.
         self.poller
             .wait(tokens, self.conns.len() + 3, timeout)
@@ -581,8 +596,8 @@ impl Reader {
         self.needs_pump = false;
         for &t in tokens.iter() {
             match t {
-                LISTENER => self.accept_all(false)?,
-                NET_LISTENER => self.accept_all(true)?,
+                LISTENER => self.accept_all(false, all)?,
+                NET_LISTENER => self.accept_all(true, all)?,
                 WAKER => {
                     self.waker.efd.drain();
                 }
@@ -602,7 +617,7 @@ impl Reader {
         Ok(())
     }
 
-    fn accept_all(&mut self, net: bool) -> Result<()> {
+    fn accept_all(&mut self, net: bool, all: bool) -> Result<()> {
         loop {
             let listener = match (net, &self.net_listener) {
                 (false, _) => &self.listener,
@@ -638,6 +653,7 @@ impl Reader {
                 eof: false,
                 trusted,
                 net_only: net,
+                filled_pass: 0,
             };
             let idx = match self.free.pop() {
                 Some(i) => i,
@@ -652,7 +668,7 @@ impl Reader {
             }
             self.conns[idx] = Some(conn);
             // It may have written already.
-            self.fill(idx, false);
+            self.fill(idx, all);
         }
     }
 
@@ -718,6 +734,7 @@ impl Reader {
                         self.buffered_bytes += p.payload.len();
                     }
                     got += conn.queue.len() - before;
+                    conn.filled_pass = self.pass;
                 }
             }
         }
