@@ -1,0 +1,180 @@
+//! Message transport: large messages through sealed memfds, `write_batch`.
+
+use std::time::Duration;
+
+use mailslot::{Error, Reader, ReaderOptions, Writer};
+
+use crate::util::{Rng, Spawn, TestResult, namespace, slot};
+
+fn now() -> ReaderOptions {
+    ReaderOptions::default().read_timeout(Some(Duration::ZERO))
+}
+
+#[test]
+fn large_messages_round_trip_intact() -> TestResult {
+    let (_tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\large");
+    let mut reader = Reader::create_in(&ns, &name, &now())?;
+    let w = Writer::open_in(&ns, &name)?;
+    let mut rng = Rng::new(64);
+    let inline = rng.bytes(60 * 1024);
+    let mib = rng.bytes(1 << 20);
+    let huge = rng.bytes(64 << 20);
+    w.write(&inline)?;
+    w.write(&mib)?;
+    w.write(&huge)?;
+    w.write(b"after")?;
+    let st = reader.info()?;
+    assert_eq!((st.count, st.next_size), (4, Some(inline.len())));
+    let m = reader.read_message()?;
+    assert!(m.data == inline, "60 KiB message corrupted");
+    let mut buf = vec![0u8; 1 << 20];
+    assert_eq!(reader.read(&mut buf)?, mib.len());
+    assert!(buf == mib, "1 MiB message corrupted");
+    let m = reader.read_message()?;
+    assert_eq!(m.data.len(), huge.len());
+    assert!(m.data == huge, "64 MiB message corrupted");
+    assert_eq!(m.sender.pid, std::process::id());
+    assert_eq!(reader.read_message()?.data, b"after");
+    Ok(())
+}
+
+#[test]
+fn over_size_memfd_message_is_refused_by_the_writer() -> TestResult {
+    let (_tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\large\capped");
+    let max = 100_000u32;
+    let mut reader = Reader::create_in(&ns, &name, &now().max_message_size(max))?;
+    let w = Writer::open_in(&ns, &name)?;
+    let big = vec![7u8; max as usize + 1];
+    match w.write(&big) {
+        Err(Error::MessageTooLarge { size, max: m, .. }) => {
+            assert_eq!((size, m), (big.len(), u64::from(max)));
+        }
+        other => panic!("expected MessageTooLarge, got {other:?}"),
+    }
+    assert_eq!(reader.info()?.count, 0);
+    // Exactly the maximum still goes (through a memfd).
+    w.write(&big[..max as usize])?;
+    assert_eq!(reader.read_message()?.data.len(), max as usize);
+    // A batch with one over-size message sends nothing at all.
+    match w.write_batch(&[&b"ok"[..], &big[..]]) {
+        Err((0, Error::MessageTooLarge { .. })) => {}
+        other => panic!("expected MessageTooLarge before sending, got {other:?}"),
+    }
+    assert!(matches!(
+        reader.try_read(&mut [0; 8]),
+        Err(Error::TimedOut { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn write_batch_messages_arrive_separately_in_order() -> TestResult {
+    let (_tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\batch");
+    let opts = ReaderOptions::default().read_timeout(Some(Duration::from_secs(30)));
+    let mut reader = Reader::create_in(&ns, &name, &opts)?;
+    let w = Writer::open_in(&ns, &name)?;
+    let mut rng = Rng::new(7);
+    let mut msgs: Vec<Vec<u8>> = (0..3000)
+        .map(|i| {
+            let mut m = format!("{i}:").into_bytes();
+            let extra = rng.below(300) as usize;
+            m.extend(rng.bytes(extra));
+            m
+        })
+        .collect();
+    msgs[10] = Vec::new();
+    msgs[11] = Vec::new();
+    // Larger than one batch packet: sent on its own, in its place.
+    msgs[500] = rng.bytes(Writer::BATCH_BYTES + 10);
+    msgs[501] = rng.bytes(Writer::BATCH_BYTES - 4);
+    // More than the connection's socket buffer holds: write from a thread.
+    let sent = msgs.clone();
+    let t = std::thread::spawn(move || {
+        w.write_batch(&sent)
+            .map_err(|(n, e)| format!("after {n}: {e}"))
+    });
+    for (i, want) in msgs.iter().enumerate() {
+        let m = reader.read_message()?;
+        assert!(&m.data == want, "message {i} differs");
+        assert_eq!(m.sender.pid, std::process::id());
+    }
+    t.join().unwrap()?;
+    assert!(matches!(
+        reader.try_read(&mut [0; 8]),
+        Err(Error::TimedOut { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn write_batch_and_write_from_two_writers_keep_per_writer_order() -> TestResult {
+    let (tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\batch\mix");
+    let mut reader = Reader::create_in(
+        &ns,
+        &name,
+        &ReaderOptions::default().read_timeout(Some(Duration::from_secs(30))),
+    )?;
+    let mut a = Spawn::new("writer", tmp.path()).slot(r"batch\mix").start();
+    let mut b = Spawn::new("writer", tmp.path()).slot(r"batch\mix").start();
+    for k in [&mut a, &mut b] {
+        assert!(k.recv().starts_with("id "));
+        assert_eq!(k.ask("open"), "ok");
+    }
+    // In turn: a batch of A, a write of B, a write of A, a batch of B...
+    // Each step starts after the previous one returned.
+    let rounds = 200;
+    let (pa, pb) = (a.pid(), b.pid());
+    let mut expected = Vec::new();
+    for r in 0..rounds {
+        expected.extend((0..1 + r % 7).map(|i| (format!("a{r}.{i}"), pa)));
+        expected.push((format!("b{r}"), pb));
+        expected.push((format!("a{r}"), pa));
+        expected.extend((0..1 + r % 5).map(|i| (format!("b{r}.{i}"), pb)));
+    }
+    let want = expected.clone();
+    // More than the socket buffers hold: read while they write.
+    let check = std::thread::spawn(move || -> Result<(), String> {
+        for (i, (text, pid)) in want.iter().enumerate() {
+            let m = reader
+                .read_message()
+                .map_err(|e| format!("message {i}: {e}"))?;
+            let got = (String::from_utf8_lossy(&m.data).into_owned(), m.sender.pid);
+            if got != (text.clone(), *pid) {
+                return Err(format!(
+                    "message {i}: expected {text} from {pid}, got {got:?}"
+                ));
+            }
+        }
+        match reader.read_message_timeout(Some(Duration::ZERO)) {
+            Err(Error::TimedOut { .. }) => Ok(()),
+            other => Err(format!("extra message: {other:?}")),
+        }
+    });
+    let batch = |p: &str, r: usize, n: usize| {
+        let v: Vec<String> = (0..n).map(|i| format!("{p}{r}.{i}")).collect();
+        format!("batch {}", v.join(","))
+    };
+    for r in 0..rounds {
+        let steps = [
+            (0, batch("a", r, 1 + r % 7)),
+            (1, format!("write b{r}")),
+            (0, format!("write a{r}")),
+            (1, batch("b", r, 1 + r % 5)),
+        ];
+        for (who, cmd) in steps {
+            let k = if who == 0 { &mut a } else { &mut b };
+            if check.is_finished() {
+                break;
+            }
+            assert_eq!(k.ask(&cmd), "ok", "round {r}: {cmd}");
+        }
+    }
+    check.join().unwrap()?;
+    a.finish();
+    b.finish();
+    Ok(())
+}

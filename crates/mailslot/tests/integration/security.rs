@@ -1,0 +1,349 @@
+//! Who may do what: slot permissions, the namespace directory's safety,
+//! `list`/`clean_stale`, and writers that break the protocol.
+
+use std::io::IoSlice;
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use mailslot::{Error, Namespace, Reader, ReaderOptions, RemoteOrigin, SlotName, Writer};
+use rustix::net::{
+    AddressFamily, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
+    SocketType,
+};
+
+use crate::util::{Spawn, TestResult, namespace, nobody, shared_namespace, slot};
+
+fn now() -> ReaderOptions {
+    ReaderOptions::default().read_timeout(Some(Duration::ZERO))
+}
+
+#[test]
+fn nobody_cannot_write_to_a_0600_slot_but_can_to_a_0666_slot() -> TestResult {
+    let Some((nobody_uid, nobody_gid)) = nobody() else {
+        eprintln!("skipped: needs root, user nobody and setpriv");
+        return Ok(());
+    };
+    let (tmp, ns) = shared_namespace();
+    let _private = Reader::create_in(&ns, &slot(r"\\.\mailslot\private"), &now())?;
+    let mut public = Reader::create_in(&ns, &slot(r"\\.\mailslot\public"), &now().mode(0o666))?;
+    let mut c = Spawn::new("writer", tmp.path())
+        .slot("private")
+        .user_nobody()
+        .start();
+    let id = c.recv();
+    assert_eq!(id, format!("id {} {nobody_uid} {nobody_gid}", c.pid()));
+    assert_eq!(c.ask("open"), "err PermissionDenied");
+    c.finish();
+
+    let mut c = Spawn::new("writer", tmp.path())
+        .slot("public")
+        .user_nobody()
+        .start();
+    assert!(c.recv().starts_with("id "));
+    assert_eq!(c.ask("open"), "ok");
+    assert_eq!(c.ask("write from nobody"), "ok");
+    let m = public.read_message_timeout(Some(Duration::from_secs(10)))?;
+    assert_eq!(m.data, b"from nobody");
+    assert_eq!(
+        (m.sender.pid, m.sender.uid, m.sender.gid),
+        (c.pid(), nobody_uid, nobody_gid)
+    );
+    c.finish();
+    Ok(())
+}
+
+#[test]
+fn origin_flag_from_an_untrusted_user_is_refused() -> TestResult {
+    if nobody().is_none() {
+        eprintln!("skipped: needs root, user nobody and setpriv");
+        return Ok(());
+    }
+    let (tmp, ns) = shared_namespace();
+    let name = slot(r"\\.\mailslot\net");
+    let mut reader = Reader::create_in(&ns, &name, &now().mode(0o666))?;
+    let mut c = Spawn::new("writer", tmp.path())
+        .slot("net")
+        .user_nobody()
+        .start();
+    assert!(c.recv().starts_with("id "));
+    assert_eq!(c.ask("open"), "ok");
+    assert_eq!(c.ask("remote forged"), "ok");
+    // Root (trusted, like the daemon) may say where a message came from.
+    let w = Writer::open_in(&ns, &name)?;
+    let origin = RemoteOrigin::new([192, 0, 2, 1].into(), 138, "PEERA<00>", "HOST<03>");
+    w.write_remote(b"forwarded", &origin)?;
+    assert_eq!(reader.info()?.count, 1);
+    assert_eq!(reader.rejected_frames(), 1);
+    let m = reader.read_message()?;
+    assert_eq!(m.data, b"forwarded");
+    assert_eq!(m.sender.remote, Some(origin));
+    assert!(matches!(
+        reader.try_read(&mut [0; 64]),
+        Err(Error::TimedOut { .. })
+    ));
+    // The forger's connection is closed.
+    assert_eq!(c.ask("write more"), "err ReaderClosed");
+    c.finish();
+    Ok(())
+}
+
+#[test]
+fn symlink_planted_as_lock_file_is_refused() -> TestResult {
+    let (tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\planted");
+    let lock = tmp.path().join(format!("{}.lock", name.file_stem()));
+    let target = tempfile::NamedTempFile::new()?;
+    std::fs::write(target.path(), b"precious")?;
+    for to in [target.path(), Path::new("/nonexistent/dangling")] {
+        std::os::unix::fs::symlink(to, &lock)?;
+        match Reader::create_in(&ns, &name, &now()) {
+            Err(Error::UnsafeFile { path, .. }) => assert_eq!(path, lock),
+            other => panic!("expected UnsafeFile, got {other:?}"),
+        }
+        std::fs::remove_file(&lock)?;
+    }
+    assert_eq!(std::fs::read(target.path())?, b"precious");
+    // A FIFO is no lock file either, and must not block us.
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &lock,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )?;
+    let e = Reader::create_in(&ns, &name, &now()).unwrap_err();
+    assert!(
+        matches!(e, Error::UnsafeFile { .. } | Error::Io { .. }),
+        "{e}"
+    );
+    std::fs::remove_file(&lock)?;
+    let _ok = Reader::create_in(&ns, &name, &now())?;
+    Ok(())
+}
+
+#[test]
+fn unsafe_namespace_directories_are_refused() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("ns");
+    std::fs::create_dir(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+    match Namespace::at(&dir) {
+        Err(Error::Namespace { dir: d, problem }) => {
+            assert_eq!(d, dir);
+            assert!(problem.contains("sticky"), "{problem}");
+        }
+        other => panic!("expected Error::Namespace, got {other:?}"),
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))?;
+    Namespace::at(&dir)?;
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&dir, &link)?;
+    assert!(matches!(Namespace::at(&link), Err(Error::Namespace { .. })));
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::chown(&dir, Some(12345), Some(12345))?;
+        assert!(matches!(Namespace::at(&dir), Err(Error::Namespace { .. })));
+    }
+    // A missing directory is created with mode 1777.
+    let fresh = tmp.path().join("fresh");
+    Namespace::at(&fresh)?;
+    assert_eq!(
+        std::fs::metadata(&fresh)?.permissions().mode() & 0o7777,
+        0o1777
+    );
+    Ok(())
+}
+
+#[test]
+fn another_users_stale_lock_file_is_refused_but_root_takes_it_over() -> TestResult {
+    if nobody().is_none() {
+        eprintln!("skipped: needs root, user nobody and setpriv");
+        return Ok(());
+    }
+    let (tmp, ns) = shared_namespace();
+    let name = SlotName::from_bare("stale")?;
+    let lock = tmp.path().join(format!("{}.lock", name.file_stem()));
+    std::fs::write(&lock, b"")?;
+    std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o644))?;
+    std::os::unix::fs::chown(&lock, Some(12345), Some(12345))?;
+    let mut c = Spawn::new("writer", tmp.path())
+        .slot("stale")
+        .user_nobody()
+        .start();
+    assert!(c.recv().starts_with("id "));
+    assert_eq!(c.ask("create 666"), "err PermissionDenied");
+    // Root may take another user's stale name.
+    let mut reader = Reader::create_in(&ns, &name, &now().mode(0o666))?;
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&lock)?.uid(), 0);
+    // While it lives, nobody is told the name exists, and can write to it.
+    assert_eq!(c.ask("create 666"), "err AlreadyExists");
+    assert_eq!(c.ask("open"), "ok");
+    assert_eq!(c.ask("write hi"), "ok");
+    assert_eq!(
+        reader
+            .read_message_timeout(Some(Duration::from_secs(10)))?
+            .data,
+        b"hi"
+    );
+    c.finish();
+    Ok(())
+}
+
+#[test]
+fn list_shows_live_slots_and_clean_stale_removes_a_sigkilled_readers_files() -> TestResult {
+    let (tmp, ns) = namespace();
+    let mut holder = Spawn::new("writer", tmp.path())
+        .slot(r"listed\Child")
+        .start();
+    assert!(holder.recv().starts_with("id "));
+    assert_eq!(holder.ask("create 640 424"), "ok");
+    let mine = slot(r"\\.\mailslot\listed\Mine");
+    let mut reader = Reader::create_in(&ns, &mine, &now())?;
+    let list = ns.list()?;
+    assert_eq!(list.len(), 2);
+    let (child, me) = (&list[0], &list[1]);
+    assert_eq!(child.name, r"\\.\mailslot\listed\Child");
+    assert_eq!((child.pid, child.uid), (holder.pid(), 0));
+    assert_eq!((child.mode, child.max_message_size), (0o640, 424));
+    assert_eq!(me.name, r"\\.\mailslot\listed\Mine");
+    assert_eq!(
+        (me.pid, me.max_message_size, me.mode),
+        (std::process::id(), 0, 0o600)
+    );
+    assert!(me.accept_remote);
+    // Nothing is stale yet.
+    assert_eq!(ns.clean_stale()?, 0);
+    assert_eq!(ns.list()?.len(), 2);
+
+    holder.kill();
+    let stem = SlotName::from_bare(r"listed\child")?.file_stem();
+    let files = |stem: &str| {
+        ["lock", "meta", "sock"]
+            .iter()
+            .filter(|x| tmp.path().join(format!("{stem}.{x}")).exists())
+            .count()
+    };
+    assert_eq!(files(&stem), 3, "the killed reader left no files to clean");
+    let names: Vec<String> = ns.list()?.into_iter().map(|s| s.name).collect();
+    assert_eq!(names, [r"\\.\mailslot\listed\Mine"]);
+    assert_eq!(ns.clean_stale()?, 1);
+    assert_eq!(files(&stem), 0);
+    assert_eq!(files(&mine.file_stem()), 3);
+    // The live slot is untouched.
+    Writer::open_in(&ns, &mine)?.write(b"still here")?;
+    assert_eq!(reader.read_message()?.data, b"still here");
+    Ok(())
+}
+
+/// A raw `SOCK_SEQPACKET` client of the slot's socket.
+fn raw_client(dir: &Path, name: &SlotName) -> OwnedFd {
+    let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
+    let addr = SocketAddrUnix::new(dir.join(format!("{}.sock", name.file_stem()))).unwrap();
+    rustix::net::connect(&fd, &addr).unwrap();
+    fd
+}
+
+fn header(kind: u8, flags: u16, len: u32) -> Vec<u8> {
+    let mut h = vec![0xA7, kind];
+    h.extend_from_slice(&flags.to_le_bytes());
+    h.extend_from_slice(&len.to_le_bytes());
+    h.extend_from_slice(&1u64.to_le_bytes());
+    h
+}
+
+fn send_with_fd(sock: &OwnedFd, bytes: &[u8], fd: &OwnedFd) {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds = [rustix::fd::AsFd::as_fd(fd)];
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    rustix::net::sendmsg(
+        sock,
+        &[IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )
+    .unwrap();
+}
+
+#[test]
+fn hostile_raw_writer_is_disconnected_and_counted_while_others_get_through() -> TestResult {
+    let (tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\hostile");
+    let mut reader = Reader::create_in(&ns, &name, &now().max_message_size(100))?;
+    let good = Writer::open_in(&ns, &name)?;
+    let unsealed = rustix::fs::memfd_create("x", rustix::fs::MemfdFlags::CLOEXEC)?;
+    rustix::fs::ftruncate(&unsealed, 10)?;
+    let with_payload = |mut h: Vec<u8>, p: &[u8]| {
+        h.extend_from_slice(p);
+        h
+    };
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        ("bad magic", vec![0u8; 20], false),
+        ("shorter than a header", vec![0xA7, 0, 0], false),
+        (
+            "length mismatch",
+            with_payload(header(0, 0, 10), b"12345"),
+            false,
+        ),
+        ("unknown kind", header(9, 0, 0), false),
+        ("memfd kind without a descriptor", header(1, 0, 10), false),
+        ("unsealed memfd", header(1, 0, 10), true),
+        (
+            "malformed batch",
+            with_payload(header(2, 0, 6), &[9, 0, 0, 0, 1, 2]),
+            false,
+        ),
+        (
+            "over the maximum size",
+            with_payload(header(0, 0, 101), &[0; 101]),
+            false,
+        ),
+        (
+            "malformed origin block",
+            with_payload(header(0, 1, 3), &[7, 7, 7]),
+            false,
+        ),
+        (
+            "unknown flags on a batch",
+            with_payload(header(2, 4, 0), &[]),
+            false,
+        ),
+    ];
+    for (i, (what, bytes, pass_fd)) in cases.iter().enumerate() {
+        let bad = raw_client(tmp.path(), &name);
+        if *pass_fd {
+            send_with_fd(&bad, bytes, &unsealed);
+        } else {
+            rustix::net::send(&bad, bytes, SendFlags::NOSIGNAL)?;
+        }
+        good.write(format!("good {i}").as_bytes())?;
+        let st = reader.info()?;
+        assert_eq!(
+            reader.rejected_frames(),
+            i as u64 + 1,
+            "{what} was not rejected"
+        );
+        assert_eq!(st.count, 1, "{what}");
+        assert_eq!(reader.read_message()?.data, format!("good {i}").as_bytes());
+        // The hostile connection was closed: end of stream, not "would block".
+        let mut b = [0u8; 8];
+        let r = rustix::net::recv(&bad, &mut b[..], RecvFlags::DONTWAIT);
+        assert!(
+            matches!(r, Ok((0, _))),
+            "{what}: connection still open: {r:?}"
+        );
+    }
+    // A well-formed raw frame is fine.
+    let raw = raw_client(tmp.path(), &name);
+    rustix::net::send(
+        &raw,
+        &with_payload(header(0, 0, 3), b"raw"),
+        SendFlags::NOSIGNAL,
+    )?;
+    assert_eq!(reader.read_message()?.data, b"raw");
+    assert_eq!(reader.rejected_frames(), cases.len() as u64);
+    Ok(())
+}
