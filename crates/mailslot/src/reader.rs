@@ -20,6 +20,16 @@ const WAKER: u64 = u64::MAX - 1;
 const NET_LISTENER: u64 = u64::MAX - 2;
 /// At most this many messages are taken from one connection per pump.
 const BATCH: usize = 256;
+/// ... and at most about this many bytes (one frame more at most), so large
+/// messages are copied while still in cache and the allocator is not made
+/// to grow and trim the heap by the queue bound on every round.
+const BATCH_BYTES: usize = 256 << 10;
+/// Buffers of read inline messages of at least this size are kept (up to
+/// `SPARE_MAX` of them, so at most about 512 KiB) and reused for the next
+/// ones: allocating fresh pages for every large message cost more than
+/// copying it.
+const SPARE_MIN: usize = 4096;
+const SPARE_MAX: usize = 8;
 
 /// How to create a slot. Start from [`ReaderOptions::default`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,6 +232,10 @@ pub struct Reader {
     /// message was stamped may have become readable only after pass `p`'s
     /// `epoll_wait`, and its earlier message must come first.
     pass: u64,
+    /// `CLOCK_MONOTONIC` when the last pump started waiting.
+    pump_ns: u64,
+    /// Emptied buffers of large inline messages, for reuse.
+    spare: Vec<Vec<u8>>,
     scratch: Vec<u8>,
     tokens: Vec<u64>,
     opts: ReaderOptions,
@@ -354,6 +368,8 @@ impl Reader {
             buffered_bytes: 0,
             needs_pump: false,
             pass: 0,
+            pump_ns: 0,
+            spare: Vec::new(),
             scratch: vec![0u8; HEADER_LEN + INLINE_MAX],
             tokens: Vec::new(),
             opts: options.clone(),
@@ -433,7 +449,12 @@ impl Reader {
         }
         let (p, sender) = self.take_head();
         match p.payload {
-            Payload::Inline(v) => buf[..v.len()].copy_from_slice(&v),
+            Payload::Inline(v) => {
+                buf[..v.len()].copy_from_slice(&v);
+                if v.capacity() >= SPARE_MIN && self.spare.len() < SPARE_MAX {
+                    self.spare.push(v);
+                }
+            }
             Payload::Memfd(fd, n) => sys::pread_exact(fd.as_fd(), &mut buf[..n])
                 .map_err(io_err("reading a large message", &self.display))?,
         }
@@ -588,6 +609,7 @@ impl Reader {
         timeout: Option<Duration>,
         all: bool,
     ) -> Result<()> {
+        self.pump_ns = sys::monotonic_ns();
         self.pass += 1;
         // Room for every registered descriptor, so one call sees all that are ready.
         self.poller
@@ -679,11 +701,19 @@ impl Reader {
         };
         let was_empty = conn.queue.is_empty();
         let mut got = 0usize;
+        let mut got_bytes = 0usize;
         let mut broken = false;
         loop {
             if !unbounded
                 && !conn.queue.is_empty()
                 && (got >= BATCH
+                    || got_bytes >= BATCH_BYTES
+                    // The first message was sent while we waited: the writer
+                    // was not ahead of us, so there is most likely nothing
+                    // more. Leave the rest to level-triggered epoll rather
+                    // than spend a receive call on learning that (it would
+                    // sit in every message's latency).
+                    || (was_empty && got == 1 && conn.queue[0].stamp >= self.pump_ns)
                     || self.buffered_msgs >= self.opts.queue_messages
                     || self.buffered_bytes >= self.opts.queue_bytes)
             {
@@ -711,6 +741,7 @@ impl Reader {
                             self.opts.max_message_size,
                             conn.trusted,
                             &mut conn.queue,
+                            &mut self.spare,
                         );
                     // The network socket carries only messages with an origin.
                     let ok = ok
@@ -735,6 +766,7 @@ impl Reader {
                     }
                     got += conn.queue.len() - before;
                     conn.filled_pass = self.pass;
+                    got_bytes += len;
                 }
             }
         }
@@ -770,6 +802,7 @@ fn decode_frame(
     max: u32,
     trusted: bool,
     queue: &mut VecDeque<Pending>,
+    spare: &mut Vec<Vec<u8>>,
 ) -> bool {
     let Ok(h) = Header::decode(packet) else {
         return false;
@@ -793,7 +826,7 @@ fn decode_frame(
             }
             queue.push_back(Pending {
                 stamp: h.stamp,
-                payload: Payload::Inline(data.to_vec()),
+                payload: Payload::Inline(reuse(spare, data)),
                 origin,
             });
         }
@@ -825,6 +858,22 @@ fn decode_frame(
         _ => return false,
     }
     true
+}
+
+/// `data` in a spare buffer when it is large and one is at hand.
+fn reuse(spare: &mut Vec<Vec<u8>>, data: &[u8]) -> Vec<u8> {
+    match spare.pop() {
+        Some(mut v) if data.len() >= SPARE_MIN => {
+            v.clear();
+            v.extend_from_slice(data);
+            v
+        }
+        Some(v) => {
+            spare.push(v);
+            data.to_vec()
+        }
+        None => data.to_vec(),
+    }
 }
 
 /// Binds the socket `file` under a temporary name, sets its mode, starts
