@@ -30,6 +30,7 @@ fn child_entry() {
     match role.as_str() {
         "writer" => child_commands(&ns, &name.expect("slot")),
         "stress" => processes::stress_writer(&ns, &name.expect("slot")),
+        "fds" => messages::descriptor_hygiene(&ns),
         other => panic!("unknown child role {other}"),
     }
 }

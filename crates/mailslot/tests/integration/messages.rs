@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mailslot::{Error, Reader, ReaderOptions, Writer};
 
-use crate::util::{Rng, Spawn, TestResult, namespace, slot};
+use crate::util::{Rng, Spawn, TestResult, namespace, say, slot};
 
 fn now() -> ReaderOptions {
     ReaderOptions::default().read_timeout(Some(Duration::ZERO))
@@ -177,4 +177,69 @@ fn write_batch_and_write_from_two_writers_keep_per_writer_order() -> TestResult 
     a.finish();
     b.finish();
     Ok(())
+}
+
+/// Open descriptors above stderr, with their `fdinfo` flags.
+fn descriptors() -> Vec<(u32, u32)> {
+    let mut v: Vec<(u32, u32)> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .filter_map(|fd: u32| {
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+            let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?;
+            Some((fd, u32::from_str_radix(flags.trim(), 8).ok()?))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Child role `fds`: runs every kind of message through a slot and checks
+/// that all descriptors the library opened are close-on-exec and that none
+/// is left open afterwards. In a child, so other tests' descriptors do not
+/// interfere.
+pub fn descriptor_hygiene(ns: &mailslot::Namespace) {
+    const O_CLOEXEC: u32 = 0o2000000;
+    let before: Vec<u32> = descriptors().into_iter().map(|(fd, _)| fd).collect();
+    let name = slot(r"\\.\mailslot\fds");
+    let mut reader = Reader::create_in(ns, &name, &now()).unwrap();
+    let w = Writer::open_in(ns, &name).unwrap();
+    w.write(b"small").unwrap();
+    w.write(&vec![1u8; 1 << 20]).unwrap();
+    w.write(&vec![2u8; 200_000]).unwrap();
+    w.write_batch(&[&b"x"[..], b"y"]).unwrap();
+    w.write(&vec![3u8; 100_000]).unwrap();
+    for (fd, flags) in descriptors() {
+        if !before.contains(&fd) {
+            assert!(
+                flags & O_CLOEXEC != 0,
+                "descriptor {fd} is not close-on-exec"
+            );
+        }
+    }
+    assert_eq!(reader.read_message().unwrap().data, b"small");
+    assert!(matches!(
+        reader.read(&mut [0; 10]),
+        Err(Error::BufferTooSmall { .. })
+    ));
+    assert_eq!(reader.read(&mut vec![0; 1 << 20]).unwrap(), 1 << 20);
+    assert_eq!(reader.read_message().unwrap().data.len(), 200_000);
+    assert_eq!(reader.info().unwrap().count, 3);
+    // The last (memfd) message is never read: dropping the reader frees it.
+    reader.read_message().unwrap();
+    reader.read_message().unwrap();
+    drop(w);
+    drop(reader);
+    let after: Vec<u32> = descriptors().into_iter().map(|(fd, _)| fd).collect();
+    assert_eq!(before, after, "descriptors leaked");
+    say("ok");
+}
+
+#[test]
+fn library_descriptors_are_close_on_exec_and_none_leak() {
+    let (tmp, _ns) = namespace();
+    let mut child = Spawn::new("fds", tmp.path()).start();
+    assert_eq!(child.recv(), "ok");
+    child.finish();
 }

@@ -276,46 +276,74 @@ fn hostile_raw_writer_is_disconnected_and_counted_while_others_get_through() -> 
     let good = Writer::open_in(&ns, &name)?;
     let unsealed = rustix::fs::memfd_create("x", rustix::fs::MemfdFlags::CLOEXEC)?;
     rustix::fs::ftruncate(&unsealed, 10)?;
+    let sealed = rustix::fs::memfd_create(
+        "y",
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+    )?;
+    rustix::fs::ftruncate(&sealed, 10)?;
+    rustix::fs::fcntl_add_seals(
+        &sealed,
+        rustix::fs::SealFlags::SEAL
+            | rustix::fs::SealFlags::SHRINK
+            | rustix::fs::SealFlags::GROW
+            | rustix::fs::SealFlags::WRITE,
+    )?;
     let with_payload = |mut h: Vec<u8>, p: &[u8]| {
         h.extend_from_slice(p);
         h
     };
-    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
-        ("bad magic", vec![0u8; 20], false),
-        ("shorter than a header", vec![0xA7, 0, 0], false),
+    let cases: Vec<(&str, Vec<u8>, Option<&OwnedFd>)> = vec![
+        ("bad magic", vec![0u8; 20], None),
+        ("shorter than a header", vec![0xA7, 0, 0], None),
         (
             "length mismatch",
             with_payload(header(0, 0, 10), b"12345"),
-            false,
+            None,
         ),
-        ("unknown kind", header(9, 0, 0), false),
-        ("memfd kind without a descriptor", header(1, 0, 10), false),
-        ("unsealed memfd", header(1, 0, 10), true),
+        ("unknown kind", header(9, 0, 0), None),
+        ("memfd kind without a descriptor", header(1, 0, 10), None),
+        ("unsealed memfd", header(1, 0, 10), Some(&unsealed)),
         (
             "malformed batch",
             with_payload(header(2, 0, 6), &[9, 0, 0, 0, 1, 2]),
-            false,
+            None,
         ),
         (
             "over the maximum size",
             with_payload(header(0, 0, 101), &[0; 101]),
-            false,
+            None,
         ),
         (
             "malformed origin block",
             with_payload(header(0, 1, 3), &[7, 7, 7]),
-            false,
+            None,
+        ),
+        (
+            "sealed memfd of the wrong size",
+            header(1, 0, 20),
+            Some(&sealed),
+        ),
+        ("sealed memfd with flags", header(1, 1, 10), Some(&sealed)),
+        (
+            "inline frame with a descriptor",
+            with_payload(header(0, 0, 2), b"hi"),
+            Some(&sealed),
+        ),
+        (
+            "larger than any inline frame",
+            with_payload(header(0, 0, 70_000), &[0; 70_000]),
+            None,
         ),
         (
             "unknown flags on a batch",
             with_payload(header(2, 4, 0), &[]),
-            false,
+            None,
         ),
     ];
     for (i, (what, bytes, pass_fd)) in cases.iter().enumerate() {
         let bad = raw_client(tmp.path(), &name);
-        if *pass_fd {
-            send_with_fd(&bad, bytes, &unsealed);
+        if let Some(fd) = pass_fd {
+            send_with_fd(&bad, bytes, fd);
         } else {
             rustix::net::send(&bad, bytes, SendFlags::NOSIGNAL)?;
         }
