@@ -8,6 +8,7 @@
 
 mod harness;
 
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -620,7 +621,22 @@ fn name_parsers_survive_random_and_mutated_input() {
         let s: String = s.into_iter().collect();
         accepted += u64::from(check_name(&s));
     }
-    eprintln!("faults: {rounds} hostile names, {accepted} accepted, all consistent");
+    // The cargo-fuzz target's corpus (`fuzz/corpus/name`), with the same checks.
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/name");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&corpus).expect("the name fuzz corpus") {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        check_name(&String::from_utf8_lossy(&bytes));
+        replayed += 1;
+    }
+    assert!(
+        replayed >= 10,
+        "only {replayed} corpus files in {}",
+        corpus.display()
+    );
+    eprintln!(
+        "faults: {rounds} hostile names ({accepted} accepted) and {replayed} corpus files, all consistent"
+    );
 }
 
 /// Parses `s` every way; whatever is accepted must round-trip.
@@ -643,11 +659,12 @@ fn check_name(s: &str) -> bool {
             let _ = e.to_string();
         }
     }
-    for r in [Destination::parse(s), Destination::parse_or_bare(s)] {
-        if let Ok(d) = r {
-            ok = true;
-            assert_eq!(Destination::parse(&d.to_string()).expect("round trip"), d);
-        }
+    for d in [Destination::parse(s), Destination::parse_or_bare(s)]
+        .into_iter()
+        .flatten()
+    {
+        ok = true;
+        assert_eq!(Destination::parse(&d.to_string()).expect("round trip"), d);
     }
     ok
 }
