@@ -402,3 +402,41 @@ fn sender_pid_uid_gid_match_the_writing_process() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn writer_killed_mid_stream_leaves_only_whole_messages_in_order() -> TestResult {
+    let (tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\cut");
+    let mut reader = Reader::create_in(
+        &ns,
+        &name,
+        &ReaderOptions::default().read_timeout(Some(Duration::from_secs(30))),
+    )?;
+    let mut child = Spawn::new("writer", tmp.path()).slot("cut").start();
+    assert!(child.recv().starts_with("id "));
+    assert_eq!(child.ask("open"), "ok");
+    // Padded so that the socket buffer fills after a few hundred messages.
+    let pad = "p".repeat(1000);
+    child.send(&format!("burst {pad}. 1000000"));
+    let mut buf = vec![0u8; 4096];
+    for i in 0..10 {
+        let n = reader.read(&mut buf)?;
+        assert_eq!(&buf[..n], format!("{pad}.{i}").as_bytes());
+    }
+    // Killed wherever it is: writing, or blocked on a full buffer.
+    child.kill();
+    let mut i = 10;
+    loop {
+        match reader.read_timeout_once(&mut buf, Some(Duration::ZERO)) {
+            Ok(n) => assert_eq!(&buf[..n], format!("{pad}.{i}").as_bytes(), "message {i}"),
+            Err(Error::TimedOut { .. }) => break,
+            Err(e) => return Err(e.into()),
+        }
+        i += 1;
+    }
+    assert!(i < 1_000_000, "{i} messages");
+    // The slot works on for others.
+    Writer::open_in(&ns, &name)?.write(b"next")?;
+    assert_eq!(reader.read_message()?.data, b"next");
+    Ok(())
+}
