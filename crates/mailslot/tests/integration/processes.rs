@@ -227,17 +227,24 @@ fn reader_killed_by_sigkill_ends_writers_and_frees_the_name() -> TestResult {
     assert!(holder.recv().starts_with("id "));
     assert_eq!(holder.ask("create 600 0"), "ok");
     let reader_pid = holder.pid();
+    // One connection the reader accepted (it read from it), one still in
+    // the listen backlog.
+    let accepted = Writer::open_in(&ns, &name)?;
+    assert_eq!(accepted.reader_pid(), reader_pid);
+    accepted.write(b"read")?;
+    assert_eq!(holder.ask("read"), "msg read");
     let w = Writer::open_in(&ns, &name)?;
-    assert_eq!(w.reader_pid(), reader_pid);
     w.write(b"unread")?;
     let listed = ns.list()?;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].pid, reader_pid);
 
     holder.kill();
-    match w.write(b"after") {
-        Err(Error::ReaderClosed { name }) => assert_eq!(name, r"\\.\mailslot\killed"),
-        other => panic!("expected ReaderClosed, got {other:?}"),
+    for w in [&accepted, &w] {
+        match w.write(b"after") {
+            Err(Error::ReaderClosed { name }) => assert_eq!(name, r"\\.\mailslot\killed"),
+            other => panic!("expected ReaderClosed, got {other:?}"),
+        }
     }
     match Writer::open_in(&ns, &name) {
         Err(Error::NotFound { .. }) => {}
