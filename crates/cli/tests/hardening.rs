@@ -398,7 +398,8 @@ fn child_entry() {
 /// - `hostile N SEED` — N hostile datagrams, at most 100 000 per second;
 /// - `flood SECS PPS SEED` — hostile and valid-but-undeliverable datagrams
 ///   at PPS, plus one legitimate `flood-legit K` to `testslot` every 10 000;
-/// - `legit TEXT` — one legitimate datagram to `testslot`.
+/// - `legit TEXT` — one legitimate datagram to `testslot`;
+/// - `legit-to SLOT TEXT` — one to another slot.
 ///
 /// Each answers `@@done sent=N secs=S legit=K`.
 fn attacker_child() {
@@ -426,6 +427,11 @@ fn attacker_child() {
             "legit" => {
                 id = id.wrapping_add(1);
                 send(&good_datagram(x, id, "TESTSLOT", w[1].as_bytes()));
+                legit = 1;
+            }
+            "legit-to" => {
+                id = id.wrapping_add(1);
+                send(&good_datagram(x, id, w[1], w[2].as_bytes()));
                 legit = 1;
             }
             "hostile" | "flood" => {
@@ -686,4 +692,24 @@ fn a_sigkilled_daemon_restarts_and_nothing_else_breaks() {
     }
     assert!(slot.child.try_wait().unwrap().is_none(), "the reader died");
     settled();
+
+    // A slot that refuses network messages gets none through the restarted
+    // daemon (the daemon handles datagrams in order, so once the next one
+    // has arrived, the first was decided).
+    let mut private = {
+        let mut c = lab.cmd(&lab.a, BIN);
+        c.args(["listen", "private", "--format", "json", "--no-remote"]);
+        let mut p = Proc::spawn("listen private", c);
+        p.wait_err("listening on", T);
+        p
+    };
+    evil.ask("legit-to PRIVATE sneaky");
+    evil.ask("legit marker");
+    slot.wait_out("marker", T);
+    run(Command::new("kill").args(["-USR1", &daemon.pid().to_string()]));
+    let st = daemon.wait_err("stats:", T);
+    assert!(st.contains("refuses-network=1"), "{st}");
+    run(lab.cmd(&lab.a, BIN).args(["send", "private", "local-ok"]));
+    let got = private.collect_until("local-ok", T);
+    assert!(!got.iter().any(|l| l.contains("sneaky")), "{got:?}");
 }

@@ -584,7 +584,7 @@ fn name_parsers_survive_random_and_mutated_input() {
     let rounds = if harness::long_run() {
         2_000_000
     } else {
-        100_000
+        30_000
     };
     let mut rng = Rng::from_time("names");
     let seeds = [
