@@ -326,13 +326,33 @@ fn flush_times_out_without_a_reader_and_says_why() {
             ..
         } => {
             assert_eq!((*messages, *bytes), (2, 5));
-            assert!(last_error.as_deref().unwrap().contains("not found"), "{e}");
+            if let Some(why) = last_error {
+                assert!(why.contains("not found"), "{e}");
+            }
         }
         _ => panic!("{e}"),
+    }
+    // Once the delivery thread has looked for the slot, the error says why.
+    let give_up = Instant::now() + LONG;
+    loop {
+        match w.flush(Duration::from_millis(10)) {
+            Err(QueueError::FlushTimedOut {
+                last_error: Some(why),
+                ..
+            }) => {
+                assert!(why.contains("not found"), "{why}");
+                break;
+            }
+            Err(QueueError::FlushTimedOut { .. }) => assert!(Instant::now() < give_up),
+            r => panic!("{r:?}"),
+        }
     }
     let s = w.stats();
     assert!(!s.connected);
     assert_eq!((s.queued, s.queued_bytes, s.sent), (2, 5, 0));
+    // Still queued, so close hands both back.
+    let u = w.close(Duration::ZERO);
+    assert_eq!((u.len(), u.bytes()), (2, 5));
 }
 
 #[test]
