@@ -1006,3 +1006,69 @@ fn oversized_messages_and_bad_config_are_refused_with_the_limit_or_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("workgrup"), "{err}");
 }
+
+#[test]
+fn shared_slots_utf16le_and_our_own_name() {
+    if !prerequisites(&["ip"]) {
+        return;
+    }
+    let lab = Lab::new(69);
+    let (a, b) = (lab.a.clone(), lab.b.clone());
+    let _daemon = start_daemon(
+        &lab,
+        &a,
+        &["--netbios-name", "PEERA", "--workgroup", "TESTGRP"],
+    );
+    // Shared slot: every reader gets each network message.
+    let mut s1 = listen(&lab, &a, "fanout", 1, &["--shared"]);
+    let mut s2 = listen(&lab, &a, "fanout", 1, &["--shared"]);
+    // .NET clients: UTF-16LE on the wire.
+    let mut wide = listen(&lab, &a, "dotnet", 1, &["--encoding", "utf16le"]);
+    let me = ["--netbios-name", "PEERB", "--workgroup", "TESTGRP"];
+    send(
+        &lab,
+        &b,
+        &[&[r"\\*\mailslot\fanout", "to all readers"][..], &me].concat(),
+    );
+    let ip_a = lab.ip(1);
+    send(
+        &lab,
+        &b,
+        &[
+            &[
+                r"\\PEERA\mailslot\dotnet",
+                "Grüße",
+                "--encoding",
+                "utf16le",
+                "--address",
+                &ip_a,
+            ][..],
+            &me,
+        ]
+        .concat(),
+    );
+    for s in [&mut s1, &mut s2] {
+        let m = s.json_lines(1, T);
+        assert_eq!(text(&m[0]), "to all readers");
+        assert_eq!(m[0]["sender"]["dest_name"], "TESTGRP<00>");
+    }
+    let w = wide.json_lines(1, T);
+    assert_eq!(text(&w[0]), "Grüße");
+    assert_eq!(w[0]["len"], 10);
+    // \\PEERA from PEERA itself: delivered locally, no datagram.
+    let mut local = listen(&lab, &a, "self", 1, &[]);
+    let out = send(
+        &lab,
+        &a,
+        &[
+            r"\\peera\mailslot\self",
+            "to myself",
+            "--netbios-name",
+            "PEERA",
+        ],
+    );
+    assert!(out.contains("delivered 1 message(s) locally"), "{out}");
+    let m = local.json_lines(1, T);
+    assert_eq!(text(&m[0]), "to myself");
+    assert!(m[0]["sender"].get("ip").is_none(), "{}", m[0]);
+}
