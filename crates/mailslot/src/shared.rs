@@ -138,7 +138,10 @@ impl SharedTargets {
 
     /// The live connections.
     pub(crate) fn conns(&self) -> impl Iterator<Item = (usize, BorrowedFd<'_>)> {
-        self.conns.iter().enumerate().map(|(i, (_, fd))| (i, fd.as_fd()))
+        self.conns
+            .iter()
+            .enumerate()
+            .map(|(i, (_, fd))| (i, fd.as_fd()))
     }
 
     /// Forgets the connections at `dead` (instances that went away).
@@ -160,5 +163,4 @@ impl SharedTargets {
     pub(crate) fn is_empty(&self) -> bool {
         self.conns.is_empty()
     }
-
 }

@@ -31,7 +31,9 @@ fn child_shared_reader() {
     println!("@@READY");
     let mut next = [0u32; 2];
     for _ in 0..expect {
-        let m = r.read_message_timeout(Some(Duration::from_secs(60))).unwrap();
+        let m = r
+            .read_message_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
         let w = u32::from_le_bytes(m.data[0..4].try_into().unwrap()) as usize;
         let seq = u32::from_le_bytes(m.data[4..8].try_into().unwrap());
         assert_eq!(seq, next[w], "writer {w} out of order");
@@ -40,9 +42,17 @@ fn child_shared_reader() {
     println!("@@OK {expect}");
 }
 
-fn spawn_reader(dir: &std::path::Path, expect: usize) -> (Child, BufReader<std::process::ChildStdout>) {
+fn spawn_reader(
+    dir: &std::path::Path,
+    expect: usize,
+) -> (Child, BufReader<std::process::ChildStdout>) {
     let mut c = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_shared_reader", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_shared_reader",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir)
         .env("EXPECT", expect.to_string())
         .stdout(Stdio::piped())
@@ -58,7 +68,10 @@ fn wait_for(out: &mut BufReader<std::process::ChildStdout>, word: &str) -> Strin
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "child exited before {word:?}");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "child exited before {word:?}"
+        );
         // libtest prints "test NAME ... " before our output on the same line.
         if let Some(i) = line.find(word) {
             return line[i..].to_string();
@@ -78,7 +91,9 @@ fn three_readers_two_writers_one_reader_killed_survivors_get_everything() {
     const N: u32 = 10_000;
     let tmp = tempfile::tempdir().unwrap();
     let ns = Namespace::at(tmp.path()).unwrap();
-    let mut readers: Vec<_> = (0..3).map(|_| spawn_reader(tmp.path(), 2 * N as usize)).collect();
+    let mut readers: Vec<_> = (0..3)
+        .map(|_| spawn_reader(tmp.path(), 2 * N as usize))
+        .collect();
     assert_eq!(ns.list().unwrap()[0].readers, 3);
 
     let victim = readers[1].0.id();
@@ -92,7 +107,10 @@ fn three_readers_two_writers_one_reader_killed_survivors_get_everything() {
                 for seq in 0..N {
                     if w == 0 && seq == N / 2 {
                         // Kill a reader in the middle of the stream.
-                        let st = Command::new("kill").args(["-KILL", &victim.to_string()]).status().unwrap();
+                        let st = Command::new("kill")
+                            .args(["-KILL", &victim.to_string()])
+                            .status()
+                            .unwrap();
                         assert!(st.success());
                     }
                     wr.write(&message(w, seq)).unwrap();
@@ -170,7 +188,10 @@ fn a_killed_shared_reader_is_cleaned_up_and_the_name_survives() {
     // When the last reader leaves, everything is removed, dead instances included.
     drop(keep);
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
-    assert!(matches!(Writer::open_in(&ns, &name()), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        Writer::open_in(&ns, &name()),
+        Err(Error::NotFound { .. })
+    ));
 }
 
 #[test]
