@@ -765,6 +765,8 @@ fn deliver(shared: &Shared, ns: &Namespace) {
                 Some(e) => {
                     st.stats.connected = false;
                     st.stats.last_error = Some(e.to_string());
+                    // The next reader may allow larger messages.
+                    st.slot_max = None;
                 }
             }
             if sent > 0 {
