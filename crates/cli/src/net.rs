@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mailslot::{Destination, SlotName, Writer};
-use mailslot_daemon::client::{self, SendOptions};
+use mailslot_daemon::client::{self, RemoteWriter, Route, SendOptions};
 use mailslot_daemon::{DaemonOptions, FileConfig, NameTable};
 use mailslot_wire::{CodePage, MessengerMessage, NetbiosName};
 
@@ -126,28 +126,17 @@ fn send_options(net: &SendNetArgs) -> Result<SendOptions, Failure> {
 }
 
 fn net_failure(e: client::SendError) -> Failure {
-    Failure::op(e.to_string())
+    match e {
+        client::SendError::Local(e) => Failure::from(e),
+        e => Failure::op(e.to_string()),
+    }
 }
 
-/// Where a network send goes.
-enum Plan {
-    Local,
-    Unique(String),
-    Group(NetbiosName),
-}
-
-fn plan(server: Option<&str>, group: bool, opts: &SendOptions) -> Result<Plan, Failure> {
-    let Some(server) = server.filter(|s| *s != "*") else {
-        return Ok(Plan::Group(opts.workgroup.clone()));
-    };
-    let same = |n: &NetbiosName| n.name().eq_ignore_ascii_case(server);
-    if group || same(&opts.workgroup) {
-        return Ok(Plan::Group(netbios(server, "domain")?));
+fn open_namespace(dir: Option<&Path>) -> mailslot::Result<mailslot::Namespace> {
+    match dir {
+        Some(d) => mailslot::Namespace::at(d),
+        None => mailslot::Namespace::resolve(),
     }
-    if same(&opts.host) {
-        return Ok(Plan::Local);
-    }
-    Ok(Plan::Unique(server.to_string()))
 }
 
 /// Sends `messages` to a network destination.
@@ -158,43 +147,22 @@ pub fn send_remote(
     dir: Option<&Path>,
 ) -> Result<u8, Failure> {
     let opts = send_options(net)?;
-    let (server, slot) = match dest {
-        Destination::Local(_) => return Err(Failure::usage("not a network destination")),
-        Destination::Remote { server, slot } => (Some(server.as_str()), slot),
-        Destination::Everyone(slot) => (None, slot),
-    };
-    let mailslot = slot.name();
-    client::check_sizes(mailslot, messages).map_err(net_failure)?;
-    match plan(server, net.group, &opts)? {
-        Plan::Local => {
-            let ns = namespace(dir)?;
-            let w = Writer::open_in(&ns, slot)?;
-            for m in messages {
-                w.write(m)?;
-            }
+    client::check_sizes(dest.slot().name(), messages).map_err(net_failure)?;
+    let w =
+        RemoteWriter::open(dest, net.group, &opts, || open_namespace(dir)).map_err(net_failure)?;
+    let n = w.write_all(messages).map_err(net_failure)?;
+    match w.route() {
+        Route::Local => eprintln!(
+            "mailslot: {} is this host: delivered {n} message(s) locally",
+            opts.host.name()
+        ),
+        Route::Unique(name, ip) => {
             eprintln!(
-                "mailslot: {} is this host: delivered {} message(s) locally",
-                opts.host.name(),
-                messages.len()
-            );
-        }
-        Plan::Unique(host) => {
-            let ip = match opts.address {
-                Some(ip) => ip,
-                None => client::resolve(&host, &opts).map_err(net_failure)?,
-            };
-            let dest = netbios(&host, "host")?;
-            let n =
-                client::send_unique(ip, &dest, mailslot, messages, &opts).map_err(net_failure)?;
-            eprintln!(
-                "mailslot: sent {n} datagram(s) to {dest} at {ip}:{}",
+                "mailslot: sent {n} datagram(s) to {name} at {ip}:{}",
                 opts.port
-            );
+            )
         }
-        Plan::Group(domain) => {
-            let n = client::send_group(&domain, mailslot, messages, &opts).map_err(net_failure)?;
-            eprintln!("mailslot: broadcast {n} datagram(s) to {domain}");
-        }
+        Route::Group(name) => eprintln!("mailslot: broadcast {n} datagram(s) to {name}"),
     }
     Ok(0)
 }
@@ -242,15 +210,17 @@ pub fn send_messenger(
     }
     const SLOT: &str = "MESSNGR";
     client::check_sizes(SLOT, &frames).map_err(net_failure)?;
-    match plan(Some(host), net.group, &opts)? {
-        Plan::Local => {
+    let route = client::classify(Some(host), net.group, &opts)
+        .map_err(|e| Failure::usage(format!("{host:?}: {e}")))?;
+    match route {
+        Ok(Route::Local) => {
             let ns = namespace(dir)?;
             let w = Writer::open_in(&ns, &SlotName::from_bare(SLOT)?)?;
             for f in &frames {
                 w.write(f)?;
             }
         }
-        Plan::Unique(h) => {
+        Err(h) => {
             let ip = match opts.address {
                 Some(ip) => ip,
                 None => client::resolve(&h, &opts).map_err(net_failure)?,
@@ -259,10 +229,11 @@ pub fn send_messenger(
             let n = client::send_unique(ip, &dest, SLOT, &frames, &opts).map_err(net_failure)?;
             eprintln!("mailslot: sent {n} messenger datagram(s) to {dest} at {ip}");
         }
-        Plan::Group(domain) => {
+        Ok(Route::Group(domain)) => {
             let n = client::send_group(&domain, SLOT, &frames, &opts).map_err(net_failure)?;
             eprintln!("mailslot: broadcast {n} messenger datagram(s) to {domain}");
         }
+        Ok(Route::Unique(..)) => unreachable!("classify resolves nothing"),
     }
     Ok(0)
 }

@@ -68,6 +68,9 @@ pub enum SendError {
         /// What was being sent.
         what: String,
     },
+    /// Writing to the local slot (a `\\HOST` that is this host) failed.
+    #[error("{0}")]
+    Local(mailslot::Error),
     /// A socket operation failed.
     #[error("{op} {addr}: {source}")]
     Io {
@@ -321,4 +324,179 @@ pub fn announce(
     })?;
     let dest = NetbiosName::from_raw(*opts.workgroup.raw(), 0x1d);
     send_group(&dest, "BROWSE", &[frame], opts)
+}
+
+/// Where a network destination's datagrams go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `\\HOST` is this host: write to the local slot.
+    Local,
+    /// DIRECT_UNIQUE to this name at this address.
+    Unique(NetbiosName, Ipv4Addr),
+    /// DIRECT_GROUP to this name, on the broadcast targets.
+    Group(NetbiosName),
+}
+
+/// Decides how `\\server` (`None` or `*` = everyone) is reached, without
+/// resolving anything: `Ok(Err(host))` means a unique host still to resolve.
+///
+/// A name equal (ignoring ASCII case) to our workgroup, or any name when
+/// `group`, is a domain; our own NetBIOS name is this host.
+pub fn classify(
+    server: Option<&str>,
+    group: bool,
+    opts: &SendOptions,
+) -> Result<Result<Route, String>, mailslot_wire::NameError> {
+    let Some(server) = server.filter(|s| *s != "*") else {
+        return Ok(Ok(Route::Group(NetbiosName::from_raw(
+            *opts.workgroup.raw(),
+            0x00,
+        ))));
+    };
+    let same = |n: &NetbiosName| n.name().eq_ignore_ascii_case(server);
+    if group || same(&opts.workgroup) {
+        return Ok(Ok(Route::Group(NetbiosName::new(server, 0x00)?)));
+    }
+    if same(&opts.host) {
+        return Ok(Ok(Route::Local));
+    }
+    NetbiosName::new(server, 0x00)?;
+    Ok(Err(server.to_string()))
+}
+
+/// The writing end for `\\HOST\mailslot\x`, `\\DOMAIN\mailslot\x` and
+/// `\\*\mailslot\x`: [`mailslot::Writer`]'s counterpart for remote forms.
+///
+/// The route is found once, at [`open`](RemoteWriter::open) (HOST resolved
+/// by `--address`, the system resolver or a NetBIOS name query); each
+/// [`write`](RemoteWriter::write) sends one datagram per message (one per
+/// broadcast target for groups). `\\HOST` naming this host writes to the
+/// local slot.
+#[derive(Debug)]
+pub struct RemoteWriter {
+    route: Route,
+    mailslot: String,
+    opts: SendOptions,
+    local: Option<mailslot::Writer>,
+}
+
+impl RemoteWriter {
+    /// Opens `dest`; `group` forces `\\NAME` to be a domain. `ns` is used
+    /// only when the destination is this host.
+    pub fn open(
+        dest: &mailslot::Destination,
+        group: bool,
+        opts: &SendOptions,
+        ns: impl FnOnce() -> mailslot::Result<mailslot::Namespace>,
+    ) -> Result<RemoteWriter, SendError> {
+        let (server, slot) = match dest {
+            mailslot::Destination::Local(slot) => (Some(opts.host.name()), slot),
+            mailslot::Destination::Remote { server, slot } => (Some(server.clone()), slot),
+            mailslot::Destination::Everyone(slot) => (None, slot),
+        };
+        let bad_name = |e: mailslot_wire::NameError| SendError::Io {
+            op: "using the name",
+            addr: server.clone().unwrap_or_default(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+        };
+        let route = match classify(server.as_deref(), group, opts).map_err(bad_name)? {
+            Ok(r) => r,
+            Err(host) => {
+                let ip = match opts.address {
+                    Some(ip) => ip,
+                    None => resolve(&host, opts)?,
+                };
+                Route::Unique(NetbiosName::new(&host, 0).map_err(bad_name)?, ip)
+            }
+        };
+        let local = if route == Route::Local {
+            let ns = ns().map_err(SendError::Local)?;
+            Some(mailslot::Writer::open_in(&ns, slot).map_err(SendError::Local)?)
+        } else {
+            None
+        };
+        Ok(RemoteWriter {
+            route,
+            mailslot: slot.name().to_string(),
+            opts: opts.clone(),
+            local,
+        })
+    }
+
+    /// Where the datagrams go.
+    pub fn route(&self) -> &Route {
+        &self.route
+    }
+
+    /// Sends the messages (all are size-checked before any is sent).
+    /// Returns the number of datagrams (or local messages) sent.
+    pub fn write_all(&self, messages: &[Vec<u8>]) -> Result<usize, SendError> {
+        check_sizes(&self.mailslot, messages)?;
+        match &self.route {
+            Route::Local => {
+                let w = self.local.as_ref().expect("local route has a writer");
+                for m in messages {
+                    w.write(m).map_err(SendError::Local)?;
+                }
+                Ok(messages.len())
+            }
+            Route::Unique(name, ip) => send_unique(*ip, name, &self.mailslot, messages, &self.opts),
+            Route::Group(name) => send_group(name, &self.mailslot, messages, &self.opts),
+        }
+    }
+
+    /// Sends one message.
+    pub fn write(&self, data: &[u8]) -> Result<(), SendError> {
+        self.write_all(&[data.to_vec()]).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> SendOptions {
+        SendOptions {
+            host: NetbiosName::new("LINUXBOX", 0).unwrap(),
+            workgroup: NetbiosName::new("OFFICE", 0).unwrap(),
+            port: 138,
+            address: None,
+            broadcast: None,
+            name_port: 137,
+        }
+    }
+
+    #[test]
+    fn host_domain_star_and_self() {
+        let o = opts();
+        let group = |n: &str| Ok(Ok(Route::Group(n.parse().unwrap())));
+        assert_eq!(classify(None, false, &o), group("OFFICE<00>"));
+        assert_eq!(classify(Some("*"), false, &o), group("OFFICE<00>"));
+        assert_eq!(classify(Some("office"), false, &o), group("OFFICE<00>"));
+        assert_eq!(classify(Some("sales"), true, &o), group("SALES<00>"));
+        assert_eq!(classify(Some("LinuxBox"), false, &o), Ok(Ok(Route::Local)));
+        assert_eq!(classify(Some("peera"), false, &o), Ok(Err("peera".into())));
+        assert!(classify(Some("much-too-long-host-name"), false, &o).is_err());
+    }
+
+    #[test]
+    fn sizes_are_checked_with_the_limit() {
+        assert!(check_sizes("chat", &[vec![0; 424]]).is_ok());
+        let e = check_sizes("chat", &[vec![0; 10], vec![0; 425]]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "message 2 for \\MAILSLOT\\chat: mailslot message is 425 bytes; at most 424 bytes can be sent in one datagram"
+        );
+    }
+
+    #[test]
+    fn announcement_frame_has_our_name_and_comment() {
+        let f = host_announcement(&opts(), "build server", Duration::from_secs(720)).unwrap();
+        let BrowserFrame::HostAnnouncement(a) = BrowserFrame::decode(&f).unwrap() else {
+            panic!()
+        };
+        assert_eq!(a.server_name, "LINUXBOX");
+        assert_eq!(a.comment, "build server");
+        assert_eq!(a.periodicity_ms, 720_000);
+    }
 }
