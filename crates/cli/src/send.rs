@@ -4,7 +4,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mailslot::{Destination, Writer};
+use mailslot::{Destination, Priority, QueuedOptions, QueuedWriter, Writer};
 
 use crate::output::Encoding;
 use crate::{Failure, namespace};
@@ -25,6 +25,18 @@ pub struct Args {
     /// How to encode text messages (utf16le for .NET readers). --file is sent as is.
     #[arg(long, value_enum, default_value_t = Encoding::Utf8)]
     pub encoding: Encoding,
+    /// Queue the messages and deliver them from a background thread: waits for a
+    /// slot that does not exist yet and follows a reader that restarts (the
+    /// classic queued writer). Local slots only.
+    #[arg(long)]
+    pub queued: bool,
+    /// Priority of queued messages: high ones are delivered before normal ones.
+    #[arg(long, value_enum, default_value_t = PriorityArg::Normal, requires = "queued")]
+    pub priority: PriorityArg,
+    /// With --queued: how long to wait at the end for a reader to take what is
+    /// still queued (e.g. 500ms, 5s, 2min); what is left then is reported (exit 1).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration, requires = "queued")]
+    pub wait: Duration,
     /// Network options (for \\HOST, \\DOMAIN and \\* names).
     #[command(flatten)]
     pub net: crate::net::SendNetArgs,
@@ -42,6 +54,14 @@ pub fn run(args: Args, dir: Option<&Path>) -> Result<u8, Failure> {
         return crate::net::send_messenger(&args.name, &texts, &args.net, dir);
     }
     let dest = Destination::parse_or_bare(&args.name)?;
+    if args.queued {
+        let Destination::Local(slot) = &dest else {
+            return Err(Failure::usage(format!(
+                "--queued works with local slots only, not {dest}"
+            )));
+        };
+        return send_queued(&args, slot, dir);
+    }
     match &dest {
         Destination::Local(slot) => {
             let ns = namespace(dir)?;
@@ -59,6 +79,39 @@ pub fn run(args: Args, dir: Option<&Path>) -> Result<u8, Failure> {
             crate::net::send_remote(&dest, &messages, &args.net, dir)
         }
     }
+}
+
+/// Priority of `send --queued`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PriorityArg {
+    /// Delivered before normal messages.
+    High,
+    /// The default.
+    Normal,
+}
+
+fn send_queued(args: &Args, slot: &mailslot::SlotName, dir: Option<&Path>) -> Result<u8, Failure> {
+    let ns = namespace(dir)?;
+    let w = QueuedWriter::open_in(&ns, slot, QueuedOptions::default())?;
+    let priority = match args.priority {
+        PriorityArg::High => Priority::High,
+        PriorityArg::Normal => Priority::Normal,
+    };
+    for_each_message(args, |m| {
+        w.send(m.to_vec(), priority)
+            .map_err(|e| Failure::op(format!("queueing a message for {}: {e}", slot.path())))
+    })?;
+    let left = w.close(args.wait);
+    if !left.is_empty() {
+        return Err(Failure::op(format!(
+            "{} message(s), {} bytes, were not delivered to {} within {}: no reader took them (start a reader, or pass a longer --wait)",
+            left.len(),
+            left.bytes(),
+            slot.path(),
+            humantime::format_duration(args.wait)
+        )));
+    }
+    Ok(0)
 }
 
 /// Calls `sink` for each message: the file, the arguments, or each line of

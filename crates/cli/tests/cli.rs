@@ -422,6 +422,38 @@ fn listen_shared_delivers_every_message_to_every_listener() {
 }
 
 #[test]
+fn send_queued_waits_for_a_reader_that_starts_later() {
+    let d = ns();
+    // No reader yet: the queued writer holds the messages until one exists.
+    let sender = cmd(d.path())
+        .args(["send", "later", "--queued", "--wait", "20s", "one", "two"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let l = Listener::start(d.path(), &["later", "--count", "2", "--format", "hex"]);
+    let out = sender.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(l.finish(), (0, "6f6e65\n74776f\n".to_string()));
+}
+
+#[test]
+fn send_queued_reports_what_was_not_delivered() {
+    let d = ns();
+    let o = run(
+        d.path(),
+        &["send", "nobody", "--queued", "--wait", "200ms", "a", "bc"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("2 message(s), 3 bytes, were not delivered"),
+        "{e}"
+    );
+    let o = run(d.path(), &["send", "x", "--priority", "high", "a"]);
+    assert_eq!(o.status.code(), Some(2), "--priority needs --queued");
+}
+
+#[test]
 fn demo_runs_the_main_job() {
     let o = Command::new(BIN)
         .arg("demo")
