@@ -1072,3 +1072,67 @@ fn shared_slots_utf16le_and_our_own_name() {
     assert_eq!(text(&m[0]), "to myself");
     assert!(m[0]["sender"].get("ip").is_none(), "{}", m[0]);
 }
+
+#[test]
+fn socket_activation_runs_unprivileged_and_notifies_readiness() {
+    if !prerequisites(&["ip", "setpriv"]) {
+        return;
+    }
+    if !Path::new("/usr/bin/systemd-socket-activate").exists() {
+        eprintln!("skipping: systemd-socket-activate (package systemd) is not installed");
+        return;
+    }
+    let lab = Lab::new(70);
+    let (a, b) = (lab.a.clone(), lab.b.clone());
+    // What tmpfiles.d/mailslot.conf does at boot: trust nobody's deliveries.
+    std::fs::write(lab.dir.path().join(".trusted-uids"), "65534\n").unwrap();
+    let notify = lab.dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    run(Command::new("chmod").arg("666").arg(&notify));
+    sock.set_read_timeout(Some(T)).unwrap();
+    let mut slot = listen(&lab, &a, "activated", 1, &[]);
+    // systemd-socket-activate binds UDP 138 as root, then the daemon starts
+    // as nobody from the beginning.
+    let mut c = lab.cmd(&a, "systemd-socket-activate");
+    c.args([
+        "--datagram",
+        "--setenv",
+        &format!("MAILSLOT_DIR={}", lab.dir.path().display()),
+        "--setenv",
+        &format!("NOTIFY_SOCKET={}", notify.display()),
+        "--listen",
+        &format!("{}:138", lab.ip(1)),
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        BIN,
+        "daemon",
+        "--netbios-name",
+        "PEERA",
+    ]);
+    let mut daemon = Proc::spawn("activated daemon", c);
+    daemon.wait_err("Listening on", T);
+    // The first datagram starts the daemon; it stays queued on the socket.
+    send(
+        &lab,
+        &b,
+        &[
+            r"\\PEERA\mailslot\activated",
+            "via systemd",
+            "--address",
+            &lab.ip(1),
+            "--netbios-name",
+            "PEERB",
+        ],
+    );
+    daemon.wait_err("using the UDP socket passed by systemd", T);
+    daemon.wait_err("ready:", T);
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY=1 on NOTIFY_SOCKET");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    let m = slot.json_lines(1, T);
+    assert_eq!(text(&m[0]), "via systemd");
+    assert_eq!(m[0]["sender"]["uid"], 65534);
+    assert_eq!(m[0]["sender"]["source_name"], "PEERB<00>");
+}
