@@ -18,6 +18,9 @@ use crate::sys;
 /// their network socket (see the `mailslot` crate's reader).
 pub const TRUSTED_UIDS_FILE: &str = ".trusted-uids";
 
+/// With `--verbose`, how often the counters are logged.
+const STATS_EVERY: Duration = Duration::from_secs(60);
+
 /// Validated daemon settings (flags and configuration file merged).
 #[derive(Clone, Debug)]
 pub struct DaemonOptions {
@@ -130,7 +133,14 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
         None => None,
     };
     // 2. Drop privileges before any thread exists.
-    if sys::euid() == 0 {
+    if sys::euid() != 0 {
+        if let Some(u) = &opts.user {
+            log(format_args!(
+                "not started as root: running as uid {} (--user {u} is ignored)",
+                sys::euid()
+            ));
+        }
+    } else {
         let user = match &opts.user {
             Some(u) => u.clone(),
             None if sys::lookup_user("mailslot").is_some() => "mailslot".into(),
@@ -183,9 +193,13 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
         }
     ));
     let mut buf = vec![0u8; 65536];
+    let mut last_stats = Instant::now();
     while !stop.load(Ordering::SeqCst) {
-        if usr1.swap(false, Ordering::SeqCst) {
+        // SIGUSR1, and every minute with --verbose.
+        let periodic = opts.verbose && last_stats.elapsed() >= STATS_EVERY;
+        if usr1.swap(false, Ordering::SeqCst) || periodic {
             log(format_args!("stats: {}", rx.stats));
+            last_stats = Instant::now();
         }
         let mut fds = Vec::with_capacity(2);
         if let Some(s) = &sock {
