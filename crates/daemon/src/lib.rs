@@ -15,6 +15,30 @@
 //! `\MAILSLOT\`, with the network sender attached ([`mailslot::RemoteOrigin`]).
 //! No reader: dropped and counted (class-2 semantics).
 //!
+//! # Sending
+//!
+//! [`client::RemoteWriter`] is the writer for `\\HOST\mailslot\x`,
+//! `\\DOMAIN\mailslot\x` and `\\*\mailslot\x` (what `mailslot send` uses):
+//!
+//! ```no_run
+//! use mailslot::Destination;
+//! use mailslot_daemon::client::{RemoteWriter, SendOptions};
+//! use mailslot_wire::NetbiosName;
+//!
+//! let opts = SendOptions {
+//!     host: mailslot_daemon::default_netbios_name(),
+//!     workgroup: NetbiosName::new("WORKGROUP", 0)?,
+//!     port: 138,
+//!     address: None,   // resolve HOST: system resolver, then NBNS broadcast
+//!     broadcast: None, // groups: every up interface's broadcast address
+//!     name_port: 137,
+//! };
+//! let dest = Destination::parse(r"\\*\mailslot\chat")?;
+//! let w = RemoteWriter::open(&dest, false, &opts, mailslot::Namespace::resolve)?;
+//! w.write(b"hello, workgroup")?; // at most 424 bytes
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Security model
 //!
 //! * The daemon binds its ports as root (or receives UDP 138 from systemd
