@@ -562,6 +562,37 @@ mod tests {
     }
 
     #[test]
+    fn mutated_datagrams_never_panic_and_are_all_counted() {
+        let mut r = receiver(true, &["TESTGRP<1E>"], None);
+        let good = datagram("PEERA<00>", DataKind::DirectUnique, "TESTSLOT", b"hello", 1);
+        // xorshift: deterministic, no dependency.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let n = 20_000;
+        for i in 0..n {
+            let mut d = good.clone();
+            for _ in 0..(next() % 4 + 1) {
+                let at = (next() as usize) % d.len();
+                d[at] = next() as u8;
+            }
+            d.truncate((next() as usize) % (d.len() + 8));
+            if i % 7 == 0 {
+                d.extend((0..next() % 64).map(|_| next() as u8));
+            }
+            let _ = r.receive(&d, from(), Duration::from_millis(i));
+        }
+        let dropped: u64 = r.stats.dropped.values().sum();
+        assert_eq!(r.stats.received, n);
+        // Whatever was not dropped was decided "deliver" (not yet counted).
+        assert!(dropped <= n);
+    }
+
+    #[test]
     fn log_limit_suppresses_and_reports() {
         let mut l = LogLimit::new(2);
         assert_eq!(l.check(t(1)), LogPermit::Log { suppressed: 0 });
