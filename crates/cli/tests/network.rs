@@ -936,7 +936,7 @@ fn messenger_messages_show_from_to_and_text() {
 
 #[test]
 fn hosts_are_found_by_a_netbios_name_query_answered_by_our_daemon() {
-    if !prerequisites(&["ip"]) {
+    if !prerequisites(&["ip", "nmblookup"]) {
         return;
     }
     let lab = Lab::new(68);
@@ -957,6 +957,19 @@ fn hosts_are_found_by_a_netbios_name_query_answered_by_our_daemon() {
     assert!(out.contains(&format!("at {}:138", lab.ip(1))), "{out}");
     let got = slot.json_lines(1, T);
     assert_eq!(text(&got[0]), "found you");
+    // Samba's own client understands our answer too.
+    let bcast = format!("10.213.{}.255", lab.x);
+    let out = lab
+        .cmd(&b, "nmblookup")
+        .args(["-B", &bcast, "PEERA"])
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        answer.contains(&format!("{} PEERA<00>", lab.ip(1))),
+        "{answer}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A name nobody answers for is a clear error.
     let out = lab
         .mailslot(&b)
