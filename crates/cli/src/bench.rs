@@ -486,7 +486,52 @@ fn combine_lat(runs: Vec<Result<Latency, Missing>>) -> Result<Latency, Missing> 
     })
 }
 
-type Results<T> = BTreeMap<&'static str, Result<T, Missing>>;
+/// The medians of each path's runs, and each run's key number (msgs/s or
+/// p50), so ratios can be taken run by run.
+struct Results<T> {
+    med: BTreeMap<&'static str, Result<T, Missing>>,
+    key: BTreeMap<&'static str, Vec<Option<f64>>>,
+}
+
+impl<T> std::ops::Index<&str> for Results<T> {
+    type Output = Result<T, Missing>;
+    fn index(&self, k: &str) -> &Self::Output {
+        &self.med[k]
+    }
+}
+
+impl<T> Results<T> {
+    /// The median over runs of `a`'s key number over `b`'s in the same
+    /// repetition: measured moments apart, so a machine that got busier
+    /// between repetitions skews it less than a ratio of medians.
+    fn ratio(&self, a: Transport, b: Transport) -> Option<f64> {
+        let (ra, rb) = (self.key.get(a.key())?, self.key.get(b.key())?);
+        let v: Vec<f64> = ra
+            .iter()
+            .zip(rb)
+            .filter_map(|(x, y)| Some(x.as_ref()? / y.as_ref()?))
+            .collect();
+        (!v.is_empty()).then(|| median(v))
+    }
+}
+
+/// Every run of one path, in repetition order.
+type Runs<T> = Vec<Result<T, Missing>>;
+
+fn results<T: Copy>(
+    runs: BTreeMap<&'static str, Runs<T>>,
+    key: fn(&T) -> f64,
+    combine: fn(Runs<T>) -> Result<T, Missing>,
+) -> Results<T> {
+    let keys = runs
+        .iter()
+        .map(|(k, v)| (*k, v.iter().map(|r| r.as_ref().ok().map(key)).collect()))
+        .collect();
+    Results {
+        med: runs.into_iter().map(|(k, v)| (k, combine(v))).collect(),
+        key: keys,
+    }
+}
 
 /// Measures throughput of `paths` for `cell`, interleaved, `repeat` times.
 fn measure_tp(
@@ -507,7 +552,7 @@ fn measure_tp(
             runs.entry(t.key()).or_default().push(r);
         }
     }
-    runs.into_iter().map(|(k, v)| (k, combine_tp(v))).collect()
+    results(runs, |t| t.msgs_per_s, combine_tp)
 }
 
 /// Measures latency of `paths` for `size`, interleaved, `repeat` times.
@@ -529,12 +574,12 @@ fn measure_lat(
             runs.entry(t.key()).or_default().push(r);
         }
     }
-    runs.into_iter().map(|(k, v)| (k, combine_lat(v))).collect()
+    results(runs, |l| l.p50_us, combine_lat)
 }
 
 /// The first integrity failure in `results`, as the run's failure.
 fn integrity<T>(results: &Results<T>, what: &str) -> Result<(), Failure> {
-    for (k, r) in results {
+    for (k, r) in &results.med {
         if let Err(Missing::Integrity(e)) = r {
             return Err(Failure::op(format!("{what}, path {k}: {e}")));
         }
@@ -618,17 +663,17 @@ fn single_cell(
                     "mb_per_s": round2(bt.mb_per_s),
                     "cpu_ns_per_msg": bt.cpu_ns_per_msg.round(),
                     "reader_cpu_ns_per_msg": bt.reader_cpu_ns_per_msg.round(),
-                    "ratio": round2(t.msgs_per_s / bt.msgs_per_s),
+                    "ratio": tp.ratio(ours, b).map(round2),
                 }),
                 Err(Missing::Unavailable(e) | Missing::Integrity(e)) => json!({ "error": e }),
             };
-            if let (Some(l), Some(lat)) = (l, &lat) {
+            if let (Some(_), Some(lat)) = (l, &lat) {
                 match &lat[b.key()] {
                     Ok(bl) => {
                         v["p50_us"] = json!(round2(bl.p50_us));
                         v["p99_us"] = json!(round2(bl.p99_us));
                         v["p999_us"] = json!(round2(bl.p999_us));
-                        v["p50_ratio"] = json!(round2(l.p50_us / bl.p50_us));
+                        v["p50_ratio"] = json!(lat.ratio(ours, b).map(round2));
                     }
                     Err(Missing::Unavailable(e) | Missing::Integrity(e)) => {
                         v["latency_error"] = json!(e);
@@ -642,13 +687,17 @@ fn single_cell(
             let mut v = match &tp[Transport::Plain.key()] {
                 Ok(pt) => json!({
                     "msgs_per_s": pt.msgs_per_s.round(),
-                    "ratio": round2(t.msgs_per_s / pt.msgs_per_s),
+                    "ratio": tp.ratio(ours, Transport::Plain).map(round2),
                 }),
                 Err(Missing::Unavailable(e) | Missing::Integrity(e)) => json!({ "error": e }),
             };
-            if let (Some(l), Some(Ok(pl))) = (l, lat.as_ref().map(|m| &m[Transport::Plain.key()])) {
+            if let (Some(_), Some(Ok(pl))) = (l, lat.as_ref().map(|m| &m[Transport::Plain.key()])) {
                 v["p50_us"] = json!(round2(pl.p50_us));
-                v["p50_ratio"] = json!(round2(l.p50_us / pl.p50_us));
+                v["p50_ratio"] = json!(
+                    lat.as_ref()
+                        .and_then(|m| m.ratio(ours, Transport::Plain))
+                        .map(round2)
+                );
             }
             o["plain"] = v;
         }
@@ -718,7 +767,7 @@ fn matrix(h: &mut Harness, args: &Args) -> Result<u8, Failure> {
 }
 
 fn collect_notes<T>(r: &Results<T>, notes: &mut Vec<String>) {
-    for (k, v) in r {
+    for (k, v) in &r.med {
         if let Err(Missing::Unavailable(e)) = v {
             let n = format!("{k}: {e}");
             if !notes.contains(&n) {
@@ -736,9 +785,9 @@ fn print_tp_header() {
 }
 
 fn print_tp_rows(cell: CellSpec, paths: &[Transport], ours: Transport, tp: &Results<Throughput>) {
-    let ratio = |t: &Throughput, b: Transport| match &tp[b.key()] {
-        Ok(bt) => format!("{:.2}x", t.msgs_per_s / bt.msgs_per_s),
-        Err(_) => "n/a".into(),
+    let ratio = |p: Transport, b: Transport| match tp.ratio(p, b) {
+        Some(r) => format!("{r:.2}x"),
+        None => "n/a".into(),
     };
     for &p in paths {
         let mine = p == ours || p == Transport::Queued || p == Transport::Plain;
@@ -747,9 +796,9 @@ fn print_tp_rows(cell: CellSpec, paths: &[Transport], ours: Transport, tp: &Resu
                 let ratios = if mine {
                     format!(
                         "{:>7} {:>7} {:>7}",
-                        ratio(t, Transport::Seqpacket),
-                        ratio(t, Transport::Dgram),
-                        ratio(t, Transport::Mq)
+                        ratio(p, Transport::Seqpacket),
+                        ratio(p, Transport::Dgram),
+                        ratio(p, Transport::Mq)
                     )
                 } else {
                     String::new()
@@ -785,9 +834,9 @@ fn print_lat_header() {
 }
 
 fn print_lat_rows(size: usize, paths: &[Transport], ours: Transport, lat: &Results<Latency>) {
-    let ratio = |l: &Latency, b: Transport| match &lat[b.key()] {
-        Ok(bl) => format!("{:.2}x", l.p50_us / bl.p50_us),
-        Err(_) => "n/a".into(),
+    let ratio = |p: Transport, b: Transport| match lat.ratio(p, b) {
+        Some(r) => format!("{r:.2}x"),
+        None => "n/a".into(),
     };
     for &p in paths {
         let mine = p == ours || p == Transport::Queued || p == Transport::Plain;
@@ -796,9 +845,9 @@ fn print_lat_rows(size: usize, paths: &[Transport], ours: Transport, lat: &Resul
                 let ratios = if mine {
                     format!(
                         "{:>7} {:>7} {:>7}",
-                        ratio(l, Transport::Seqpacket),
-                        ratio(l, Transport::Dgram),
-                        ratio(l, Transport::Mq)
+                        ratio(p, Transport::Seqpacket),
+                        ratio(p, Transport::Dgram),
+                        ratio(p, Transport::Mq)
                     )
                 } else {
                     String::new()
