@@ -703,7 +703,20 @@ impl Reader {
         let mut got = 0usize;
         let mut got_bytes = 0usize;
         let mut broken = false;
+        // Unbounded (`info()`) takes what the kernel held when it started and
+        // no more: writers that keep refilling their buffers must not make
+        // it read, and hold, without end (issue 8).
+        let budget = if unbounded {
+            sys::queued_bytes(conn.fd.as_fd()).ok()
+        } else {
+            None
+        };
+        let unbounded = budget.is_some();
+        let mut taken = 0usize;
         loop {
+            if budget.is_some_and(|b| taken >= b) {
+                break;
+            }
             if !unbounded
                 && !conn.queue.is_empty()
                 && (got >= BATCH
@@ -733,6 +746,7 @@ impl Reader {
                     break;
                 }
                 sys::Recv::Frame { len, truncated, fd } => {
+                    taken += len;
                     let before = conn.queue.len();
                     let ok = !truncated
                         && decode_frame(

@@ -13,7 +13,7 @@
 //! - advisory locks: [`try_flock`], [`unlock`];
 //! - AF_UNIX `SOCK_SEQPACKET` sockets: [`seqpacket_socket`], [`unix_addr`],
 //!   [`bind`], [`listen`], [`connect`], [`accept`], [`peer_cred`],
-//!   [`send_frame`], [`recv_frame`], [`wait_writable`];
+//!   [`send_frame`], [`recv_frame`], [`wait_writable`], [`queued_bytes`];
 //! - readiness: [`Poller`] (epoll) and [`EventFd`] (the reader's waker);
 //! - sealed memory files for large messages: [`sealed_memfd`],
 //!   [`check_sealed_memfd`], [`pread_exact`].
@@ -392,6 +392,14 @@ pub(crate) fn recv_frame(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Recv>
         truncated: r.flags.contains(rustix::net::ReturnFlags::TRUNC),
         fd: passed,
     })
+}
+
+/// `ioctl(fd, FIONREAD)`: bytes waiting in a socket's receive queue (for
+/// `SOCK_SEQPACKET`, the sum over every queued packet).
+pub(crate) fn queued_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    rustix::io::ioctl_fionread(fd)
+        .map(|n| n as usize)
+        .map_err(to_io)
 }
 
 /// `poll(fd, POLLOUT, timeout)`; `Ok(false)` on timeout.

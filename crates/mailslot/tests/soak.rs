@@ -107,6 +107,7 @@ fn child_entry() {
     match harness::role().as_deref() {
         Some("soak-writer") => writer_child(),
         Some("soak-reader") => reader_child(),
+        Some("soak-blaster") => blaster_child(),
         _ => {}
     }
 }
@@ -398,4 +399,61 @@ fn thousands_of_open_close_cycles_leak_no_descriptors() {
         "descriptors leaked over {rounds} rounds"
     );
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+/// Child: writes coalesced batches of tiny messages as fast as it can until
+/// the reader goes away.
+fn blaster_child() {
+    let ns = Namespace::at(std::env::var("SOAK_DIR").unwrap().as_ref()).unwrap();
+    let w = Writer::open_in(&ns, &SlotName::parse(r"\\.\mailslot\soak\info").unwrap()).unwrap();
+    let batch = vec![[7u8; 8]; 4096];
+    say("BLASTING");
+    while w.write_batch(&batch).is_ok() {}
+}
+
+/// `info()` fetches what is in the kernel buffers; writers that keep those
+/// buffers full must not make it read without end or hold unbounded memory.
+#[test]
+fn info_under_writers_blasting_batches_returns_and_stays_bounded() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = Namespace::at(tmp.path()).unwrap();
+    let name = SlotName::parse(r"\\.\mailslot\soak\info").unwrap();
+    let mut reader = Reader::create_in(&ns, &name, &ReaderOptions::default()).unwrap();
+    let me = std::process::id();
+    let rss0 = status_bytes(me, "VmRSS");
+    let mut blasters: Vec<_> = (0..2)
+        .map(|_| {
+            spawn(
+                "soak-blaster",
+                &[("SOAK_DIR", tmp.path().display().to_string())],
+                None,
+            )
+        })
+        .collect();
+    for b in &mut blasters {
+        b.expect("BLASTING");
+    }
+    let mut worst = Duration::ZERO;
+    let mut rss_max = 0;
+    for _ in 0..20 {
+        let start = Instant::now();
+        let st = reader.info().unwrap();
+        worst = worst.max(start.elapsed());
+        rss_max = rss_max.max(status_bytes(me, "VmRSS"));
+        for _ in 0..st.count.min(100_000) {
+            reader.read_message().unwrap();
+        }
+    }
+    eprintln!(
+        "soak: info() under 2 blasting writers: slowest {worst:?}, RSS {} -> {} KiB",
+        rss0 / 1024,
+        rss_max / 1024
+    );
+    drop(reader);
+    for b in blasters {
+        b.finish();
+    }
+    assert!(worst < Duration::from_secs(5), "info() took {worst:?}");
+    assert!(rss_max < rss0 + (32 << 20), "info() grew RSS to {rss_max}");
 }
