@@ -11,7 +11,11 @@ use mailslot::{Destination, SlotName};
 
 fuzz_target!(|data: &[u8]| {
     let s = String::from_utf8_lossy(data);
-    for r in [SlotName::parse(&s), SlotName::from_bare(&s), SlotName::parse_or_bare(&s)] {
+    for r in [
+        SlotName::parse(&s),
+        SlotName::from_bare(&s),
+        SlotName::parse_or_bare(&s),
+    ] {
         match r {
             Ok(n) => {
                 let again = SlotName::parse(&n.path()).expect("a parsed name's path parses");
