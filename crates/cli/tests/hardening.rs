@@ -624,7 +624,12 @@ fn hostile_datagrams_and_a_flood_do_not_break_the_daemon() {
         rss1 < rss0 + 16 * 1024,
         "daemon RSS grew from {rss0} to {rss1} KiB"
     );
-    assert_eq!(fds1, fds0, "the daemon's descriptors changed");
+    // (The baseline may include the warm-up delivery's connection, which
+    // the daemon closes just after the reader has the message.)
+    assert!(
+        fds1 <= fds0,
+        "the daemon's descriptors grew from {fds0} to {fds1}"
+    );
     assert!(
         idle_cpu < Duration::from_millis(100),
         "the daemon burns CPU when idle: {idle_cpu:?}"
