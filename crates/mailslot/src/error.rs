@@ -122,6 +122,20 @@ pub enum Error {
         /// What is wrong with it and what to do.
         problem: String,
     },
+    /// A remote destination (`\\HOST`, `\\DOMAIN`, `\\*`) could not be
+    /// reached or a message for it does not fit a datagram (the message
+    /// states the 424/443-byte limit, the host or the address).
+    #[cfg(feature = "network")]
+    #[error(transparent)]
+    Network(#[from] crate::net::SendError),
+    /// The operation works on local slots only, not on this remote writer.
+    #[error("{op} works on local slots only, not on the remote destination {name}")]
+    LocalOnly {
+        /// The operation.
+        op: &'static str,
+        /// The destination.
+        name: String,
+    },
     /// A system call failed.
     #[error("{op} for mailslot {name} failed: {source}")]
     Io {

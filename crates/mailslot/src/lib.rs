@@ -48,6 +48,34 @@
 //! processes, are read in that order. Messages over 64 KiB travel as sealed
 //! memfds. See `ARCHITECTURE.md` for the full design.
 //!
+//! # Remote destinations
+//!
+//! With the `network` feature (on by default), [`Writer::open_destination`]
+//! also opens `\\HOST\mailslot\x`, `\\DOMAIN\mailslot\x` and
+//! `\\*\mailslot\x`: each write is one NetBIOS datagram on UDP 138
+//! (DIRECT_UNIQUE to `HOST<00>`, or DIRECT_GROUP to `DOMAIN<00>` on every
+//! broadcast address), at most 424 bytes, checked before anything is sent.
+//! [`SendOptions`] says who we are and how to reach the LAN; [`net`] has the
+//! parts (name resolution, group sends) for other frames. Receiving is the
+//! `mailslot daemon`'s job (crate `mailslot-daemon`).
+//!
+//! ```no_run
+//! # #[cfg(feature = "network")] {
+//! use mailslot::{Destination, SendOptions, Writer};
+//!
+//! let opts = SendOptions {
+//!     address: Some("192.0.2.7".parse()?), // skip resolving PEERA
+//!     ..SendOptions::default()             // our host name, WORKGROUP, UDP 138
+//! };
+//! let peer = Writer::open_destination_with(&Destination::parse(r"\\PEERA\mailslot\chat")?, &opts, None)?;
+//! peer.write(b"hello, PEERA")?;
+//!
+//! let everyone = Writer::open_destination(&Destination::parse(r"\\*\mailslot\chat")?)?;
+//! everyone.write(b"hello, workgroup")?;
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Queued, callback and async use
 //!
 //! [`QueuedWriter`] queues messages with a priority and delivers them from a
@@ -67,6 +95,8 @@ mod error;
 mod frame;
 pub mod name;
 mod namespace;
+#[cfg(feature = "network")]
+pub mod net;
 pub mod queued;
 mod reader;
 mod shared;
@@ -80,6 +110,8 @@ pub use error::{Error, Result};
 pub use frame::RemoteOrigin;
 pub use name::{Destination, NameError, SlotName};
 pub use namespace::{ENV_DIR, Namespace, RUN_DIR, SlotInfo, TMP_DIR};
+#[cfg(feature = "network")]
+pub use net::{Route, SendError, SendOptions};
 pub use queued::{
     Overflow, Priority, QueueError, QueuedMessage, QueuedOptions, QueuedStats, QueuedWriter,
     Undelivered,

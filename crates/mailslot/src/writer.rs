@@ -29,6 +29,10 @@ pub struct Writer {
     send_lock: Mutex<()>,
     // For a shared slot: every reader instance (`fd` is a copy of the first).
     shared: Option<Mutex<crate::shared::SharedTargets>>,
+    // For `\\HOST`, `\\DOMAIN`, `\\*`: where datagrams go (`fd` is a copy
+    // of its UDP socket). Checked once per write; `None` on the local path.
+    #[cfg(feature = "network")]
+    remote: Option<Box<crate::net::RemoteTarget>>,
 }
 
 impl Writer {
@@ -99,6 +103,8 @@ impl Writer {
                         write_timeout: None,
                         send_lock: Mutex::new(()),
                         shared: None,
+                        #[cfg(feature = "network")]
+                        remote: None,
                     });
                 }
                 _ => continue,
@@ -149,8 +155,91 @@ impl Writer {
             write_timeout: None,
             send_lock: Mutex::new(()),
             shared: Some(Mutex::new(targets)),
+            #[cfg(feature = "network")]
+            remote: None,
         })
     }
+
+    // --- Remote destinations (issue 6; the `network` feature). ---
+
+    /// Opens any destination: `\\.\mailslot\x` (like [`open`](Writer::open)),
+    /// `\\HOST\mailslot\x`, `\\DOMAIN\mailslot\x` or `\\*\mailslot\x`,
+    /// as this host ([`SendOptions::default`](crate::SendOptions): host name,
+    /// `WORKGROUP`, UDP 138) in the default namespace.
+    ///
+    /// See [`open_destination_with`](Writer::open_destination_with).
+    #[cfg(feature = "network")]
+    pub fn open_destination(dest: &crate::Destination) -> Result<Writer> {
+        Writer::open_destination_with(dest, &crate::SendOptions::default(), None)
+    }
+
+    /// Opens any destination with these network options; `ns` (default:
+    /// [`Namespace::resolve`], looked up only when needed) is where local
+    /// slots live.
+    ///
+    /// The route is found once, here: `\\HOST` is resolved by
+    /// [`SendOptions::address`](crate::SendOptions::address), the system
+    /// resolver or a NetBIOS name query ([`net::resolve`](crate::net::resolve));
+    /// a name equal to our workgroup, any name with
+    /// [`SendOptions::group`](crate::SendOptions::group), and `*` are groups,
+    /// sent to every broadcast address (or
+    /// [`SendOptions::broadcast`](crate::SendOptions::broadcast)). A
+    /// `\\HOST` equal to our own NetBIOS name, and `\\.`, open the local
+    /// slot and return a normal local writer.
+    ///
+    /// On a remote writer each [`write`](Writer::write) sends one datagram
+    /// (DIRECT_UNIQUE to `HOST<00>`, or DIRECT_GROUP to `DOMAIN<00>` on each
+    /// broadcast address); a message over 424 bytes (or `\MAILSLOT\NAME` +
+    /// NUL + message over 443) fails with [`Error::Network`] before anything
+    /// is sent. Delivery is not confirmed: UDP datagrams, as on Windows.
+    /// [`write_remote`](Writer::write_remote) fails with
+    /// [`Error::LocalOnly`]; [`AsFd`] gives the UDP socket.
+    #[cfg(feature = "network")]
+    pub fn open_destination_with(
+        dest: &crate::Destination,
+        opts: &crate::SendOptions,
+        ns: Option<&Namespace>,
+    ) -> Result<Writer> {
+        let open_local = |slot: &SlotName| match ns {
+            Some(ns) => Writer::open_in(ns, slot),
+            None => Writer::open(slot),
+        };
+        let Some(target) = crate::net::open_target(dest, opts)? else {
+            return open_local(dest.slot());
+        };
+        let fd = OwnedFd::from(target.socket().try_clone().map_err(|e| {
+            Error::Network(crate::net::io_error("duplicating the socket for", dest, e))
+        })?);
+        Ok(Writer {
+            display: dest.to_string(),
+            fd,
+            max: mailslot_wire::MAX_PAYLOAD as u32,
+            reader_pid: 0,
+            accept_remote: false,
+            write_timeout: None,
+            send_lock: Mutex::new(()),
+            shared: None,
+            remote: Some(Box::new(target)),
+        })
+    }
+
+    /// Where this writer's datagrams go: `None` for a local slot (a
+    /// `\\HOST` naming this host included).
+    #[cfg(feature = "network")]
+    pub fn route(&self) -> Option<&crate::Route> {
+        self.remote.as_deref().map(|r| r.route())
+    }
+
+    /// How many datagrams each message becomes: 1 for a host, one per
+    /// broadcast address for a group, 0 for a local slot.
+    #[cfg(feature = "network")]
+    pub fn datagrams_per_message(&self) -> usize {
+        self.remote
+            .as_deref()
+            .map_or(0, |r| r.datagrams_per_message())
+    }
+
+    // --- End of remote destinations. ---
 
     /// Whether this writer feeds a shared slot (every reader gets each message).
     pub fn is_shared(&self) -> bool {
@@ -191,6 +280,10 @@ impl Writer {
     /// timeout, then [`Error::TimedOut`] with nothing sent); when the reader
     /// has gone it fails with [`Error::ReaderClosed`].
     pub fn write(&self, data: &[u8]) -> Result<()> {
+        #[cfg(feature = "network")]
+        if let Some(r) = &self.remote {
+            return r.send_all(&[data]).map_err(|(_, e)| Error::Network(e));
+        }
         self.check_size(data.len())?;
         let len = u32::try_from(data.len()).map_err(|_| Error::MessageTooLarge {
             name: self.display.clone(),
@@ -257,6 +350,12 @@ impl Writer {
     /// All sizes are checked first; on an error part-way (the reader gone,
     /// a timeout), returns how many messages were sent with the error.
     pub fn write_batch<M: AsRef<[u8]>>(&self, messages: &[M]) -> Result<(), (usize, Error)> {
+        #[cfg(feature = "network")]
+        if let Some(r) = &self.remote {
+            return r
+                .send_all(messages)
+                .map_err(|(n, e)| (n, Error::Network(e)));
+        }
         for m in messages {
             self.check_size(m.as_ref().len()).map_err(|e| (0, e))?;
         }
@@ -301,6 +400,13 @@ impl Writer {
     /// directory's owner; from anyone else the reader refuses the frame and
     /// closes the connection. Slots that refuse network messages discard it.
     pub fn write_remote(&self, data: &[u8], origin: &RemoteOrigin) -> Result<()> {
+        #[cfg(feature = "network")]
+        if self.remote.is_some() {
+            return Err(Error::LocalOnly {
+                op: "write_remote",
+                name: self.display.clone(),
+            });
+        }
         self.check_size(data.len())?;
         let mut buf = Vec::with_capacity(data.len() + 64);
         origin.encode(&mut buf);
