@@ -1,14 +1,15 @@
 //! Network mailslots: remote and broadcast sends, the daemon, announcements.
 //!
-//! The protocol work lives in the `mailslot-daemon` crate; this module turns
-//! flags (and the configuration file) into its validated options.
+//! Sending lives in the library (`mailslot::net`, `Writer::open_destination_with`)
+//! and the daemon in `mailslot-daemon`; this module turns flags (and the
+//! configuration file) into their validated options.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mailslot::net::{self as client, Route, SendOptions};
 use mailslot::{Destination, SlotName, Writer};
-use mailslot_daemon::client::{self, RemoteWriter, Route, SendOptions};
 use mailslot_daemon::{DaemonOptions, FileConfig, NameTable};
 use mailslot_wire::{CodePage, MessengerMessage, NetbiosName};
 
@@ -122,21 +123,12 @@ fn send_options(net: &SendNetArgs) -> Result<SendOptions, Failure> {
         address: net.address,
         broadcast: net.broadcast,
         name_port: net.name_port,
+        group: net.group,
     })
 }
 
 fn net_failure(e: client::SendError) -> Failure {
-    match e {
-        client::SendError::Local(e) => Failure::from(e),
-        e => Failure::op(e.to_string()),
-    }
-}
-
-fn open_namespace(dir: Option<&Path>) -> mailslot::Result<mailslot::Namespace> {
-    match dir {
-        Some(d) => mailslot::Namespace::at(d),
-        None => mailslot::Namespace::resolve(),
-    }
+    Failure::op(e.to_string())
 }
 
 /// Sends `messages` to a network destination.
@@ -148,21 +140,23 @@ pub fn send_remote(
 ) -> Result<u8, Failure> {
     let opts = send_options(net)?;
     client::check_sizes(dest.slot().name(), messages).map_err(net_failure)?;
-    let w =
-        RemoteWriter::open(dest, net.group, &opts, || open_namespace(dir)).map_err(net_failure)?;
-    let n = w.write_all(messages).map_err(net_failure)?;
+    let ns = dir.map(mailslot::Namespace::at).transpose()?;
+    let w = Writer::open_destination_with(dest, &opts, ns.as_ref())?;
+    w.write_batch(messages).map_err(|(_, e)| Failure::from(e))?;
+    let n = messages.len() * w.datagrams_per_message();
     match w.route() {
-        Route::Local => eprintln!(
-            "mailslot: {} is this host: delivered {n} message(s) locally",
-            opts.host.name()
+        None | Some(Route::Local) => eprintln!(
+            "mailslot: {} is this host: delivered {} message(s) locally",
+            opts.host.name(),
+            messages.len()
         ),
-        Route::Unique(name, ip) => {
+        Some(Route::Unique(name, ip)) => {
             eprintln!(
                 "mailslot: sent {n} datagram(s) to {name} at {ip}:{}",
                 opts.port
             )
         }
-        Route::Group(name) => eprintln!("mailslot: broadcast {n} datagram(s) to {name}"),
+        Some(Route::Group(name)) => eprintln!("mailslot: broadcast {n} datagram(s) to {name}"),
     }
     Ok(0)
 }
@@ -391,6 +385,7 @@ pub fn run_announce(args: AnnounceArgs) -> Result<u8, Failure> {
         address: None,
         broadcast: args.broadcast,
         name_port: 137,
+        group: false,
     };
     // nmbd announces every 12 minutes once settled; one announcement lasts
     // three periods in a browse list.

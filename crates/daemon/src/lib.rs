@@ -17,24 +17,24 @@
 //!
 //! # Sending
 //!
-//! [`client::RemoteWriter`] is the writer for `\\HOST\mailslot\x`,
-//! `\\DOMAIN\mailslot\x` and `\\*\mailslot\x` (what `mailslot send` uses):
+//! Sending lives in the library: [`mailslot::Writer::open_destination_with`]
+//! opens `\\HOST\mailslot\x`, `\\DOMAIN\mailslot\x` and `\\*\mailslot\x`
+//! (what `mailslot send` uses); [`client`] re-exports [`mailslot::net`]:
 //!
 //! ```no_run
-//! use mailslot::Destination;
-//! use mailslot_daemon::client::{RemoteWriter, SendOptions};
+//! use mailslot::{Destination, SendOptions, Writer};
 //! use mailslot_wire::NetbiosName;
 //!
 //! let opts = SendOptions {
-//!     host: mailslot_daemon::default_netbios_name(),
-//!     workgroup: NetbiosName::new("WORKGROUP", 0)?,
-//!     port: 138,
 //!     address: None,   // resolve HOST: system resolver, then NBNS broadcast
 //!     broadcast: None, // groups: every up interface's broadcast address
-//!     name_port: 137,
+//!     ..SendOptions::new(
+//!         mailslot_daemon::default_netbios_name(),
+//!         NetbiosName::new("WORKGROUP", 0)?,
+//!     )
 //! };
 //! let dest = Destination::parse(r"\\*\mailslot\chat")?;
-//! let w = RemoteWriter::open(&dest, false, &opts, mailslot::Namespace::resolve)?;
+//! let w = Writer::open_destination_with(&dest, &opts, None)?;
 //! w.write(b"hello, workgroup")?; // at most 424 bytes
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -112,6 +112,5 @@ pub use receiver::{Decision, NameTable, Receiver};
 /// Our default NetBIOS name: the host name's first label, upper-cased, cut
 /// to 15 characters; `LINUX` when the host name cannot be used.
 pub fn default_netbios_name() -> mailslot_wire::NetbiosName {
-    mailslot_wire::NetbiosName::from_hostname(&sys::hostname(), 0)
-        .unwrap_or_else(|_| mailslot_wire::NetbiosName::from_raw(*b"LINUX          ", 0))
+    mailslot::net::default_netbios_name()
 }
