@@ -86,6 +86,8 @@
 //! messages and `AsyncWriter` writes without blocking the runtime
 //! (`async_io`).
 #![deny(missing_docs)]
+// The crate docs link the `network` items; without the feature they are plain text.
+#![cfg_attr(not(feature = "network"), allow(rustdoc::broken_intra_doc_links))]
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "tokio")]

@@ -267,7 +267,8 @@ impl Writer {
     }
 
     /// How long a write waits for room when the reader's queue is full:
-    /// `None` (the default) waits as long as it takes.
+    /// `None` (the default) waits as long as it takes. A remote writer
+    /// (UDP datagrams) never waits for a reader and ignores it.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
         self.write_timeout = timeout;
     }
