@@ -462,7 +462,13 @@ impl Claim {
                 r => r,
             }
             .map_err(|e| {
-                if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                if e.raw_os_error() == Some(rustix::io::Errno::ISDIR.raw_os_error()) {
+                    Error::UnsafeFile {
+                        name: display.clone(),
+                        path: path.clone(),
+                        problem: "it is a directory (planted?); remove it".into(),
+                    }
+                } else if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
                     Error::UnsafeFile {
                         name: display.clone(),
                         path: path.clone(),

@@ -87,7 +87,8 @@ impl ReaderOptions {
     /// Beyond it, messages wait in each writer's socket buffer (about 200 KiB
     /// per writer, charged to the writer), and writers block when theirs is
     /// full: backpressure, never loss. To keep delivery in order the reader
-    /// may hold one extra message per connected writer past the bound.
+    /// may hold one extra frame per connected writer past the bound: one
+    /// message, or one coalesced batch of up to 64 KiB of messages.
     pub fn queue_limit(mut self, messages: usize, bytes: usize) -> Self {
         self.queue_messages = messages.max(1);
         self.queue_bytes = bytes.max(1);
