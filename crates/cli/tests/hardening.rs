@@ -12,19 +12,17 @@
 //! with `MAILSLOT_SOAK=1`. Needs root and `ip`; skipped otherwise (or
 //! failed, unless `MAILSLOT_SKIP_INTEROP=1`, like `network.rs`).
 
-use std::io::{BufRead, BufReader, Write};
+mod lab;
+
+use std::io::BufRead;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mailslot_wire::{DataKind, NetbiosName, NodeType, OutgoingMailslot, encode_mailslot_datagram};
+use lab::{BIN, Lab, Proc, good_datagram, run};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mailslot");
 const ROLE_ENV: &str = "MAILSLOT_HARDENING_CHILD";
 const T: Duration = Duration::from_secs(30);
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn long_run() -> bool {
     std::env::var("MAILSLOT_SOAK").as_deref() == Ok("1")
@@ -46,202 +44,6 @@ fn prerequisites() -> bool {
     panic!("hardening tests need root and iproute2; set MAILSLOT_SKIP_INTEROP=1 to skip");
 }
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("running a command");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Two namespaces joined by a veth pair: A = 10.213.X.1, B = 10.213.X.2.
-struct Lab {
-    a: String,
-    b: String,
-    x: u8,
-    dir: tempfile::TempDir,
-}
-
-impl Lab {
-    fn new(x: u8) -> Lab {
-        let id = format!(
-            "{}{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        let lab = Lab {
-            a: format!("hdA{id}"),
-            b: format!("hdB{id}"),
-            x,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let (va, vb) = (format!("hda{id}"), format!("hdb{id}"));
-        run(Command::new("chmod").arg("1777").arg(lab.dir.path()));
-        run(Command::new("ip").args(["netns", "add", &lab.a]));
-        run(Command::new("ip").args(["netns", "add", &lab.b]));
-        run(Command::new("ip").args(["link", "add", &va, "type", "veth", "peer", "name", &vb]));
-        run(Command::new("ip").args(["link", "set", &va, "netns", &lab.a]));
-        run(Command::new("ip").args(["link", "set", &vb, "netns", &lab.b]));
-        for (ns, dev, host) in [(&lab.a, &va, 1), (&lab.b, &vb, 2)] {
-            let addr = format!("10.213.{x}.{host}/24");
-            let brd = format!("10.213.{x}.255");
-            run(Command::new("ip").args([
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &addr,
-                "broadcast",
-                &brd,
-                "dev",
-                dev,
-            ]));
-            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
-            run(Command::new("ip").args(["-n", ns, "link", "set", dev, "up"]));
-        }
-        lab
-    }
-
-    fn cmd(&self, ns: &str, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns, program]);
-        c.env("MAILSLOT_DIR", self.dir.path());
-        c
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.a]).status();
-        let _ = Command::new("ip").args(["netns", "del", &self.b]).status();
-    }
-}
-
-/// A process whose stdout and stderr lines are collected, each with the
-/// moment it arrived.
-struct Proc {
-    name: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    out: Receiver<String>,
-    err: Receiver<(Instant, String)>,
-    err_seen: Vec<(Instant, String)>,
-}
-
-impl Proc {
-    fn spawn(name: &str, mut cmd: Command) -> Proc {
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        let (otx, out) = channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stdout).lines() {
-                let Ok(l) = l else { break };
-                if otx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let (etx, err) = channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines() {
-                let Ok(l) = l else { break };
-                if etx.send((Instant::now(), l)).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc {
-            name: name.to_string(),
-            stdin: child.stdin.take(),
-            child,
-            out,
-            err,
-            err_seen: Vec::new(),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn wait_err(&mut self, pat: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.err.recv_timeout(left) {
-                Ok((t, l)) => {
-                    self.err_seen.push((t, l.clone()));
-                    if l.contains(pat) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!(
-                    "{}: no stderr line containing {pat:?} within {timeout:?}; stderr so far:\n{}",
-                    self.name,
-                    self.err_seen
-                        .iter()
-                        .map(|(_, l)| l.as_str())
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Collects the stderr lines that arrived so far.
-    fn take_err(&mut self) {
-        self.err_seen.extend(self.err.try_iter());
-    }
-
-    /// Waits for a stdout line containing `pat`; returns it.
-    fn wait_out(&mut self, pat: &str, timeout: Duration) -> String {
-        self.collect_until(pat, timeout).pop().unwrap()
-    }
-
-    /// Every stdout line up to and including the first containing `pat`.
-    fn collect_until(&mut self, pat: &str, timeout: Duration) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.out.recv_timeout(left) {
-                Ok(l) => {
-                    let hit = l.contains(pat);
-                    seen.push(l);
-                    if hit {
-                        return seen;
-                    }
-                }
-                Err(_) => panic!(
-                    "{}: no stdout line containing {pat:?} within {timeout:?}; got {seen:?}",
-                    self.name
-                ),
-            }
-        }
-    }
-
-    fn ask(&mut self, line: &str) -> String {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-        self.wait_out("@@", Duration::from_secs(300))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_daemon(lab: &Lab, verbose: bool) -> Proc {
     let mut c = lab.cmd(&lab.a, BIN);
     c.args([
@@ -254,7 +56,7 @@ fn start_daemon(lab: &Lab, verbose: bool) -> Proc {
     if verbose {
         c.arg("--verbose");
     }
-    let mut p = Proc::spawn("daemon", c);
+    let mut p = Proc::spawn_stdin("daemon", c, Stdio::piped());
     p.wait_err("ready:", T);
     p
 }
@@ -262,7 +64,7 @@ fn start_daemon(lab: &Lab, verbose: bool) -> Proc {
 fn listen(lab: &Lab, slot: &str) -> Proc {
     let mut c = lab.cmd(&lab.a, BIN);
     c.args(["listen", slot, "--format", "json"]);
-    let mut p = Proc::spawn(&format!("listen {slot}"), c);
+    let mut p = Proc::spawn_stdin(&format!("listen {slot}"), c, Stdio::piped());
     p.wait_err("listening on", T);
     p
 }
@@ -274,7 +76,7 @@ fn attacker(lab: &Lab) -> Proc {
     c.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
         .env(ROLE_ENV, "attacker")
         .env("HARD_X", lab.x.to_string());
-    Proc::spawn("attacker", c)
+    Proc::spawn_stdin("attacker", c, Stdio::piped())
 }
 
 fn status_kib(pid: u32, key: &str) -> u64 {
@@ -322,23 +124,6 @@ fn assert_unprivileged(pid: u32) {
             "the daemon kept capabilities: {l}"
         );
     }
-}
-
-fn good_datagram(x: u8, id: u16, slot: &str, data: &[u8]) -> Vec<u8> {
-    encode_mailslot_datagram(&OutgoingMailslot {
-        kind: DataKind::DirectUnique,
-        node_type: NodeType::B,
-        id,
-        source_ip: Ipv4Addr::new(10, 213, x, 2),
-        source_port: 138,
-        source_name: NetbiosName::new("PEERB", 0).unwrap(),
-        destination_name: NetbiosName::new("PEERA", 0).unwrap(),
-        mailslot: slot.into(),
-        data: data.to_vec(),
-        priority: 0,
-        timeout_ms: 0,
-    })
-    .unwrap()
 }
 
 /// SplitMix64.
@@ -521,7 +306,7 @@ fn hostile_datagrams_and_a_flood_do_not_break_the_daemon() {
     } else {
         (20_000, 2)
     };
-    let lab = Lab::new(71);
+    let lab = Lab::new("hd", 71);
     let mut daemon = start_daemon(&lab, true);
     let pid = daemon.pid();
     assert_unprivileged(pid);
@@ -653,7 +438,7 @@ fn a_sigkilled_daemon_restarts_and_nothing_else_breaks() {
     if !prerequisites() {
         return;
     }
-    let lab = Lab::new(72);
+    let lab = Lab::new("hd", 72);
     let mut daemon = start_daemon(&lab, false);
     assert_unprivileged(daemon.pid());
     let mut slot = listen(&lab, "testslot");
@@ -704,7 +489,7 @@ fn a_sigkilled_daemon_restarts_and_nothing_else_breaks() {
     let mut private = {
         let mut c = lab.cmd(&lab.a, BIN);
         c.args(["listen", "private", "--format", "json", "--no-remote"]);
-        let mut p = Proc::spawn("listen private", c);
+        let mut p = Proc::spawn_stdin("listen private", c, Stdio::piped());
         p.wait_err("listening on", T);
         p
     };

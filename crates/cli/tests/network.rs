@@ -4,19 +4,14 @@
 //! Needs root, `ip`, `tshark` and `nmbd`. A missing tool fails the test
 //! with a clear message unless `MAILSLOT_SKIP_INTEROP=1`.
 
-use std::io::{BufRead, BufReader};
-use std::net::Ipv4Addr;
+mod lab;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{Receiver, channel};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use mailslot_wire::{DataKind, NetbiosName, NodeType, OutgoingMailslot, encode_mailslot_datagram};
+use lab::{BIN, Lab, Proc, good_datagram, run};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_mailslot");
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Skips (returns false) or fails when the interop prerequisites are missing.
 fn prerequisites(tools: &[&str]) -> bool {
@@ -54,223 +49,6 @@ fn rustix_euid() -> u32 {
         })
         .and_then(|v| v.parse().ok())
         .unwrap_or(u32::MAX)
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("running a command");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Two namespaces joined by a veth pair: A = 10.213.X.1, B = 10.213.X.2.
-struct Lab {
-    a: String,
-    b: String,
-    va: String,
-    vb: String,
-    x: u8,
-    dir: tempfile::TempDir,
-}
-
-impl Lab {
-    fn new(x: u8) -> Lab {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let id = format!("{}{n}", std::process::id());
-        let lab = Lab {
-            a: format!("msA{id}"),
-            b: format!("msB{id}"),
-            va: format!("msa{id}"),
-            vb: format!("msb{id}"),
-            x,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        // Namespace directory shared by readers and the daemon (which drops
-        // to nobody, so it must be traversable, like /run/mailslot).
-        run(Command::new("chmod").arg("1777").arg(lab.dir.path()));
-        run(Command::new("ip").args(["netns", "add", &lab.a]));
-        run(Command::new("ip").args(["netns", "add", &lab.b]));
-        run(Command::new("ip").args([
-            "link", "add", &lab.va, "type", "veth", "peer", "name", &lab.vb,
-        ]));
-        run(Command::new("ip").args(["link", "set", &lab.va, "netns", &lab.a]));
-        run(Command::new("ip").args(["link", "set", &lab.vb, "netns", &lab.b]));
-        for (ns, dev, host) in [(&lab.a, &lab.va, 1), (&lab.b, &lab.vb, 2)] {
-            let addr = format!("10.213.{x}.{host}/24");
-            let brd = format!("10.213.{x}.255");
-            run(Command::new("ip").args([
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &addr,
-                "broadcast",
-                &brd,
-                "dev",
-                dev,
-            ]));
-            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
-            run(Command::new("ip").args(["-n", ns, "link", "set", dev, "up"]));
-        }
-        lab
-    }
-
-    fn ip(&self, host: u8) -> String {
-        format!("10.213.{}.{host}", self.x)
-    }
-
-    fn cmd(&self, ns: &str, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns, program]);
-        c.env("MAILSLOT_DIR", self.dir.path());
-        c
-    }
-
-    fn mailslot(&self, ns: &str) -> Command {
-        self.cmd(ns, BIN)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.a]).status();
-        let _ = Command::new("ip").args(["netns", "del", &self.b]).status();
-    }
-}
-
-/// A child process whose stdout and stderr lines are collected.
-struct Proc {
-    name: String,
-    child: Child,
-    out: Receiver<String>,
-    err: Receiver<String>,
-    err_seen: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(name: &str, mut cmd: Command) -> Proc {
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        let lines = |r: Box<dyn std::io::Read + Send>| {
-            let (tx, rx) = channel();
-            std::thread::spawn(move || {
-                for l in BufReader::new(r).lines() {
-                    let Ok(l) = l else { break };
-                    if tx.send(l).is_err() {
-                        break;
-                    }
-                }
-            });
-            rx
-        };
-        let out = lines(Box::new(child.stdout.take().unwrap()));
-        let err = lines(Box::new(child.stderr.take().unwrap()));
-        Proc {
-            name: name.to_string(),
-            child,
-            out,
-            err,
-            err_seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a stderr line containing `pat`; panics with the log at the deadline.
-    fn wait_err(&mut self, pat: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.err.recv_timeout(left) {
-                Ok(l) => {
-                    let hit = l.contains(pat);
-                    self.err_seen.push(l.clone());
-                    if hit {
-                        return l;
-                    }
-                }
-                Err(_) => panic!(
-                    "{}: no stderr line containing {pat:?} within {timeout:?}; stderr so far:\n{}",
-                    self.name,
-                    self.err_seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Waits for a stdout line containing `pat`.
-    fn wait_out(&mut self, pat: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.out.recv_timeout(left) {
-                Ok(l) if l.contains(pat) => return l,
-                Ok(l) => seen.push(l),
-                Err(_) => panic!(
-                    "{}: no stdout line containing {pat:?} within {timeout:?}; stdout so far:\n{}",
-                    self.name,
-                    seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// The next `n` stdout lines as JSON.
-    fn json_lines(&mut self, n: usize, timeout: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        let mut got = Vec::new();
-        while got.len() < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.out.recv_timeout(left) {
-                Ok(l) => got.push(
-                    serde_json::from_str(&l)
-                        .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {l}", self.name)),
-                ),
-                Err(_) => {
-                    let err: Vec<String> = self.err.try_iter().collect();
-                    panic!(
-                        "{}: got {} of {n} messages within {timeout:?}: {got:?}; stderr: {err:?}",
-                        self.name,
-                        got.len()
-                    )
-                }
-            }
-        }
-        got
-    }
-
-    fn signal(&self, sig: &str) {
-        run(Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string()));
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not exit within {timeout:?}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 const T: Duration = Duration::from_secs(20);
@@ -325,7 +103,7 @@ fn unique_group_and_star_sends_reach_the_right_slots_with_their_sender() {
     if !prerequisites(&["ip"]) {
         return;
     }
-    let lab = Lab::new(61);
+    let lab = Lab::new("ms", 61);
     let (a, b) = (lab.a.clone(), lab.b.clone());
     let mut daemon = start_daemon(
         &lab,
@@ -420,7 +198,7 @@ fn readers_that_refuse_network_messages_and_missing_readers_are_counted() {
     if !prerequisites(&["ip"]) {
         return;
     }
-    let lab = Lab::new(62);
+    let lab = Lab::new("ms", 62);
     let (a, b) = (lab.a.clone(), lab.b.clone());
     let mut daemon = start_daemon(
         &lab,
@@ -467,23 +245,6 @@ fn readers_that_refuse_network_messages_and_missing_readers_are_counted() {
     assert!(l[0]["sender"].get("ip").is_none());
 }
 
-fn good_datagram(x: u8, id: u16, slot: &str, data: &[u8]) -> Vec<u8> {
-    encode_mailslot_datagram(&OutgoingMailslot {
-        kind: DataKind::DirectUnique,
-        node_type: NodeType::B,
-        id,
-        source_ip: Ipv4Addr::new(10, 213, x, 2),
-        source_port: 138,
-        source_name: NetbiosName::new("PEERB", 0).unwrap(),
-        destination_name: NetbiosName::new("PEERA", 0).unwrap(),
-        mailslot: slot.into(),
-        data: data.to_vec(),
-        priority: 0,
-        timeout_ms: 0,
-    })
-    .unwrap()
-}
-
 /// Sends raw UDP payloads from namespace `ns` (one datagram per file, via
 /// bash's /dev/udp: one write each).
 fn send_raw(lab: &Lab, ns: &str, to: &str, payloads: &[Vec<u8>]) {
@@ -502,7 +263,7 @@ fn malformed_datagrams_are_counted_and_dropped_and_the_daemon_keeps_serving() {
     if !prerequisites(&["ip", "bash"]) {
         return;
     }
-    let lab = Lab::new(63);
+    let lab = Lab::new("ms", 63);
     let (a, b) = (lab.a.clone(), lab.b.clone());
     let x = lab.x;
     let mut daemon = start_daemon(
@@ -549,11 +310,11 @@ fn malformed_datagrams_are_counted_and_dropped_and_the_daemon_keeps_serving() {
     // Dropped datagrams are logged (rate-limited) with their reason.
     assert!(
         daemon
-            .err_seen
+            .err_lines()
             .iter()
             .any(|l| l.contains("malformed:bad-length")),
         "{:?}",
-        daemon.err_seen
+        daemon.err_lines()
     );
     daemon.signal("TERM");
     assert!(daemon.wait_exit(T).success());
@@ -588,7 +349,7 @@ fn tshark_decodes_every_kind_of_frame_we_send() {
     if !prerequisites(&["ip", "tshark"]) {
         return;
     }
-    let lab = Lab::new(64);
+    let lab = Lab::new("ms", 64);
     let b = lab.b.clone();
     let cap: PathBuf = lab.dir.path().join("cap.pcapng");
     let mut c = lab.cmd(&b, "tshark");
@@ -794,7 +555,7 @@ fn nmbd_browse_datagrams_reach_our_daemon_and_nmbd_accepts_our_unique_write() {
     if !prerequisites(&["ip", "nmbd"]) {
         return;
     }
-    let lab = Lab::new(65);
+    let lab = Lab::new("ms", 65);
     let b = lab.b.clone();
     // Our daemon in B owns the browser names nmbd sends to.
     let _daemon = start_daemon(
@@ -867,7 +628,7 @@ fn announce_lands_in_the_browse_list_of_nmbd() {
     if !prerequisites(&["ip", "nmbd"]) {
         return;
     }
-    let lab = Lab::new(66);
+    let lab = Lab::new("ms", 66);
     let b = lab.b.clone();
     let (mut nmbd, tmp) = start_nmbd(&lab);
     nmbd.wait_out("is now a local master browser", Duration::from_secs(150));
@@ -902,7 +663,7 @@ fn messenger_messages_show_from_to_and_text() {
     if !prerequisites(&["ip"]) {
         return;
     }
-    let lab = Lab::new(67);
+    let lab = Lab::new("ms", 67);
     let (a, b) = (lab.a.clone(), lab.b.clone());
     let _daemon = start_daemon(&lab, &a, &["--netbios-name", "PEERA", "--messenger"]);
     let mut c = lab.mailslot(&a);
@@ -939,7 +700,7 @@ fn hosts_are_found_by_a_netbios_name_query_answered_by_our_daemon() {
     if !prerequisites(&["ip", "nmblookup"]) {
         return;
     }
-    let lab = Lab::new(68);
+    let lab = Lab::new("ms", 68);
     let (a, b) = (lab.a.clone(), lab.b.clone());
     let _daemon = start_daemon(&lab, &a, &["--netbios-name", "PEERA", "--nbns"]);
     let mut slot = listen(&lab, &a, "nbslot", 1, &[]);
@@ -1025,7 +786,7 @@ fn shared_slots_utf16le_and_our_own_name() {
     if !prerequisites(&["ip"]) {
         return;
     }
-    let lab = Lab::new(69);
+    let lab = Lab::new("ms", 69);
     let (a, b) = (lab.a.clone(), lab.b.clone());
     let _daemon = start_daemon(
         &lab,
@@ -1095,7 +856,7 @@ fn socket_activation_runs_unprivileged_and_notifies_readiness() {
         eprintln!("skipping: systemd-socket-activate (package systemd) is not installed");
         return;
     }
-    let lab = Lab::new(70);
+    let lab = Lab::new("ms", 70);
     let (a, b) = (lab.a.clone(), lab.b.clone());
     // What tmpfiles.d/mailslot.conf does at boot: trust nobody's deliveries.
     std::fs::write(lab.dir.path().join(".trusted-uids"), "65534\n").unwrap();

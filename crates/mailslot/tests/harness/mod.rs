@@ -1,7 +1,9 @@
-//! The harness of the stress, fault and privilege tests (`soak.rs`,
-//! `faults.rs`, `privilege.rs`): child processes that re-run the test
-//! binary in a role, other users through `setpriv`, and OS-level facts
-//! read from `/proc` (descriptor counts, resident memory).
+//! The harness of the tests that run child processes: the stress, fault and
+//! privilege tests (`soak.rs`, `faults.rs`, `privilege.rs`) and the
+//! integration tests (`integration/`, through `integration/util.rs`).
+//! Child processes re-run the test binary in a role, other users through
+//! `setpriv`, and OS-level facts are read from `/proc` (descriptor counts,
+//! resident memory).
 //!
 //! A child is the test binary run as `--exact child_entry` with [`ROLE_ENV`]
 //! naming its role. It reports on stdout with lines containing `@@` (libtest
@@ -63,9 +65,14 @@ pub fn command() -> Option<String> {
 
 /// A private namespace directory every user may use (mode 1777 under /tmp).
 pub fn open_tempdir() -> tempfile::TempDir {
+    shared_tempdir("mailslot-stress")
+}
+
+/// A directory named `prefix…` under /tmp that every user may use (mode 1777).
+pub fn shared_tempdir(prefix: &str) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::Builder::new()
-        .prefix("mailslot-stress")
+        .prefix(prefix)
         .tempdir_in("/tmp")
         .expect("tempdir");
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
@@ -112,17 +119,30 @@ pub struct Child {
     stdin: Option<std::process::ChildStdin>,
     lines: Receiver<String>,
     role: String,
+    /// How long [`Child::recv`] and [`Child::drain`] wait before failing.
+    patience: Duration,
 }
 
 /// Starts the child `role` with extra environment, optionally as `user`.
 pub fn spawn(role: &str, env: &[(&str, String)], user: Option<User>) -> Child {
+    let ids = user.map(|u| (u.uid.to_string(), u.gid.to_string()));
+    let mut cmd = child_command(role, ids);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Child::start(cmd, role, PATIENCE)
+}
+
+/// The command that runs this test binary again as the child `role`, through
+/// `setpriv` as `(reuid, regid)` when given; stdin and stdout piped.
+pub fn child_command(role: &str, setpriv_ids: Option<(String, String)>) -> Command {
     let exe = std::env::current_exe().expect("current_exe");
     let test_args = ["--exact", "child_entry", "--nocapture", "--test-threads=1"];
-    let mut cmd = match user {
-        Some(u) => {
+    let mut cmd = match setpriv_ids {
+        Some((uid, gid)) => {
             let mut c = Command::new("setpriv");
-            c.arg(format!("--reuid={}", u.uid))
-                .arg(format!("--regid={}", u.gid))
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={gid}"))
                 .arg("--clear-groups")
                 .arg(&exe)
                 .args(test_args);
@@ -140,46 +160,51 @@ pub fn spawn(role: &str, env: &[(&str, String)], user: Option<User>) -> Child {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawning a child test process");
-    let stdin = child.stdin.take();
-    let stdout = child.stdout.take().expect("child stdout");
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(i) = line.find("@@") {
-                if tx.send(line[i + 2..].to_string()).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    Child {
-        child,
-        stdin,
-        lines: rx,
-        role: role.to_string(),
-    }
+    cmd
 }
 
 impl Child {
+    /// Spawns `cmd` (from [`child_command`]) and collects its `@@` reports;
+    /// a report not coming within `patience` fails the test.
+    pub fn start(mut cmd: Command, role: &str, patience: Duration) -> Child {
+        let mut child = cmd.spawn().expect("spawning a child test process");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("child stdout");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = line.find("@@") {
+                    if tx.send(line[i + 2..].to_string()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Child {
+            child,
+            stdin,
+            lines: rx,
+            role: role.to_string(),
+            patience,
+        }
+    }
+
     /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// The next report; panics after [`PATIENCE`] or when the child ended.
+    /// The next report; panics after its patience or when the child ended.
     pub fn recv(&mut self) -> String {
-        match self.lines.recv_timeout(PATIENCE) {
+        match self.lines.recv_timeout(self.patience) {
             Ok(l) => l,
             Err(RecvTimeoutError::Timeout) => {
                 panic!(
-                    "child {} ({}) said nothing for {PATIENCE:?}",
+                    "child {} ({}) said nothing for {:?}",
                     self.role,
-                    self.pid()
+                    self.pid(),
+                    self.patience
                 )
             }
             Err(RecvTimeoutError::Disconnected) => {
@@ -203,7 +228,7 @@ impl Child {
     pub fn drain(&mut self) -> Vec<String> {
         let mut out = Vec::new();
         loop {
-            match self.lines.recv_timeout(PATIENCE) {
+            match self.lines.recv_timeout(self.patience) {
                 Ok(l) => out.push(l),
                 Err(RecvTimeoutError::Disconnected) => return out,
                 Err(RecvTimeoutError::Timeout) => {
@@ -237,6 +262,25 @@ impl Child {
         drop(self.stdin.take());
         let status = self.child.wait().expect("wait");
         assert!(status.success(), "child {} failed: {status}", self.role);
+    }
+
+    /// Closes stdin and waits for a successful exit, failing after `limit`.
+    pub fn finish_within(mut self, limit: Duration) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                assert!(status.success(), "child {} failed: {status}", self.role);
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "child {} did not exit",
+                self.role
+            );
+            // Polling a process's exit: no event to wait on short of SIGCHLD.
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
@@ -332,6 +376,17 @@ impl Rng {
     /// `n` random bytes.
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+
+    /// `len` random bytes, eight from each number (little-endian): faster
+    /// than [`Rng::bytes`] for large buffers, and a different sequence.
+    pub fn word_bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len + 8);
+        while v.len() < len {
+            v.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        v.truncate(len);
+        v
     }
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mailslot::{Error, Reader, ReaderOptions, Writer};
 
-use crate::util::{Rng, Spawn, TestResult, namespace, say, slot};
+use crate::util::{PATIENCE, Rng, Spawn, TestResult, namespace, say, slot};
 
 fn now() -> ReaderOptions {
     ReaderOptions::default().read_timeout(Some(Duration::ZERO))
@@ -17,9 +17,9 @@ fn large_messages_round_trip_intact() -> TestResult {
     let mut reader = Reader::create_in(&ns, &name, &now())?;
     let w = Writer::open_in(&ns, &name)?;
     let mut rng = Rng::new(64);
-    let inline = rng.bytes(60 * 1024);
-    let mib = rng.bytes(1 << 20);
-    let huge = rng.bytes(64 << 20);
+    let inline = rng.word_bytes(60 * 1024);
+    let mib = rng.word_bytes(1 << 20);
+    let huge = rng.word_bytes(64 << 20);
     w.write(&inline)?;
     w.write(&mib)?;
     w.write(&huge)?;
@@ -81,15 +81,15 @@ fn write_batch_messages_arrive_separately_in_order() -> TestResult {
         .map(|i| {
             let mut m = format!("{i}:").into_bytes();
             let extra = rng.below(300) as usize;
-            m.extend(rng.bytes(extra));
+            m.extend(rng.word_bytes(extra));
             m
         })
         .collect();
     msgs[10] = Vec::new();
     msgs[11] = Vec::new();
     // Larger than one batch packet: sent on its own, in its place.
-    msgs[500] = rng.bytes(Writer::BATCH_BYTES + 10);
-    msgs[501] = rng.bytes(Writer::BATCH_BYTES - 4);
+    msgs[500] = rng.word_bytes(Writer::BATCH_BYTES + 10);
+    msgs[501] = rng.word_bytes(Writer::BATCH_BYTES - 4);
     // More than the connection's socket buffer holds: write from a thread.
     let sent = msgs.clone();
     let t = std::thread::spawn(move || {
@@ -174,8 +174,8 @@ fn write_batch_and_write_from_two_writers_keep_per_writer_order() -> TestResult 
         }
     }
     check.join().unwrap()?;
-    a.finish();
-    b.finish();
+    a.finish_within(PATIENCE);
+    b.finish_within(PATIENCE);
     Ok(())
 }
 
@@ -241,5 +241,5 @@ fn library_descriptors_are_close_on_exec_and_none_leak() {
     let (tmp, _ns) = namespace();
     let mut child = Spawn::new("fds", tmp.path()).start();
     assert_eq!(child.recv(), "ok");
-    child.finish();
+    child.finish_within(PATIENCE);
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use mailslot::{Error, Namespace, Reader, ReaderOptions, SlotName, Writer};
 
-use crate::util::{Child, Rng, Spawn, TestResult, env_u64, namespace, say, slot};
+use crate::util::{Child, PATIENCE, Rng, Spawn, TestResult, env_u64, namespace, say, slot};
 
 const STRESS_WRITERS: u32 = 4;
 const STRESS_MESSAGES: u32 = 100_000;
@@ -17,7 +17,7 @@ const TAG_LEN: usize = 16;
 
 /// The random bytes every stress message is cut from.
 fn stress_pool() -> Vec<u8> {
-    Rng::new(0x6d61_696c_736c_6f74).bytes(POOL_LEN + STRESS_MAX)
+    Rng::new(0x6d61_696c_736c_6f74).word_bytes(POOL_LEN + STRESS_MAX)
 }
 
 /// The size and content plan of one writer.
@@ -133,7 +133,7 @@ fn four_writer_processes_100k_messages_each_none_lost_merged_split_duplicated_or
     assert!(zero_len > 0, "the plan made no zero-length message");
     for mut c in children {
         assert_eq!(c.recv(), "done");
-        c.finish();
+        c.finish_within(PATIENCE);
     }
     eprintln!(
         "stress: {total} messages from {STRESS_WRITERS} processes read and checked in {read_all:?}"
@@ -202,7 +202,7 @@ fn alternate(rounds: usize, burst: impl Fn(usize) -> usize + Send + Copy + 'stat
     check.join().unwrap()?;
     assert!(done_rx.try_recv().is_ok());
     for k in kids {
-        k.finish();
+        k.finish_within(PATIENCE);
     }
     Ok(())
 }
@@ -405,7 +405,7 @@ fn sender_pid_uid_gid_match_the_writing_process() -> TestResult {
         assert_eq!(s.remote, None);
     }
     for k in kids {
-        k.finish();
+        k.finish_within(PATIENCE);
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use rustix::net::{
     SocketType,
 };
 
-use crate::util::{Spawn, TestResult, namespace, nobody, shared_namespace, slot};
+use crate::util::{PATIENCE, Spawn, TestResult, namespace, nobody, shared_namespace, slot};
 
 fn now() -> ReaderOptions {
     ReaderOptions::default().read_timeout(Some(Duration::ZERO))
@@ -36,7 +36,7 @@ fn nobody_cannot_write_to_a_0600_slot_but_can_to_a_0666_slot() -> TestResult {
     let id = c.recv();
     assert_eq!(id, format!("id {} {nobody_uid} {nobody_gid}", c.pid()));
     assert_eq!(c.ask("open"), "err PermissionDenied");
-    c.finish();
+    c.finish_within(PATIENCE);
 
     let mut c = Spawn::new("writer", tmp.path())
         .slot("public")
@@ -51,7 +51,7 @@ fn nobody_cannot_write_to_a_0600_slot_but_can_to_a_0666_slot() -> TestResult {
         (m.sender.pid, m.sender.uid, m.sender.gid),
         (c.pid(), nobody_uid, nobody_gid)
     );
-    c.finish();
+    c.finish_within(PATIENCE);
     Ok(())
 }
 
@@ -86,7 +86,7 @@ fn origin_flag_from_an_untrusted_user_is_refused() -> TestResult {
     ));
     // The forger's connection is closed.
     assert_eq!(c.ask("write more"), "err ReaderClosed");
-    c.finish();
+    c.finish_within(PATIENCE);
     Ok(())
 }
 
@@ -188,7 +188,7 @@ fn another_users_stale_lock_file_is_refused_but_root_takes_it_over() -> TestResu
             .data,
         b"hi"
     );
-    c.finish();
+    c.finish_within(PATIENCE);
     Ok(())
 }
 

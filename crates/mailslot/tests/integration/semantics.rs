@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use mailslot::name::NameError;
 use mailslot::{Error, Reader, ReaderOptions, SlotName, Writer};
 
-use crate::util::{Child, Spawn, TestResult, namespace, slot};
+use crate::util::{Child, PATIENCE, Spawn, TestResult, namespace, slot};
 
 fn opts() -> ReaderOptions {
     ReaderOptions::default()
@@ -232,8 +232,8 @@ fn b28_fifo_across_writer_processes() -> TestResult {
     assert_eq!(c2.ask("write bc"), "ok");
     assert_eq!(c1.ask("write0"), "ok");
     let pids = [c1.pid(), c2.pid()];
-    c1.finish();
-    c2.finish();
+    c1.finish_within(PATIENCE);
+    c2.finish_within(PATIENCE);
     b28_expect(&mut reader, pids)
 }
 
@@ -421,7 +421,7 @@ fn b38_forever_blocks_until_a_write_from_another_process() -> TestResult {
     let pid = child.pid();
     let ask = std::thread::spawn(move || {
         assert_eq!(child.ask("write hello"), "ok");
-        child.finish();
+        child.finish_within(PATIENCE);
     });
     let m = reader.read_message()?;
     assert_eq!((m.data.as_slice(), m.sender.pid), (&b"hello"[..], pid));

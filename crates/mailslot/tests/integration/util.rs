@@ -1,21 +1,22 @@
-//! The harness: private namespaces, child processes that re-run this test
-//! binary, and a tiny line protocol to drive them.
+//! The integration tests' side of the harness: private namespaces, slot
+//! names, error words, and a builder for children of this test binary.
 //!
-//! A child is this very binary run as `--exact child_entry`, with
-//! [`ROLE_ENV`] saying what to do. It reports on stdout with lines that
-//! contain `@@` (libtest's own chatter is ignored) and takes commands on
-//! stdin, one per line.
+//! The child-process harness itself (re-running this binary as
+//! `--exact child_entry` with [`ROLE_ENV`] saying what to do, `@@` report
+//! lines on stdout, commands on stdin) is `tests/harness/mod.rs`, shared
+//! with the stress, fault and privilege tests and re-exported here.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use mailslot::{Error, Namespace, SlotName};
 
-/// Which role a child process plays (absent: not a child).
-pub const ROLE_ENV: &str = "MAILSLOT_TEST_CHILD";
+#[path = "../harness/mod.rs"]
+mod harness;
+
+pub use harness::{Child, ROLE_ENV, Rng, env_u64, say};
+
 /// The slot a child works on, as a bare name.
 pub const SLOT_ENV: &str = "MAILSLOT_TEST_SLOT";
 
@@ -33,12 +34,7 @@ pub fn namespace() -> (tempfile::TempDir, Namespace) {
 
 /// A namespace that user `nobody` can use too: mode 1777 under /tmp.
 pub fn shared_namespace() -> (tempfile::TempDir, Namespace) {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = tempfile::Builder::new()
-        .prefix("mailslot-shared")
-        .tempdir_in("/tmp")
-        .expect("tempdir");
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let tmp = harness::shared_tempdir("mailslot-shared");
     let ns = Namespace::at(tmp.path()).expect("namespace");
     (tmp, ns)
 }
@@ -79,14 +75,6 @@ pub fn nobody() -> Option<(u32, u32)> {
     (root && setpriv).then_some((uid, gid))
 }
 
-/// A running child process of this test binary.
-pub struct Child {
-    child: std::process::Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    role: String,
-}
-
 /// How to start a child.
 pub struct Spawn<'a> {
     role: &'a str,
@@ -125,171 +113,17 @@ impl<'a> Spawn<'a> {
     }
 
     pub fn start(self) -> Child {
-        let exe = std::env::current_exe().expect("current_exe");
-        let test_args = ["--exact", "child_entry", "--nocapture", "--test-threads=1"];
-        let mut cmd = if self.as_nobody {
-            let mut c = Command::new("setpriv");
-            c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-                .arg(&exe)
-                .args(test_args);
-            c
-        } else {
-            let mut c = Command::new(&exe);
-            c.args(test_args);
-            c
-        };
-        cmd.current_dir("/")
-            .env(ROLE_ENV, self.role)
-            .env(mailslot::ENV_DIR, self.dir)
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        let ids = self
+            .as_nobody
+            .then(|| ("nobody".to_string(), "nogroup".to_string()));
+        let mut cmd = harness::child_command(self.role, ids);
+        cmd.env(mailslot::ENV_DIR, self.dir);
         if let Some(s) = self.slot {
             cmd.env(SLOT_ENV, s);
         }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawning a child test process");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("child stdout");
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(i) = line.find("@@") {
-                    if tx.send(line[i + 2..].to_string()).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        Child {
-            child,
-            stdin,
-            lines: rx,
-            role: self.role.to_string(),
-        }
+        Child::start(cmd, self.role, PATIENCE)
     }
-}
-
-impl Child {
-    /// The child's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The next report of the child; panics after [`PATIENCE`] or if it died.
-    pub fn recv(&mut self) -> String {
-        match self.lines.recv_timeout(PATIENCE) {
-            Ok(l) => l,
-            Err(RecvTimeoutError::Timeout) => {
-                panic!(
-                    "child {} ({}) said nothing for {PATIENCE:?}",
-                    self.role,
-                    self.pid()
-                )
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = self.child.wait();
-                panic!("child {} ({}) ended: {status:?}", self.role, self.pid())
-            }
-        }
-    }
-
-    /// Sends a command line.
-    pub fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{line}").expect("writing to child");
-        stdin.flush().expect("flushing to child");
-    }
-
-    /// Sends a command and returns the child's answer.
-    pub fn ask(&mut self, line: &str) -> String {
-        self.send(line);
-        self.recv()
-    }
-
-    /// Sends SIGKILL and reaps the child.
-    pub fn kill(mut self) {
-        self.child.kill().expect("kill");
-        self.child.wait().expect("wait");
-    }
-
-    /// Closes stdin and waits for a successful exit.
-    pub fn finish(mut self) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                assert!(status.success(), "child {} failed: {status}", self.role);
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "child {} did not exit",
-                self.role
-            );
-            // Polling a process's exit: no event to wait on short of SIGCHLD.
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Says `msg` to the parent (child side).
-pub fn say(msg: impl std::fmt::Display) {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "@@{msg}").unwrap();
-    out.flush().unwrap();
-}
-
-/// A small deterministic generator (SplitMix64), shared by writers and the
-/// checking reader.
-#[derive(Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// `len` pseudo-random bytes.
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(len + 8);
-        while v.len() < len {
-            v.extend_from_slice(&self.next_u64().to_le_bytes());
-        }
-        v.truncate(len);
-        v
-    }
-}
-
-/// A numeric environment variable (child side).
-pub fn env_u64(key: &str) -> u64 {
-    std::env::var(key)
-        .unwrap_or_else(|_| panic!("child: {key} missing"))
-        .parse()
-        .expect("child: a number")
 }
