@@ -29,6 +29,24 @@
 //! one-way, so no writer can know it. A reader that drains its slot before
 //! closing loses nothing.
 //!
+//! # Direct sends
+//!
+//! Handing every message to the delivery thread costs a wake-up and a
+//! context switch per send. So when [`QueuedWriter::send`] finds the queue
+//! empty and the delivery thread idle with a connection to the current
+//! target (not retargeted since, not closing), it sends the message itself,
+//! from the caller's thread, with a non-blocking write: the kernel accepts
+//! it at once (the delivery point; it counts in [`QueuedStats::sent`] and
+//! [`QueuedStats::packets`] like any other) or, when the reader's buffer is
+//! full or the reader has gone, nothing is sent and the message is queued
+//! as usual. The order is kept because this happens only when nothing at
+//! all is waiting, and the caller and the thread never send at the same
+//! time: the connection lives under the state lock, the caller sends only
+//! while holding that lock, and the thread takes the connection out of it
+//! (so a direct send is impossible) for as long as it holds a batch. A
+//! shared slot is never sent to directly (a non-blocking fan-out could
+//! reach only some of its readers).
+//!
 //! Nothing is dropped silently either: a full queue waits, fails or drops the
 //! oldest normal message as [`Overflow`] says (dropped ones are counted in
 //! [`QueuedStats::dropped`]); [`QueuedWriter::close`] returns every message it
@@ -311,6 +329,11 @@ struct State {
     worker_gone: bool,
     /// Maximum message size of the reader connected now (0 = any).
     slot_max: Option<u32>,
+    /// The delivery thread's connection and the generation it was made
+    /// for, while the thread is not sending on it. The thread takes it out
+    /// while it holds a batch, so [`QueuedWriter::send`] may send on it
+    /// directly (under this lock) only when nobody else is.
+    conn: Option<(u64, Writer)>,
     rejected: Vec<QueuedMessage>,
     stats: QueuedStats,
 }
@@ -401,6 +424,7 @@ impl QueuedWriter {
                 worker_idle: false,
                 worker_gone: false,
                 slot_max: None,
+                conn: None,
                 rejected: Vec::new(),
                 stats: QueuedStats::default(),
             }),
@@ -425,6 +449,11 @@ impl QueuedWriter {
     }
 
     /// Queues `data` and returns; the delivery thread sends it.
+    ///
+    /// When nothing is waiting and the delivery thread is idle and
+    /// connected, the message is sent right here without blocking instead
+    /// (see [direct sends](crate::queued#direct-sends)); if the reader
+    /// cannot take it at once, it is queued.
     ///
     /// When the queue is full, waits, fails or drops as the [`Overflow`]
     /// policy says. Zero-length messages are real messages. Fails with
@@ -492,6 +521,9 @@ impl QueuedWriter {
                 }
             }
         }
+        if st.count == 0 && st.closing.is_none() && self.try_direct(&mut st, &data) {
+            return Ok(());
+        }
         st.count += 1;
         st.bytes += data.len();
         match priority {
@@ -503,6 +535,31 @@ impl QueuedWriter {
             self.shared.work.notify_one();
         }
         Ok(())
+    }
+
+    /// Sends `data` on the delivery thread's idle connection without
+    /// blocking, when there is one for the current target. True when the
+    /// kernel accepted it; false when nothing was sent (queue it then).
+    /// Call only with nothing queued: the order depends on it.
+    fn try_direct(&self, st: &mut State, data: &[u8]) -> bool {
+        let generation = st.generation;
+        let Some((g, w)) = st.conn.as_mut() else {
+            return false;
+        };
+        // A shared slot's non-blocking write could reach only some readers.
+        if *g != generation || w.is_shared() {
+            return false;
+        }
+        w.set_write_timeout(Some(Duration::ZERO));
+        // Any error (no room, the reader gone, too large) sent nothing; the
+        // delivery thread finds out and deals with it when it sends the
+        // message from the queue.
+        if w.write(data).is_err() {
+            return false;
+        }
+        st.stats.sent += 1;
+        st.stats.packets += 1;
+        true
     }
 
     /// Waits until every queued message has been delivered (or rejected,
@@ -615,6 +672,7 @@ impl Drop for Gone<'_> {
         let mut st = self.0.lock();
         st.worker_gone = true;
         st.stats.connected = false;
+        st.conn = None;
         self.0.space.notify_all();
         self.0.idle.notify_all();
     }
@@ -624,13 +682,13 @@ impl Drop for Gone<'_> {
 fn deliver(shared: &Shared, ns: &Namespace) {
     let _gone = Gone(shared);
     let opts = &shared.opts;
-    let mut conn: Option<(u64, Writer)> = None;
     let mut backoff = opts.backoff_min;
     let mut connected_once = false;
     let mut batch: Vec<QueuedMessage> = Vec::new();
     loop {
-        // Wait for messages, or for the end.
-        let (target, generation, deadline) = {
+        // Wait for messages, or for the end. The connection stays in the
+        // state (where a direct send may use it) except while sending.
+        let (target, generation, deadline, connected) = {
             let mut st = shared.lock();
             loop {
                 if st.closing.is_some_and(|d| Instant::now() >= d) {
@@ -646,17 +704,22 @@ fn deliver(shared: &Shared, ns: &Namespace) {
                 st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
                 st.worker_idle = false;
             }
-            (st.target.clone(), st.generation, st.closing)
+            // Drop a connection to a slot no longer targeted.
+            if st.conn.as_ref().is_some_and(|(g, _)| *g != st.generation) {
+                st.conn = None;
+                st.stats.connected = false;
+            }
+            (
+                st.target.clone(),
+                st.generation,
+                st.closing,
+                st.conn.is_some(),
+            )
         };
 
         // Connect (again) when needed.
-        if conn.as_ref().is_some_and(|(g, _)| *g != generation) {
-            conn = None;
-            shared.lock().stats.connected = false;
-        }
-        let writer = match &mut conn {
-            Some((_, w)) => w,
-            None => match Writer::open_in(ns, &target) {
+        if !connected {
+            match Writer::open_in(ns, &target) {
                 Ok(w) => {
                     backoff = opts.backoff_min;
                     let mut st = shared.lock();
@@ -666,7 +729,7 @@ fn deliver(shared: &Shared, ns: &Namespace) {
                     st.stats.connected = true;
                     st.stats.reconnects += u64::from(connected_once);
                     connected_once = true;
-                    &mut conn.insert((generation, w)).1
+                    st.conn = Some((generation, w));
                 }
                 Err(e) => {
                     {
@@ -678,16 +741,20 @@ fn deliver(shared: &Shared, ns: &Namespace) {
                     backoff = (backoff * 2).min(opts.backoff_max);
                     continue;
                 }
-            },
-        };
+            }
+        }
 
-        // Take one packet's worth: high priority first, then normal.
-        let max = writer.max_message_size() as usize;
-        {
+        // Take the connection and one packet's worth: high priority first,
+        // then normal.
+        let (conn_generation, mut writer) = {
             let mut st = shared.lock();
             if st.generation != generation {
                 continue;
             }
+            let Some((conn_generation, writer)) = st.conn.take() else {
+                continue;
+            };
+            let max = writer.max_message_size() as usize;
             let st = &mut *st;
             let mut room = Writer::BATCH_BYTES;
             let mut rejected = false;
@@ -720,8 +787,10 @@ fn deliver(shared: &Shared, ns: &Namespace) {
                     shared.idle.notify_all();
                 }
             }
-        }
+            (conn_generation, writer)
+        };
         if batch.is_empty() {
+            shared.lock().conn = Some((conn_generation, writer));
             continue;
         }
 
@@ -761,8 +830,12 @@ fn deliver(shared: &Shared, ns: &Namespace) {
             }
             batch.clear();
             match &err {
-                None | Some(Error::TimedOut { .. }) => {}
+                // Keep the connection (hand it back for direct sends).
+                None | Some(Error::TimedOut { .. }) => {
+                    st.conn = Some((conn_generation, writer));
+                }
                 Some(e) => {
+                    drop(writer);
                     st.stats.connected = false;
                     st.stats.last_error = Some(e.to_string());
                     // The next reader may allow larger messages.
@@ -780,9 +853,8 @@ fn deliver(shared: &Shared, ns: &Namespace) {
             // No room yet: look at the deadline and target, then try again.
             None | Some(Error::TimedOut { .. }) => {}
             // Reconnect at once; the reader may already be back.
-            Some(Error::ReaderClosed { .. }) => conn = None,
+            Some(Error::ReaderClosed { .. }) => {}
             Some(_) => {
-                conn = None;
                 shared.pause(backoff, generation);
                 backoff = (backoff * 2).min(opts.backoff_max);
             }

@@ -538,3 +538,60 @@ fn shared_slot_gets_every_message_once_at_each_reader() {
     assert!(w.close(LONG).is_empty());
     assert_eq!((a.info().unwrap().count, b.info().unwrap().count), (0, 0));
 }
+
+#[test]
+fn direct_sends_interleave_with_queued_ones_in_order() {
+    let (_tmp, ns) = ns();
+    let n = name("direct");
+    let w = QueuedWriter::open_in(&ns, &n, QueuedOptions::default()).unwrap();
+    let (mut hi, mut no) = (0, 0);
+    let mut send = |w: &QueuedWriter, count: usize| {
+        for _ in 0..count {
+            if (hi + no) % 5 == 0 {
+                w.send(tag(Priority::High, hi), Priority::High).unwrap();
+                hi += 1;
+            } else {
+                w.send(tag(Priority::Normal, no), Priority::Normal).unwrap();
+                no += 1;
+            }
+        }
+    };
+    // Queued while no reader exists.
+    send(&w, 3000);
+    assert_eq!(w.stats().queued, 3000);
+    const TOTAL: usize = 3000 + 50 * 1000;
+    let r = reader(&ns, &n);
+    let t = std::thread::spawn(move || {
+        let mut r = r;
+        read_n(&mut r, TOTAL)
+    });
+    // More while the thread drains: queued behind the backlog, or sent
+    // directly once the queue is empty and the thread idle; the bursts
+    // fill the reader's buffer (direct sends then fall back to the queue)
+    // and the pauses let the queue run empty.
+    for round in 0..50 {
+        send(&w, 1000);
+        if round % 5 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let all = t.join().unwrap();
+    assert_eq!(all.len(), TOTAL);
+    assert_each_priority_in_order(&all, hi, no);
+    w.flush(LONG).unwrap();
+
+    // Idle and connected: a send is delivered before it returns.
+    let before = w.stats();
+    assert_eq!((before.sent, before.queued), (TOTAL as u64, 0));
+    assert!(before.packets <= before.sent);
+    let mut r = reader(&ns, &n);
+    w.retarget(&n); // Follow the new reader: drop the old connection.
+    w.send(&b"q"[..], Priority::Normal).unwrap(); // Queued: no connection yet.
+    w.flush(LONG).unwrap();
+    w.send(&b"d"[..], Priority::High).unwrap();
+    let s = w.stats();
+    assert_eq!((s.sent, s.queued), (TOTAL as u64 + 2, 0));
+    assert_eq!(s.packets, before.packets + 2);
+    assert_eq!(read_n(&mut r, 2), [b"q", b"d"]);
+    assert!(w.close(LONG).is_empty());
+}
