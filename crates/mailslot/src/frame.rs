@@ -5,14 +5,23 @@
 //! | off | len | field |
 //! |-----|-----|-------|
 //! | 0 | 1 | magic `0xA7` |
-//! | 1 | 1 | kind: 0 inline payload, 1 payload in a passed sealed memfd, 2 batch |
-//! | 2 | 2 | flags: bit 0 = the inline payload starts with an origin block |
+//! | 1 | 1 | kind: 0 inline payload, 1 payload in a passed memfd, 2 batch, 3 release |
+//! | 2 | 2 | flags: bit 0 = the inline payload starts with an origin block; bit 1 = a recyclable memfd |
 //! | 4 | 4 | payload length (inline: bytes after the header) |
 //! | 8 | 8 | writer's `CLOCK_MONOTONIC` stamp in ns (delivery order) |
 //!
 //! A batch (kind 2) carries several messages of one writer, coalesced:
 //! repeated `u32 length` + bytes. The reader splits it back, so boundaries,
 //! order and sender stay exact.
+//!
+//! A memfd frame normally passes a memfd sealed against every change. With
+//! flag bit 1 the memfd is one of the writer's reusable buffers: sealed
+//! against shrinking and growing only, at least as long as the message, and
+//! the frame's body is a `u64` token. Once the reader has copied the message
+//! out it sends the token back on the same connection in a release frame
+//! (kind 3, no body, the token in the stamp field), and only then may the
+//! writer fill that buffer again. Readers that can do this say so in their
+//! metadata (`recycle=1`); writers never send such frames to others.
 //!
 //! An origin block (flag bit 0, inline kind only) tells where a message came
 //! from on the network; the daemon sets it and readers believe it only from
@@ -35,10 +44,20 @@ pub(crate) enum Kind {
     Memfd,
     /// Several inline messages, each prefixed by its `u32` length.
     Batch,
+    /// Reader to writer: the recyclable memfd with this token (in `stamp`)
+    /// has been read and may be filled again.
+    Release,
 }
 
 /// Header flag: the inline payload starts with an origin block.
 pub(crate) const FLAG_ORIGIN: u16 = 1;
+
+/// Header flag (memfd kind): the memfd is a reusable buffer of the writer's,
+/// the body is its `u64` token, and the reader returns the token when done.
+pub(crate) const FLAG_RECYCLE: u16 = 2;
+
+/// Body length of a recyclable memfd frame: the token.
+pub(crate) const TOKEN_LEN: usize = 8;
 
 /// A decoded frame header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +100,7 @@ impl Header {
             Kind::Inline => 0,
             Kind::Memfd => 1,
             Kind::Batch => 2,
+            Kind::Release => 3,
         };
         b[2..4].copy_from_slice(&self.flags.to_le_bytes());
         b[4..8].copy_from_slice(&self.len.to_le_bytes());
@@ -102,6 +122,7 @@ impl Header {
             0 => Kind::Inline,
             1 => Kind::Memfd,
             2 => Kind::Batch,
+            3 => Kind::Release,
             k => return Err(FrameError::Kind(k)),
         };
         let flags = u16::from_le_bytes([b[2], b[3]]);
@@ -110,7 +131,8 @@ impl Header {
         let actual = packet.len() - HEADER_LEN;
         let expected = match kind {
             Kind::Inline | Kind::Batch => len as usize,
-            Kind::Memfd => 0,
+            Kind::Memfd if flags & FLAG_RECYCLE != 0 => TOKEN_LEN,
+            Kind::Memfd | Kind::Release => 0,
         };
         if actual != expected {
             return Err(FrameError::Length {
@@ -125,6 +147,11 @@ impl Header {
             stamp,
         })
     }
+}
+
+/// The token of a recyclable memfd frame's body.
+pub(crate) fn token(body: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(body.try_into().ok()?))
 }
 
 /// Splits a batch payload into its messages; `None` if malformed.
@@ -231,6 +258,12 @@ mod tests {
                 stamp: u64::MAX,
             },
             Header {
+                kind: Kind::Release,
+                flags: 0,
+                len: 0,
+                stamp: 7,
+            },
+            Header {
                 kind: Kind::Batch,
                 flags: 0,
                 len: 3,
@@ -238,11 +271,29 @@ mod tests {
             },
         ] {
             let mut p = h.encode().to_vec();
-            if h.kind != Kind::Memfd {
+            if matches!(h.kind, Kind::Inline | Kind::Batch) {
                 p.extend(std::iter::repeat_n(0, h.len as usize));
             }
             assert_eq!(Header::decode(&p), Ok(h));
         }
+    }
+
+    #[test]
+    fn recyclable_memfd_frames_carry_exactly_a_token() {
+        let h = Header {
+            kind: Kind::Memfd,
+            flags: FLAG_RECYCLE,
+            len: 1 << 20,
+            stamp: 3,
+        };
+        let mut p = h.encode().to_vec();
+        assert!(matches!(Header::decode(&p), Err(FrameError::Length { .. })));
+        p.extend(42u64.to_le_bytes());
+        assert_eq!(Header::decode(&p), Ok(h));
+        assert_eq!(token(&p[HEADER_LEN..]), Some(42));
+        assert_eq!(token(&p[HEADER_LEN + 1..]), None);
+        p.push(0);
+        assert!(matches!(Header::decode(&p), Err(FrameError::Length { .. })));
     }
 
     #[test]

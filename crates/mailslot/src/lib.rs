@@ -95,6 +95,7 @@ pub mod async_io;
 pub mod callback;
 mod error;
 mod frame;
+mod memfd_pool;
 pub mod name;
 mod namespace;
 #[cfg(feature = "network")]

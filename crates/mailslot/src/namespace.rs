@@ -254,12 +254,15 @@ pub(crate) struct Meta {
     pub created_ms: u64,
     pub accept_remote: bool,
     pub shared: bool,
+    /// The reader returns recyclable memfds (see `frame.rs`); readers of
+    /// earlier versions do not write the key.
+    pub recycle: bool,
 }
 
 impl Meta {
     fn encode(&self) -> String {
         format!(
-            "version=1\nname={}\npid={}\nuid={}\ngid={}\nmode={:o}\nmax_message_size={}\ncreated_ms={}\naccept_remote={}\nshared={}\n",
+            "version=1\nname={}\npid={}\nuid={}\ngid={}\nmode={:o}\nmax_message_size={}\ncreated_ms={}\naccept_remote={}\nshared={}\nrecycle={}\n",
             self.name,
             self.pid,
             self.uid,
@@ -268,7 +271,8 @@ impl Meta {
             self.max_message_size,
             self.created_ms,
             u8::from(self.accept_remote),
-            u8::from(self.shared)
+            u8::from(self.shared),
+            u8::from(self.recycle)
         )
     }
 
@@ -283,6 +287,7 @@ impl Meta {
             created_ms: 0,
             accept_remote: true,
             shared: false,
+            recycle: false,
         };
         let mut seen = 0u32;
         for line in text.lines() {
@@ -298,6 +303,7 @@ impl Meta {
                 "created_ms" => (m.created_ms, seen) = (v.parse().ok()?, seen | 128),
                 "accept_remote" => m.accept_remote = v == "1",
                 "shared" => m.shared = v == "1",
+                "recycle" => m.recycle = v == "1",
                 _ => {}
             }
         }
@@ -699,6 +705,7 @@ mod tests {
             created_ms: 1,
             accept_remote: false,
             shared: true,
+            recycle: true,
         };
         assert_eq!(Meta::decode(&m.encode()), Some(m.clone()));
         let text = m.encode();

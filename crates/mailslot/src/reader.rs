@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result, io_err};
-use crate::frame::{FLAG_ORIGIN, HEADER_LEN, Header, INLINE_MAX, Kind, RemoteOrigin, split_batch};
+use crate::frame::{
+    self, FLAG_ORIGIN, FLAG_RECYCLE, HEADER_LEN, Header, INLINE_MAX, Kind, RemoteOrigin,
+    split_batch,
+};
 use crate::name::SlotName;
 use crate::namespace::{Claim, Meta, Namespace};
 use crate::sys;
@@ -175,14 +178,20 @@ impl Waker {
 
 enum Payload {
     Inline(Vec<u8>),
-    Memfd(OwnedFd, usize),
+    /// A memfd of at least `len` bytes; with a token, a buffer of the
+    /// writer's to give back once read (see `frame.rs`).
+    Memfd {
+        fd: OwnedFd,
+        len: usize,
+        token: Option<u64>,
+    },
 }
 
 impl Payload {
     fn len(&self) -> usize {
         match self {
             Payload::Inline(v) => v.len(),
-            Payload::Memfd(_, n) => *n,
+            Payload::Memfd { len, .. } => *len,
         }
     }
 }
@@ -301,6 +310,7 @@ impl Reader {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             shared: options.shared,
+            recycle: !options.shared,
         };
         let claim = Claim::acquire(&ns, name, options.shared, &meta)?;
         // A shared reader is one instance among several, with sockets of its own.
@@ -448,7 +458,7 @@ impl Reader {
                 got: buf.len(),
             });
         }
-        let (p, sender) = self.take_head();
+        let (idx, p, sender) = self.take_head();
         match p.payload {
             Payload::Inline(v) => {
                 buf[..v.len()].copy_from_slice(&v);
@@ -456,8 +466,11 @@ impl Reader {
                     self.spare.push(v);
                 }
             }
-            Payload::Memfd(fd, n) => sys::pread_exact(fd.as_fd(), &mut buf[..n])
-                .map_err(io_err("reading a large message", &self.display))?,
+            Payload::Memfd { fd, len, token } => {
+                let r = sys::pread_exact(fd.as_fd(), &mut buf[..len]);
+                self.give_back(idx, token);
+                r.map_err(io_err("reading a large message", &self.display))?;
+            }
         }
         Ok((needed, sender))
     }
@@ -486,13 +499,14 @@ impl Reader {
     /// Like [`read_message`](Reader::read_message) with an explicit timeout.
     pub fn read_message_timeout(&mut self, timeout: Option<Duration>) -> Result<Message> {
         self.wait_head(timeout)?;
-        let (p, sender) = self.take_head();
+        let (idx, p, sender) = self.take_head();
         let data = match p.payload {
             Payload::Inline(v) => v,
-            Payload::Memfd(fd, n) => {
-                let mut v = vec![0u8; n];
-                sys::pread_exact(fd.as_fd(), &mut v)
-                    .map_err(io_err("reading a large message", &self.display))?;
+            Payload::Memfd { fd, len, token } => {
+                let mut v = vec![0u8; len];
+                let r = sys::pread_exact(fd.as_fd(), &mut v);
+                self.give_back(idx, token);
+                r.map_err(io_err("reading a large message", &self.display))?;
                 v
             }
         };
@@ -571,8 +585,26 @@ impl Reader {
             .map_or(0, |p| p.payload.len())
     }
 
-    /// Removes the globally earliest message.
-    fn take_head(&mut self) -> (Pending, Sender) {
+    /// Tells the writer on connection `idx` that its buffer with `token`
+    /// has been read. Never waits: a writer that does not take the notice
+    /// (or has gone) only loses the buffer's reuse.
+    fn give_back(&self, idx: usize, token: Option<u64>) {
+        let (Some(token), Some(conn)) = (token, self.conns.get(idx).and_then(Option::as_ref))
+        else {
+            return;
+        };
+        let notice = Header {
+            kind: Kind::Release,
+            flags: 0,
+            len: 0,
+            stamp: token,
+        }
+        .encode();
+        let _ = sys::send_frame(conn.fd.as_fd(), &notice, &[], None, true);
+    }
+
+    /// Removes the globally earliest message; returns its connection too.
+    fn take_head(&mut self) -> (usize, Pending, Sender) {
         let Reverse((_, _, idx)) = self.heads.pop().expect("a head exists");
         let conn = self.conns[idx].as_mut().expect("head's connection exists");
         let p = conn.queue.pop_front().expect("head's queue is not empty");
@@ -590,7 +622,7 @@ impl Reader {
             // This writer may have more, possibly earlier than other heads.
             self.needs_pump = true;
         }
-        (p, sender)
+        (idx, p, sender)
     }
 
     /// Waits up to `timeout` for readiness, then accepts new writers and
@@ -845,15 +877,22 @@ fn decode_frame(
                 origin,
             });
         }
-        (Kind::Memfd, Some(fd)) if h.flags == 0 => {
+        (Kind::Memfd, Some(fd)) if h.flags & !FLAG_RECYCLE == 0 => {
+            let recycle = h.flags & FLAG_RECYCLE != 0;
+            let token = if recycle { frame::token(body) } else { None };
             if too_big(h.len as usize)
-                || sys::check_sealed_memfd(fd.as_fd(), u64::from(h.len)).is_err()
+                || (recycle && token.is_none())
+                || sys::check_memfd(fd.as_fd(), u64::from(h.len), recycle).is_err()
             {
                 return false;
             }
             queue.push_back(Pending {
                 stamp: h.stamp,
-                payload: Payload::Memfd(fd, h.len as usize),
+                payload: Payload::Memfd {
+                    fd,
+                    len: h.len as usize,
+                    token,
+                },
                 origin: None,
             });
         }

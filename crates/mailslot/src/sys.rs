@@ -16,7 +16,7 @@
 //!   [`send_frame`], [`recv_frame`], [`wait_writable`], [`queued_bytes`];
 //! - readiness: [`Poller`] (epoll) and [`EventFd`] (the reader's waker);
 //! - sealed memory files for large messages: [`sealed_memfd`],
-//!   [`check_sealed_memfd`], [`pread_exact`];
+//!   [`fixed_size_memfd`], [`check_memfd`], [`pwrite_all`], [`pread_exact`];
 //! - with the `network` feature: [`interfaces`] (netlink `RTM_GETLINK` +
 //!   `RTM_GETADDR`), [`local_addr_for`] (`connect` + `getsockname` on a UDP
 //!   socket), [`udp_socket`] (`socket` + `bind` + `SO_BROADCAST`),
@@ -371,7 +371,11 @@ pub(crate) fn recv_frame(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Recv>
             Ok(r) => break r,
             Err(rustix::io::Errno::INTR) => continue,
             Err(rustix::io::Errno::AGAIN) => return Ok(Recv::WouldBlock),
-            Err(rustix::io::Errno::CONNRESET) => return Ok(Recv::Closed),
+            // A peer that closes with frames of ours unread (a writer with
+            // release notices it never collected) leaves ECONNRESET pending
+            // *before* the frames it sent: reading the error clears it, so
+            // read on; end-of-stream comes after the last frame.
+            Err(rustix::io::Errno::CONNRESET) => continue,
             Err(e) => return Err(to_io(e)),
         }
     };
@@ -524,46 +528,71 @@ const ALL_SEALS: SealFlags = SealFlags::SEAL
     .union(SealFlags::GROW)
     .union(SealFlags::WRITE);
 
-/// `memfd_create("mailslot-message", MFD_CLOEXEC | MFD_ALLOW_SEALING)`, then
-/// `write` the data and `fcntl(F_ADD_SEALS)` so nobody can change it.
-pub(crate) fn sealed_memfd(data: &[u8]) -> io::Result<OwnedFd> {
+fn memfd(size: u64) -> io::Result<OwnedFd> {
     let fd = rustix::fs::memfd_create(
         "mailslot-message",
         rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
     )
     .map_err(to_io)?;
-    rustix::fs::ftruncate(&fd, data.len() as u64).map_err(to_io)?;
+    rustix::fs::ftruncate(&fd, size).map_err(to_io)?;
+    Ok(fd)
+}
+
+/// `pwrite(fd, data, 0)` until all of `data` is written.
+pub(crate) fn pwrite_all(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<()> {
     let mut off = 0usize;
     while off < data.len() {
-        match rustix::io::pwrite(&fd, &data[off..], off as u64) {
+        match rustix::io::pwrite(fd, &data[off..], off as u64) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => off += n,
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(to_io(e)),
         }
     }
+    Ok(())
+}
+
+/// `memfd_create("mailslot-message", MFD_CLOEXEC | MFD_ALLOW_SEALING)`, then
+/// `write` the data and `fcntl(F_ADD_SEALS)` so nobody can change it.
+pub(crate) fn sealed_memfd(data: &[u8]) -> io::Result<OwnedFd> {
+    let fd = memfd(data.len() as u64)?;
+    pwrite_all(fd.as_fd(), data)?;
     rustix::fs::fcntl_add_seals(&fd, ALL_SEALS).map_err(to_io)?;
     Ok(fd)
 }
 
+/// A reusable buffer: a memfd of `size` bytes sealed against shrinking and
+/// growing (so a reader's `pread` of it never comes up short) but still
+/// writable, to be filled with [`pwrite_all`] again and again.
+pub(crate) fn fixed_size_memfd(size: u64) -> io::Result<OwnedFd> {
+    let fd = memfd(size)?;
+    rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+        .map_err(to_io)?;
+    Ok(fd)
+}
+
 /// `fcntl(F_GET_SEALS)` and `fstat`: the descriptor must be a fully sealed
-/// memfd of exactly `len` bytes.
-pub(crate) fn check_sealed_memfd(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+/// memfd of exactly `len` bytes, or with `writable`, a memfd sealed against
+/// shrinking and growing of at least `len` bytes (see [`fixed_size_memfd`]).
+pub(crate) fn check_memfd(fd: BorrowedFd<'_>, len: u64, writable: bool) -> io::Result<()> {
     let seals = rustix::fs::fcntl_get_seals(fd).map_err(to_io)?;
-    if !seals.contains(SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE) {
+    let needed = if writable {
+        SealFlags::SHRINK | SealFlags::GROW
+    } else {
+        SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE
+    };
+    if !seals.contains(needed) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "passed memory file is not sealed against writes",
+            "passed memory file is not sealed",
         ));
     }
     let st = fstat(fd)?;
-    if st.st_size as u64 != len {
+    let size = st.st_size as u64;
+    if size != len && !(writable && size > len) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!(
-                "passed memory file holds {} bytes, header says {len}",
-                st.st_size
-            ),
+            format!("passed memory file holds {size} bytes, header says {len}"),
         ));
     }
     Ok(())

@@ -1,12 +1,15 @@
 //! The writer: Windows' mailslot "client".
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, io_err};
-use crate::frame::{FLAG_ORIGIN, HEADER_LEN, Header, INLINE_MAX, Kind, RemoteOrigin, push_batch};
+use crate::frame::{
+    FLAG_ORIGIN, FLAG_RECYCLE, HEADER_LEN, Header, INLINE_MAX, Kind, RemoteOrigin, push_batch,
+};
+use crate::memfd_pool::{self, MemfdPool};
 use crate::name::SlotName;
 use crate::namespace::{Meta, Namespace};
 use crate::sys;
@@ -26,7 +29,9 @@ pub struct Writer {
     accept_remote: bool,
     write_timeout: Option<Duration>,
     // Held across stamp-and-send so one connection's stamps stay ordered.
-    send_lock: Mutex<()>,
+    // Guards the reusable buffers for large messages, when the reader
+    // takes them back (not for shared slots).
+    send_lock: Mutex<Option<MemfdPool>>,
     // For a shared slot: every reader instance (`fd` is a copy of the first).
     shared: Option<Mutex<crate::shared::SharedTargets>>,
     // For `\\HOST`, `\\DOMAIN`, `\\*`: where datagrams go (`fd` is a copy
@@ -101,7 +106,10 @@ impl Writer {
                         reader_pid: cred.pid,
                         accept_remote: meta.accept_remote,
                         write_timeout: None,
-                        send_lock: Mutex::new(()),
+                        send_lock: Mutex::new(
+                            meta.recycle
+                                .then(|| MemfdPool::new(memfd_pool::DEFAULT_BYTES)),
+                        ),
                         shared: None,
                         #[cfg(feature = "network")]
                         remote: None,
@@ -153,7 +161,7 @@ impl Writer {
             reader_pid: meta.pid,
             accept_remote: meta.accept_remote,
             write_timeout: None,
-            send_lock: Mutex::new(()),
+            send_lock: Mutex::new(None),
             shared: Some(Mutex::new(targets)),
             #[cfg(feature = "network")]
             remote: None,
@@ -217,7 +225,7 @@ impl Writer {
             reader_pid: 0,
             accept_remote: false,
             write_timeout: None,
-            send_lock: Mutex::new(()),
+            send_lock: Mutex::new(None),
             shared: None,
             remote: Some(Box::new(target)),
         })
@@ -291,40 +299,86 @@ impl Writer {
             size: data.len(),
             max: u64::from(u32::MAX),
         })?;
-        let memfd = if data.len() > INLINE_MAX {
-            Some(
-                sys::sealed_memfd(data)
-                    .map_err(io_err("preparing a large message", &self.display))?,
-            )
-        } else {
-            None
-        };
+        if data.len() > INLINE_MAX {
+            return self.write_large(data, len);
+        }
         let _guard = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
         let deadline = self.write_timeout.map(|t| Instant::now() + t);
-        let stamp = sys::monotonic_ns();
-        match &memfd {
-            None => self.send(
-                Header {
-                    kind: Kind::Inline,
-                    flags: 0,
-                    len,
-                    stamp,
-                },
-                data,
-                None,
-                deadline,
-            ),
-            Some(m) => self.send(
-                Header {
+        let header = Header {
+            kind: Kind::Inline,
+            flags: 0,
+            len,
+            stamp: sys::monotonic_ns(),
+        };
+        self.send(header, data, None, deadline)
+    }
+
+    /// Bounds the memory this writer keeps to reuse for large messages
+    /// (over 64 KiB), which pass through shared memory: 128 MiB by default,
+    /// in at most four buffers. Reusing a buffer saves allocating and
+    /// freeing its pages for every message, several times the cost of
+    /// copying it. `0` keeps none; every large message then gets a memory
+    /// file of its own. Buffers the reader still holds are not dropped.
+    pub fn set_large_message_cache(&mut self, bytes: u64) {
+        let pool = self.send_lock.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = pool {
+            p.set_limit(bytes);
+        }
+    }
+
+    /// A message too large to send inline: in one of the writer's reusable
+    /// buffers when the reader gives them back and one is free, else in a
+    /// memory file of its own, sealed against every change.
+    fn write_large(&self, data: &[u8], len: u32) -> Result<()> {
+        let mut pool = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = pool.as_mut() {
+            self.collect_releases(p);
+            // Creating or filling a buffer can fail (no memory, no
+            // descriptors); a sealed memory file then reports the error.
+            if let Ok(Some(lease)) = p.fill(data) {
+                let deadline = self.write_timeout.map(|t| Instant::now() + t);
+                let header = Header {
                     kind: Kind::Memfd,
-                    flags: 0,
+                    flags: FLAG_RECYCLE,
                     len,
-                    stamp,
-                },
-                &[],
-                Some(m),
-                deadline,
-            ),
+                    stamp: sys::monotonic_ns(),
+                };
+                let token = lease.token().to_le_bytes();
+                self.send_on(
+                    self.fd.as_fd(),
+                    header,
+                    &token,
+                    Some(p.fd(&lease)),
+                    deadline,
+                )?;
+                p.sent(lease);
+                return Ok(());
+            }
+        }
+        drop(pool);
+        let memfd =
+            sys::sealed_memfd(data).map_err(io_err("preparing a large message", &self.display))?;
+        let _guard = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let deadline = self.write_timeout.map(|t| Instant::now() + t);
+        let header = Header {
+            kind: Kind::Memfd,
+            flags: 0,
+            len,
+            stamp: sys::monotonic_ns(),
+        };
+        self.send(header, &[], Some(memfd.as_fd()), deadline)
+    }
+
+    /// Takes the reader's release notices off the connection: those buffers
+    /// may be filled again. Anything else the reader sent is ignored.
+    fn collect_releases(&self, pool: &mut MemfdPool) {
+        let mut buf = [0u8; HEADER_LEN];
+        while let Ok(sys::Recv::Frame { len, .. }) = sys::recv_frame(self.fd.as_fd(), &mut buf) {
+            if let Ok(h) = Header::decode(&buf[..len.min(HEADER_LEN)]) {
+                if h.kind == Kind::Release {
+                    pool.release(h.stamp);
+                }
+            }
         }
     }
 
@@ -434,7 +488,7 @@ impl Writer {
         &self,
         header: Header,
         payload: &[u8],
-        memfd: Option<&OwnedFd>,
+        memfd: Option<BorrowedFd<'_>>,
         deadline: Option<Instant>,
     ) -> Result<()> {
         match &self.shared {
@@ -450,7 +504,7 @@ impl Writer {
         targets: &Mutex<crate::shared::SharedTargets>,
         header: Header,
         payload: &[u8],
-        memfd: Option<&OwnedFd>,
+        memfd: Option<BorrowedFd<'_>>,
         deadline: Option<Instant>,
     ) -> Result<()> {
         let mut t = targets.lock().unwrap_or_else(|p| p.into_inner());
@@ -484,15 +538,15 @@ impl Writer {
 
     fn send_on(
         &self,
-        fd: std::os::fd::BorrowedFd<'_>,
+        fd: BorrowedFd<'_>,
         header: Header,
         payload: &[u8],
-        memfd: Option<&OwnedFd>,
+        memfd: Option<BorrowedFd<'_>>,
         deadline: Option<Instant>,
     ) -> Result<()> {
         let hdr: [u8; HEADER_LEN] = header.encode();
         loop {
-            match sys::send_frame(fd, &hdr, payload, memfd.map(|m| m.as_fd()), true) {
+            match sys::send_frame(fd, &hdr, payload, memfd, true) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -520,7 +574,7 @@ impl Writer {
                         kind: Kind::Memfd,
                         ..header
                     };
-                    return self.send_on(fd, h, &[], Some(&m), deadline);
+                    return self.send_on(fd, h, &[], Some(m.as_fd()), deadline);
                 }
                 Err(e)
                     if matches!(

@@ -38,8 +38,11 @@ fn child_entry() {
 /// A scriptable child: one command per stdin line, one answer each.
 ///
 /// `open`; `write TEXT`; `write0`; `batch A,B,C`; `remote TEXT`;
-/// `burst PREFIX N` (N writes `PREFIX0`..); `create MODE [MAX]` (hold a
-/// reader); `read` (from the held reader).
+/// `burst PREFIX N` (N writes `PREFIX0`..); `large SEED N LEN` (N writes of
+/// [`messages::large_message`]`(SEED + i, LEN)`); `cache BYTES` (the
+/// writer's large-message cache); `memfds` (how many message memory files
+/// this process holds); `create MODE [MAX]` (hold a reader); `read` (from
+/// the held reader).
 fn child_commands(ns: &Namespace, name: &SlotName) {
     say(format!(
         "id {} {} {}",
@@ -74,6 +77,29 @@ fn child_commands(ns: &Namespace, name: &SlotName) {
                 let n: usize = n.parse().expect("child: burst count");
                 answer((0..n).try_for_each(|i| w().write(format!("{prefix}{i}").as_bytes())))
             }
+            "large" => {
+                let v: Vec<u64> = arg
+                    .split(' ')
+                    .map(|x| x.parse().expect("child: large"))
+                    .collect();
+                let [seed, n, len] = v[..] else {
+                    panic!("child: large SEED N LEN")
+                };
+                answer(
+                    (0..n).try_for_each(|i| {
+                        w().write(&messages::large_message(seed + i, len as usize))
+                    }),
+                )
+            }
+            "cache" => {
+                let bytes = arg.parse().expect("child: cache BYTES");
+                writer
+                    .as_mut()
+                    .expect("child: open first")
+                    .set_large_message_cache(bytes);
+                say("ok")
+            }
+            "memfds" => say(format!("memfds {}", messages::message_memfds())),
             "create" => {
                 let (mode, max) = arg.split_once(' ').unwrap_or((arg, "0"));
                 let mode = u32::from_str_radix(mode, 8).expect("child: octal mode");

@@ -39,6 +39,117 @@ fn large_messages_round_trip_intact() -> TestResult {
     Ok(())
 }
 
+/// The content of large message number `seed`: cheap to make, different
+/// for every seed and every 8-byte word.
+pub fn large_message(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len + 8);
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Message memory files (`memfd:mailslot-message`) this process holds open.
+pub fn message_memfds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|t| t.to_string_lossy().starts_with("/memfd:mailslot-message"))
+        .count()
+}
+
+fn read_large(reader: &mut Reader, seed: u64, len: usize, what: &str) -> TestResult {
+    let m = reader.read_message_timeout(Some(PATIENCE))?;
+    assert_eq!(m.data.len(), len, "{what}: length");
+    assert!(
+        m.data == large_message(seed, len),
+        "{what}: message {seed} corrupted"
+    );
+    Ok(())
+}
+
+/// Large messages go in the writer's reusable buffers; a buffer is filled
+/// again only after the reader has read what it held, so nothing is ever
+/// overwritten, whether the reader keeps up or lets many pile up.
+#[test]
+fn reused_large_message_buffers_never_overwrite_unread_messages() -> TestResult {
+    let (tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\large\reuse");
+    let mut reader = Reader::create_in(&ns, &name, &now())?;
+    let mut w = Spawn::new("writer", tmp.path())
+        .slot(r"large\reuse")
+        .start();
+    assert!(w.recv().starts_with("id "));
+    assert_eq!(w.ask("open"), "ok");
+    let len = 300_000;
+    // The reader keeps up: one buffer serves every message.
+    for i in 0..20 {
+        assert_eq!(w.ask(&format!("large {i} 1 {len}")), "ok");
+        read_large(&mut reader, i, len, "in step")?;
+    }
+    assert_eq!(w.ask("memfds"), "memfds 1", "the buffer was not reused");
+    // The reader falls behind: every buffer is out, later messages get
+    // memory files of their own; all arrive intact and in order.
+    assert_eq!(w.ask(&format!("large 100 12 {len}")), "ok");
+    assert_eq!(reader.info()?.count, 12);
+    for i in 0..12 {
+        read_large(&mut reader, 100 + i, len, "backlog")?;
+    }
+    // Sizes change: smaller and larger messages share the pool.
+    for (i, l) in [70_000usize, 1 << 20, 200_000, 3 << 20, 65_537]
+        .into_iter()
+        .enumerate()
+    {
+        let seed = 200 + i as u64;
+        assert_eq!(w.ask(&format!("large {seed} 1 {l}")), "ok");
+        read_large(&mut reader, seed, l, "mixed sizes")?;
+    }
+    let held: usize = w.ask("memfds").trim_start_matches("memfds ").parse()?;
+    assert!(
+        (1..=4).contains(&held),
+        "the pool holds {held} buffers, at most 4"
+    );
+    // No cache: nothing kept, messages still intact.
+    assert_eq!(w.ask("cache 0"), "ok");
+    assert_eq!(w.ask(&format!("large 300 3 {len}")), "ok");
+    for i in 0..3 {
+        read_large(&mut reader, 300 + i, len, "no cache")?;
+    }
+    assert_eq!(w.ask("memfds"), "memfds 0");
+    w.finish();
+    Ok(())
+}
+
+/// A writer that closes with release notices it never collected makes the
+/// kernel flag its connection reset; what it sent before must still arrive.
+#[test]
+fn writer_closing_with_uncollected_release_notices_loses_nothing() -> TestResult {
+    let (_tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\large\notices");
+    let mut reader = Reader::create_in(&ns, &name, &now())?;
+    let w = Writer::open_in(&ns, &name)?;
+    w.write(&large_message(1, 200_000))?;
+    read_large(&mut reader, 1, 200_000, "large")?;
+    // The release notice now waits, unread, in the writer's socket.
+    for i in 0..100 {
+        w.write(format!("small {i}").as_bytes())?;
+    }
+    drop(w);
+    for i in 0..100 {
+        assert_eq!(reader.read_message()?.data, format!("small {i}").as_bytes());
+    }
+    assert!(matches!(
+        reader.try_read(&mut [0; 8]),
+        Err(Error::TimedOut { .. })
+    ));
+    Ok(())
+}
+
 #[test]
 fn over_size_memfd_message_is_refused_by_the_writer() -> TestResult {
     let (_tmp, ns) = namespace();

@@ -288,6 +288,17 @@ fn hostile_raw_writer_is_disconnected_and_counted_while_others_get_through() -> 
             | rustix::fs::SealFlags::GROW
             | rustix::fs::SealFlags::WRITE,
     )?;
+    // A recyclable buffer: sealed against shrinking and growing only.
+    let fixed = rustix::fs::memfd_create(
+        "z",
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+    )?;
+    rustix::fs::ftruncate(&fixed, 10)?;
+    rustix::fs::fcntl_add_seals(
+        &fixed,
+        rustix::fs::SealFlags::SHRINK | rustix::fs::SealFlags::GROW,
+    )?;
+    let token = 5u64.to_le_bytes();
     let with_payload = |mut h: Vec<u8>, p: &[u8]| {
         h.extend_from_slice(p);
         h
@@ -324,6 +335,32 @@ fn hostile_raw_writer_is_disconnected_and_counted_while_others_get_through() -> 
             Some(&sealed),
         ),
         ("sealed memfd with flags", header(1, 1, 10), Some(&sealed)),
+        (
+            "writable memfd without the recycle flag",
+            header(1, 0, 10),
+            Some(&fixed),
+        ),
+        (
+            "recyclable memfd without a token",
+            header(1, 2, 10),
+            Some(&fixed),
+        ),
+        (
+            "recyclable memfd that can shrink",
+            with_payload(header(1, 2, 10), &token),
+            Some(&unsealed),
+        ),
+        (
+            "recyclable memfd shorter than the message",
+            with_payload(header(1, 2, 11), &token),
+            Some(&fixed),
+        ),
+        (
+            "recyclable memfd with another flag",
+            with_payload(header(1, 3, 10), &token),
+            Some(&fixed),
+        ),
+        ("release notice from a writer", header(3, 0, 0), None),
         (
             "inline frame with a descriptor",
             with_payload(header(0, 0, 2), b"hi"),

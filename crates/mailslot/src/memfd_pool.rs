@@ -1,0 +1,235 @@
+//! A writer's reusable memory files for large messages.
+//!
+//! A fresh sealed memfd per large message costs a page allocation, and
+//! later a page free, for every 4 KiB: for a 1 MiB message that is several
+//! times the cost of copying it. So a writer keeps a few memfds of
+//! power-of-two sizes, sealed only against shrinking and growing, fills one
+//! per message with `pwrite`, and passes it with a token (see `frame.rs`).
+//! The reader copies the message out and sends the token back; only then is
+//! the buffer filled again. Tokens are never reused, so a late or forged
+//! release cannot free a buffer that is in use.
+//!
+//! The pool is bounded in buffers and bytes; when every buffer is busy, or
+//! a new one would not fit, the writer falls back to a one-off sealed
+//! memfd, so nothing ever waits for the pool.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use crate::sys;
+
+/// Smallest buffer: just above the largest inline message.
+const MIN_SIZE: u64 = 128 * 1024;
+
+/// Most buffers a writer keeps.
+const MAX_BUFFERS: usize = 4;
+
+/// Default bound on the bytes a writer keeps in buffers.
+pub(crate) const DEFAULT_BYTES: u64 = 128 * 1024 * 1024;
+
+struct Buffer {
+    fd: OwnedFd,
+    size: u64,
+    /// The token of the send it is out for, if it is.
+    out: Option<u64>,
+    /// Pool clock when last filled (least recently used goes first).
+    used: u64,
+}
+
+/// The pool; one per connection (the writer's send lock guards it).
+pub(crate) struct MemfdPool {
+    bufs: Vec<Buffer>,
+    limit: u64,
+    next_token: u64,
+    clock: u64,
+}
+
+impl std::fmt::Debug for MemfdPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemfdPool")
+            .field("buffers", &self.bufs.len())
+            .field("bytes", &self.bytes())
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
+/// A buffer lent for one send: fill, send, then [`MemfdPool::sent`].
+pub(crate) struct Lease {
+    index: usize,
+    token: u64,
+}
+
+impl Lease {
+    pub(crate) fn token(&self) -> u64 {
+        self.token
+    }
+}
+
+impl MemfdPool {
+    pub(crate) fn new(limit: u64) -> MemfdPool {
+        MemfdPool {
+            bufs: Vec::new(),
+            limit,
+            next_token: 1,
+            clock: 0,
+        }
+    }
+
+    /// Bytes held in buffers.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bufs.iter().map(|b| b.size).sum()
+    }
+
+    /// Changes the bound; idle buffers over it are dropped at once.
+    pub(crate) fn set_limit(&mut self, limit: u64) {
+        self.limit = limit;
+        while self.bytes() > self.limit && self.evict_idle() {}
+    }
+
+    /// The reader is done with the buffer sent with `token`.
+    pub(crate) fn release(&mut self, token: u64) {
+        if let Some(b) = self.bufs.iter_mut().find(|b| b.out == Some(token)) {
+            b.out = None;
+        }
+    }
+
+    /// An idle buffer for `len` bytes, filled with `data`, or `None` when the
+    /// pool cannot lend one (the caller sends a one-off sealed memfd).
+    pub(crate) fn fill(&mut self, data: &[u8]) -> std::io::Result<Option<Lease>> {
+        // Buffers that were out when the bound went down may be idle now.
+        while self.bytes() > self.limit && self.evict_idle() {}
+        let size = (data.len() as u64).next_power_of_two().max(MIN_SIZE);
+        if size > self.limit {
+            return Ok(None);
+        }
+        let index = match self
+            .bufs
+            .iter()
+            .position(|b| b.out.is_none() && b.size == size)
+        {
+            Some(i) => i,
+            None => {
+                while (self.bufs.len() >= MAX_BUFFERS || self.bytes() + size > self.limit)
+                    && self.evict_idle()
+                {}
+                if self.bufs.len() >= MAX_BUFFERS || self.bytes() + size > self.limit {
+                    return Ok(None);
+                }
+                self.bufs.push(Buffer {
+                    fd: sys::fixed_size_memfd(size)?,
+                    size,
+                    out: None,
+                    used: 0,
+                });
+                self.bufs.len() - 1
+            }
+        };
+        sys::pwrite_all(self.bufs[index].fd.as_fd(), data)?;
+        let token = self.next_token;
+        self.next_token += 1;
+        Ok(Some(Lease { index, token }))
+    }
+
+    /// The descriptor to pass for `lease`.
+    pub(crate) fn fd(&self, lease: &Lease) -> BorrowedFd<'_> {
+        self.bufs[lease.index].fd.as_fd()
+    }
+
+    /// The frame with `lease` was sent: the buffer is out until released.
+    pub(crate) fn sent(&mut self, lease: Lease) {
+        self.clock += 1;
+        let b = &mut self.bufs[lease.index];
+        b.out = Some(lease.token);
+        b.used = self.clock;
+    }
+
+    /// Drops the least recently used idle buffer; false if none is idle.
+    fn evict_idle(&mut self) -> bool {
+        let victim = self
+            .bufs
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.out.is_none())
+            .min_by_key(|(_, b)| b.used)
+            .map(|(i, _)| i);
+        match victim {
+            Some(i) => {
+                self.bufs.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_back(pool: &MemfdPool, lease: &Lease, len: usize) -> Vec<u8> {
+        let mut v = vec![0; len];
+        sys::pread_exact(pool.fd(lease), &mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn reuses_a_released_buffer_and_never_a_busy_one() {
+        let mut pool = MemfdPool::new(DEFAULT_BYTES);
+        let a = vec![1u8; 200_000];
+        let l1 = pool.fill(&a).unwrap().unwrap();
+        assert_eq!(read_back(&pool, &l1, a.len()), a);
+        let (i1, t1) = (l1.index, l1.token());
+        pool.sent(l1);
+        // Busy: a second message gets another buffer.
+        let l2 = pool.fill(&[2u8; 150_000]).unwrap().unwrap();
+        assert_ne!(l2.index, i1);
+        pool.sent(l2);
+        // A stale or unknown token frees nothing.
+        pool.release(t1 + 100);
+        let l3 = pool.fill(&[3u8; 140_000]).unwrap().unwrap();
+        assert!(l3.index != i1 && l3.token() > t1);
+        pool.sent(l3);
+        pool.release(t1);
+        let l4 = pool.fill(&[4u8; 131_073]).unwrap().unwrap();
+        assert_eq!(l4.index, i1);
+        assert_eq!(pool.bufs.len(), 3);
+        assert_eq!(pool.bytes(), 3 * 256 * 1024);
+    }
+
+    #[test]
+    fn bounded_in_buffers_and_bytes() {
+        let mut pool = MemfdPool::new(1 << 20);
+        let data = vec![7u8; 300_000]; // 512 KiB buffers
+        let l1 = pool.fill(&data).unwrap().unwrap();
+        pool.sent(l1);
+        let l2 = pool.fill(&data).unwrap().unwrap();
+        pool.sent(l2);
+        // Both out and the bound reached: the caller must go without.
+        assert!(pool.fill(&data).unwrap().is_none());
+        // Larger than the bound: never pooled.
+        assert!(pool.fill(&vec![0u8; (1 << 20) + 1]).unwrap().is_none());
+        assert!(pool.bytes() <= 1 << 20);
+
+        let mut pool = MemfdPool::new(DEFAULT_BYTES);
+        for _ in 0..MAX_BUFFERS {
+            let l = pool.fill(&data).unwrap().unwrap();
+            pool.sent(l);
+        }
+        assert!(pool.fill(&data).unwrap().is_none());
+    }
+
+    #[test]
+    fn idle_buffers_of_another_size_make_room() {
+        let mut pool = MemfdPool::new(1 << 20);
+        let l = pool.fill(&[1u8; 200_000]).unwrap().unwrap(); // 256 KiB
+        let t = l.token();
+        pool.sent(l);
+        pool.release(t);
+        let l = pool.fill(&vec![2u8; 900_000]).unwrap().unwrap(); // 1 MiB
+        pool.sent(l);
+        assert_eq!(pool.bufs.len(), 1);
+        assert_eq!(pool.bytes(), 1 << 20);
+        pool.set_limit(0);
+        assert_eq!(pool.bytes(), 1 << 20, "a buffer that is out stays");
+    }
+}
