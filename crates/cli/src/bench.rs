@@ -152,6 +152,7 @@ struct Throughput {
     cpu_ns_per_msg: f64,
     reader_cpu_ns_per_msg: f64,
     reader_hwm_kib: f64,
+    reader_private_kib: f64,
 }
 
 /// Latency numbers of one run of one path (one-way, µs).
@@ -374,6 +375,7 @@ impl Harness {
             cpu_ns_per_msg: (cpu + r.cpu_ns) as f64 / r.messages.max(1) as f64,
             reader_cpu_ns_per_msg: r.cpu_ns as f64 / r.messages.max(1) as f64,
             reader_hwm_kib: r.hwm_kib as f64,
+            reader_private_kib: r.private_kib as f64,
         })
     }
 
@@ -465,6 +467,7 @@ fn combine_tp(runs: Vec<Result<Throughput, Missing>>) -> Result<Throughput, Miss
             |t| t.cpu_ns_per_msg,
             |t| t.reader_cpu_ns_per_msg,
             |t| t.reader_hwm_kib,
+            |t| t.reader_private_kib,
         ],
         |m| Throughput {
             msgs_per_s: m[0],
@@ -472,6 +475,7 @@ fn combine_tp(runs: Vec<Result<Throughput, Missing>>) -> Result<Throughput, Miss
             cpu_ns_per_msg: m[2],
             reader_cpu_ns_per_msg: m[3],
             reader_hwm_kib: m[4],
+            reader_private_kib: m[5],
         },
     )
 }
@@ -648,6 +652,7 @@ fn single_cell(
             "cpu_ns_per_msg": t.cpu_ns_per_msg.round(),
             "reader_cpu_ns_per_msg": t.reader_cpu_ns_per_msg.round(),
             "reader_hwm_kib": t.reader_hwm_kib,
+            "reader_private_kib": t.reader_private_kib,
             "loss": false,
         });
         if let Some(l) = l {
@@ -780,7 +785,7 @@ fn collect_notes<T>(r: &Results<T>, notes: &mut Vec<String>) {
 fn print_tp_header() {
     println!(
         "{:<8} {:>2}  {:<30} {:>11} {:>9} {:>8} {:>9}  {:>7} {:>7} {:>7}",
-        "size", "W", "path", "msgs/s", "MB/s", "CPU ns", "rd HWM", "/seqp", "/dgram", "/mq"
+        "size", "W", "path", "msgs/s", "MB/s", "CPU ns", "rd mem", "/seqp", "/dgram", "/mq"
     );
 }
 
@@ -811,7 +816,7 @@ fn print_tp_rows(cell: CellSpec, paths: &[Transport], ours: Transport, tp: &Resu
                     t.msgs_per_s,
                     t.mb_per_s,
                     t.cpu_ns_per_msg,
-                    t.reader_hwm_kib / 1024.0,
+                    t.reader_private_kib / 1024.0,
                     ratios
                 );
             }

@@ -88,7 +88,8 @@
 #![deny(missing_docs)]
 // The crate docs link the `network` items; without the feature they are plain text.
 #![cfg_attr(not(feature = "network"), allow(rustdoc::broken_intra_doc_links))]
-#![forbid(unsafe_code)]
+// Only `sys::shm` (shared mappings of large-message buffers) may use `unsafe`.
+#![deny(unsafe_code)]
 
 #[cfg(feature = "tokio")]
 pub mod async_io;

@@ -4,7 +4,8 @@
 //! later a page free, for every 4 KiB: for a 1 MiB message that is several
 //! times the cost of copying it. So a writer keeps a few memfds of
 //! power-of-two sizes, sealed only against shrinking and growing, fills one
-//! per message with `pwrite`, and passes it with a token (see `frame.rs`).
+//! per message through a mapping it keeps (`pwrite` if mapping failed), and
+//! passes it with a token (see `frame.rs`).
 //! The reader copies the message out and sends the token back; only then is
 //! the buffer filled again. Tokens are never reused, so a late or forged
 //! release cannot free a buffer that is in use.
@@ -24,10 +25,12 @@ const MIN_SIZE: u64 = 128 * 1024;
 const MAX_BUFFERS: usize = 4;
 
 /// Default bound on the bytes a writer keeps in buffers.
-pub(crate) const DEFAULT_BYTES: u64 = 128 * 1024 * 1024;
+pub(crate) const DEFAULT_BYTES: u64 = 256 * 1024 * 1024;
 
 struct Buffer {
     fd: OwnedFd,
+    /// Where the writer fills it; `None` if mapping failed (then `pwrite`).
+    map: Option<sys::SharedMap>,
     size: u64,
     /// The token of the send it is out for, if it is.
     out: Option<u64>,
@@ -115,8 +118,11 @@ impl MemfdPool {
                 if self.bufs.len() >= MAX_BUFFERS || self.bytes() + size > self.limit {
                     return Ok(None);
                 }
+                let fd = sys::fixed_size_memfd(size)?;
+                let map = sys::SharedMap::new(fd.as_fd(), true).ok();
                 self.bufs.push(Buffer {
-                    fd: sys::fixed_size_memfd(size)?,
+                    fd,
+                    map,
                     size,
                     out: None,
                     used: 0,
@@ -124,7 +130,11 @@ impl MemfdPool {
                 self.bufs.len() - 1
             }
         };
-        sys::pwrite_all(self.bufs[index].fd.as_fd(), data)?;
+        let b = &self.bufs[index];
+        match &b.map {
+            Some(m) => m.copy_from(data),
+            None => sys::pwrite_all(b.fd.as_fd(), data)?,
+        }
         let token = self.next_token;
         self.next_token += 1;
         Ok(Some(Lease { index, token }))

@@ -184,8 +184,15 @@ enum Payload {
         fd: OwnedFd,
         len: usize,
         token: Option<u64>,
+        /// The file's (device, inode) when it is a reusable buffer worth
+        /// keeping mapped.
+        id: Option<(u64, u64)>,
     },
 }
+
+/// Mappings of reusable buffers kept per connection (a writer reuses at
+/// most four).
+const MAPS_PER_CONN: usize = 4;
 
 impl Payload {
     fn len(&self) -> usize {
@@ -212,6 +219,8 @@ struct Conn {
     net_only: bool,
     /// The pump pass that last added messages to `queue` (see `Reader::pass`).
     filled_pass: u64,
+    /// Mappings of the writer's reusable buffers, least recently used first.
+    maps: Vec<((u64, u64), sys::SharedMap)>,
 }
 
 /// The reading end of a mailslot (Windows' mailslot server).
@@ -466,8 +475,8 @@ impl Reader {
                     self.spare.push(v);
                 }
             }
-            Payload::Memfd { fd, len, token } => {
-                let r = sys::pread_exact(fd.as_fd(), &mut buf[..len]);
+            Payload::Memfd { fd, len, token, id } => {
+                let r = self.copy_large(idx, &fd, id, &mut buf[..len]);
                 self.give_back(idx, token);
                 r.map_err(io_err("reading a large message", &self.display))?;
             }
@@ -502,9 +511,9 @@ impl Reader {
         let (idx, p, sender) = self.take_head();
         let data = match p.payload {
             Payload::Inline(v) => v,
-            Payload::Memfd { fd, len, token } => {
+            Payload::Memfd { fd, len, token, id } => {
                 let mut v = vec![0u8; len];
-                let r = sys::pread_exact(fd.as_fd(), &mut v);
+                let r = self.copy_large(idx, &fd, id, &mut v);
                 self.give_back(idx, token);
                 r.map_err(io_err("reading a large message", &self.display))?;
                 v
@@ -583,6 +592,43 @@ impl Reader {
             .as_ref()
             .and_then(|c| c.queue.front())
             .map_or(0, |p| p.payload.len())
+    }
+
+    /// Copies a large message out of its memory file: for a writer's
+    /// reusable buffer through a mapping the connection keeps (no page is
+    /// looked up again once mapped), else with `pread`.
+    fn copy_large(
+        &mut self,
+        idx: usize,
+        fd: &OwnedFd,
+        id: Option<(u64, u64)>,
+        dst: &mut [u8],
+    ) -> io::Result<()> {
+        if let (Some(id), Some(conn)) = (id, self.conns.get_mut(idx).and_then(Option::as_mut)) {
+            // The mapping holds the file, so its inode cannot be reused for
+            // another file while the entry exists.
+            match conn.maps.iter().position(|(k, _)| *k == id) {
+                Some(pos) => {
+                    let e = conn.maps.remove(pos);
+                    conn.maps.push(e);
+                }
+                None => {
+                    if let Ok(m) = sys::SharedMap::new(fd.as_fd(), false) {
+                        if conn.maps.len() >= MAPS_PER_CONN {
+                            conn.maps.remove(0);
+                        }
+                        conn.maps.push((id, m));
+                    }
+                }
+            }
+            if let Some((k, m)) = conn.maps.last() {
+                if *k == id && m.len() >= dst.len() {
+                    m.copy_to(dst);
+                    return Ok(());
+                }
+            }
+        }
+        sys::pread_exact(fd.as_fd(), dst)
     }
 
     /// Tells the writer on connection `idx` that its buffer with `token`
@@ -709,6 +755,7 @@ impl Reader {
                 trusted,
                 net_only: net,
                 filled_pass: 0,
+                maps: Vec::new(),
             };
             let idx = match self.free.pop() {
                 Some(i) => i,
@@ -880,18 +927,24 @@ fn decode_frame(
         (Kind::Memfd, Some(fd)) if h.flags & !FLAG_RECYCLE == 0 => {
             let recycle = h.flags & FLAG_RECYCLE != 0;
             let token = if recycle { frame::token(body) } else { None };
-            if too_big(h.len as usize)
-                || (recycle && token.is_none())
-                || sys::check_memfd(fd.as_fd(), u64::from(h.len), recycle).is_err()
-            {
+            if too_big(h.len as usize) || (recycle && token.is_none()) {
                 return false;
             }
+            let Ok(st) = sys::check_memfd(fd.as_fd(), u64::from(h.len), recycle) else {
+                return false;
+            };
+            // Map only buffers sized like our writers' (a power of two at
+            // most twice the message), never a huge sparse file.
+            let size = st.st_size as u64;
+            let id = (recycle && size <= (2 * u64::from(h.len)).max(256 << 10))
+                .then_some((st.st_dev, st.st_ino));
             queue.push_back(Pending {
                 stamp: h.stamp,
                 payload: Payload::Memfd {
                     fd,
                     len: h.len as usize,
                     token,
+                    id,
                 },
                 origin: None,
             });

@@ -1,8 +1,9 @@
 //! The one seam between the library and the operating system.
 //!
 //! Every system call the crate makes goes through this module, via `rustix`
-//! (no raw `libc` and no `unsafe` in our code). It
-//! provides:
+//! (no raw `libc`). The only `unsafe` code of the crate is here, in
+//! [`SharedMap`]: mapping a memory file and copying to or from the mapping.
+//! It provides:
 //!
 //! - clocks: [`monotonic_ns`] (the writer's ordering stamp);
 //! - identity: [`euid`], [`pid`];
@@ -16,7 +17,8 @@
 //!   [`send_frame`], [`recv_frame`], [`wait_writable`], [`queued_bytes`];
 //! - readiness: [`Poller`] (epoll) and [`EventFd`] (the reader's waker);
 //! - sealed memory files for large messages: [`sealed_memfd`],
-//!   [`fixed_size_memfd`], [`check_memfd`], [`pwrite_all`], [`pread_exact`];
+//!   [`fixed_size_memfd`], [`check_memfd`], [`pwrite_all`], [`pread_exact`],
+//!   and [`SharedMap`] (`mmap` of a reusable one);
 //! - with the `network` feature: [`interfaces`] (netlink `RTM_GETLINK` +
 //!   `RTM_GETADDR`), [`local_addr_for`] (`connect` + `getsockname` on a UDP
 //!   socket), [`udp_socket`] (`socket` + `bind` + `SO_BROADCAST`),
@@ -574,7 +576,7 @@ pub(crate) fn fixed_size_memfd(size: u64) -> io::Result<OwnedFd> {
 /// `fcntl(F_GET_SEALS)` and `fstat`: the descriptor must be a fully sealed
 /// memfd of exactly `len` bytes, or with `writable`, a memfd sealed against
 /// shrinking and growing of at least `len` bytes (see [`fixed_size_memfd`]).
-pub(crate) fn check_memfd(fd: BorrowedFd<'_>, len: u64, writable: bool) -> io::Result<()> {
+pub(crate) fn check_memfd(fd: BorrowedFd<'_>, len: u64, writable: bool) -> io::Result<Stat> {
     let seals = rustix::fs::fcntl_get_seals(fd).map_err(to_io)?;
     let needed = if writable {
         SealFlags::SHRINK | SealFlags::GROW
@@ -595,7 +597,117 @@ pub(crate) fn check_memfd(fd: BorrowedFd<'_>, len: u64, writable: bool) -> io::R
             format!("passed memory file holds {size} bytes, header says {len}"),
         ));
     }
-    Ok(())
+    Ok(st)
+}
+
+pub(crate) use shm::SharedMap;
+
+/// Shared mappings of reusable message buffers: two copies of a large
+/// message through mappings that stay in place cost about half of what
+/// `pwrite` and `pread` cost, which look up and lock every 4 KiB page.
+#[allow(unsafe_code)]
+mod shm {
+    use std::io;
+    use std::os::fd::BorrowedFd;
+    use std::ptr::NonNull;
+
+    use rustix::fs::SealFlags;
+    use rustix::mm::{MapFlags, ProtFlags};
+
+    /// A `MAP_SHARED` mapping of a whole memory file that cannot shrink.
+    ///
+    /// Every access stays within the mapping, and the file is sealed
+    /// against shrinking, so no access can fault for a missing page
+    /// (`SIGBUS`). Another process may change the bytes while we copy them
+    /// (the file's writer, or a reader that kept its descriptor): copies go
+    /// through raw pointers and never make a reference to the mapped
+    /// memory, so that yields odd bytes at worst, which only that process
+    /// could have sent anyway.
+    pub(crate) struct SharedMap {
+        ptr: NonNull<u8>,
+        len: usize,
+        writable: bool,
+    }
+
+    // SAFETY: the mapping belongs to this value alone; nothing else in this
+    // process points into it, so moving it to another thread is sound.
+    unsafe impl Send for SharedMap {}
+
+    impl SharedMap {
+        /// `mmap(NULL, size, PROT_READ [| PROT_WRITE], MAP_SHARED, fd, 0)`
+        /// for a memory file of `size` bytes sealed against shrinking and
+        /// growing (checked here with `fcntl(F_GET_SEALS)` and `fstat`).
+        pub(crate) fn new(fd: BorrowedFd<'_>, writable: bool) -> io::Result<SharedMap> {
+            let seals = rustix::fs::fcntl_get_seals(fd)?;
+            if !seals.contains(SealFlags::SHRINK | SealFlags::GROW) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "memory file can change size; not mapping it",
+                ));
+            }
+            let len = usize::try_from(rustix::fs::fstat(fd)?.st_size)
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+            if len == 0 {
+                return Err(io::Error::from(io::ErrorKind::InvalidData));
+            }
+            let prot = if writable {
+                ProtFlags::READ | ProtFlags::WRITE
+            } else {
+                ProtFlags::READ
+            };
+            // SAFETY: a fresh mapping chosen by the kernel (no address
+            // given), so it cannot overlap memory Rust already uses.
+            let p = unsafe {
+                rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)?
+            };
+            let ptr =
+                NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
+            Ok(SharedMap { ptr, len, writable })
+        }
+
+        /// Bytes mapped: the file's size.
+        pub(crate) fn len(&self) -> usize {
+            self.len
+        }
+
+        /// Copies the first `dst.len()` bytes of the mapping into `dst`.
+        pub(crate) fn copy_to(&self, dst: &mut [u8]) {
+            assert!(dst.len() <= self.len, "copy beyond the mapping");
+            // SAFETY: the source lies within our live mapping (checked
+            // above) and `dst` is a distinct, exclusively borrowed buffer.
+            unsafe {
+                std::ptr::copy_nonoverlapping(self.ptr.as_ptr(), dst.as_mut_ptr(), dst.len());
+            }
+        }
+
+        /// Copies `src` to the start of a writable mapping.
+        pub(crate) fn copy_from(&self, src: &[u8]) {
+            assert!(
+                self.writable && src.len() <= self.len,
+                "write beyond the mapping"
+            );
+            // SAFETY: the destination lies within our live, writable
+            // mapping (checked above) and `src` is ordinary memory.
+            unsafe {
+                std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr(), src.len());
+            }
+        }
+    }
+
+    impl Drop for SharedMap {
+        /// `munmap`.
+        fn drop(&mut self) {
+            // SAFETY: we mapped exactly this range and hand out no
+            // references into it, so nothing uses it after this.
+            let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+        }
+    }
+
+    impl std::fmt::Debug for SharedMap {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("SharedMap").field("len", &self.len).finish()
+        }
+    }
 }
 
 /// `pread(fd, buf, 0)` until `buf` is full.

@@ -56,8 +56,13 @@ pub struct Report {
     pub elapsed_ns: u64,
     /// CPU time (user + system) this process spent in the measured part.
     pub cpu_ns: u64,
-    /// Receiver: peak resident set (`VmHWM`), KiB.
+    /// Receiver: peak resident set (`VmHWM`), KiB. Counts the writers'
+    /// large-message buffers the reader maps, which are not its own memory.
     pub hwm_kib: u64,
+    /// Receiver: peak of its private memory (`RssAnon`, sampled every
+    /// 10 ms), KiB.
+    #[serde(default)]
+    pub private_kib: u64,
     /// Ping: sorted one-way latencies (RTT / 2) at p50, p99, p99.9, ns.
     pub one_way_ns: Option<[u64; 3]>,
 }
@@ -69,15 +74,51 @@ fn cpu_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-fn vm_hwm_kib() -> u64 {
+/// A `/proc/self/status` field in KiB (0 if missing).
+fn status_kib(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Samples `RssAnon` every 10 ms until dropped; `peak()` is the largest seen.
+struct PrivatePeak {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::mpsc::Sender<()>,
+}
+
+impl PrivatePeak {
+    fn start() -> PrivatePeak {
+        use std::sync::atomic::Ordering;
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(status_kib("RssAnon")));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let p = peak.clone();
+        std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(std::time::Duration::from_millis(10))
+            {
+                p.fetch_max(status_kib("RssAnon"), Ordering::Relaxed);
+            }
+        });
+        PrivatePeak { peak, stop }
+    }
+
+    fn peak(&self) -> u64 {
+        self.peak
+            .fetch_max(status_kib("RssAnon"), std::sync::atomic::Ordering::Relaxed)
+            .max(status_kib("RssAnon"))
+    }
+}
+
+impl Drop for PrivatePeak {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+    }
 }
 
 fn check_byte(id: u32, seq: u64) -> u8 {
@@ -165,6 +206,7 @@ fn run(s: &Spec) -> Result<Report, String> {
 
 fn receive(s: &Spec, writers: u32) -> Result<Report, String> {
     let mut rx = transport::bind(s.transport, &s.ep, s.size)?;
+    let private = PrivatePeak::start();
     say("ready");
     let mut buf = vec![0u8; s.size + 1];
     let mut next = vec![0u64; writers as usize];
@@ -207,7 +249,8 @@ fn receive(s: &Spec, writers: u32) -> Result<Report, String> {
         messages: count,
         elapsed_ns: first.map_or(0, |f| (last - f).as_nanos() as u64),
         cpu_ns: cpu,
-        hwm_kib: vm_hwm_kib(),
+        hwm_kib: status_kib("VmHWM"),
+        private_kib: private.peak(),
         one_way_ns: None,
     })
 }
