@@ -10,9 +10,13 @@
 //! the buffer filled again. Tokens are never reused, so a late or forged
 //! release cannot free a buffer that is in use.
 //!
-//! The pool is bounded in buffers and bytes; when every buffer is busy, or
-//! a new one would not fit, the writer falls back to a one-off sealed
-//! memfd, so nothing ever waits for the pool.
+//! The pool is bounded in buffers and bytes. When every buffer is out, the
+//! writer waits a little for one to come back (see [`MemfdPool::patience`];
+//! never longer than its write timeout). Then, or when a new buffer would
+//! not fit, it sends a one-off sealed memfd, so a reader that is not
+//! reading never holds a writer up for long. Without the wait, a writer
+//! that runs ahead of its reader would fill the socket with one-off files,
+//! and allocating those pages would then cost more than copying.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -22,7 +26,7 @@ use crate::sys;
 const MIN_SIZE: u64 = 128 * 1024;
 
 /// Most buffers a writer keeps.
-const MAX_BUFFERS: usize = 4;
+const MAX_BUFFERS: usize = 8;
 
 /// Default bound on the bytes a writer keeps in buffers.
 pub(crate) const DEFAULT_BYTES: u64 = 256 * 1024 * 1024;
@@ -81,6 +85,21 @@ impl MemfdPool {
     /// Bytes held in buffers.
     pub(crate) fn bytes(&self) -> u64 {
         self.bufs.iter().map(|b| b.size).sum()
+    }
+
+    /// True when buffers are out that the reader may give back soon.
+    pub(crate) fn any_out(&self) -> bool {
+        self.bufs.iter().any(|b| b.out.is_some())
+    }
+
+    /// How long to wait for a buffer before sending a one-off memory file
+    /// of `len` bytes instead: what allocating, filling and freeing that
+    /// file costs (about 2 GB/s on a small VM), and at least 10 ms, about
+    /// what a busy reader needs to get through the other writers' messages
+    /// queued before ours. A reader that is reading gives buffers back
+    /// within that; one that is not costs a writer this much per message.
+    pub(crate) fn patience(len: usize) -> std::time::Duration {
+        std::time::Duration::from_nanos(len as u64 / 2).max(std::time::Duration::from_millis(10))
     }
 
     /// Changes the bound; idle buffers over it are dropped at once.

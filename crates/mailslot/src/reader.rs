@@ -191,8 +191,8 @@ enum Payload {
 }
 
 /// Mappings of reusable buffers kept per connection (a writer reuses at
-/// most four).
-const MAPS_PER_CONN: usize = 4;
+/// most eight).
+const MAPS_PER_CONN: usize = 8;
 
 impl Payload {
     fn len(&self) -> usize {

@@ -14,7 +14,8 @@
 //! - advisory locks: [`try_flock`], [`unlock`];
 //! - AF_UNIX `SOCK_SEQPACKET` sockets: [`seqpacket_socket`], [`unix_addr`],
 //!   [`bind`], [`listen`], [`connect`], [`accept`], [`peer_cred`],
-//!   [`send_frame`], [`recv_frame`], [`wait_writable`], [`queued_bytes`];
+//!   [`send_frame`], [`recv_frame`], [`wait_writable`], [`wait_readable`],
+//!   [`queued_bytes`];
 //! - readiness: [`Poller`] (epoll) and [`EventFd`] (the reader's waker);
 //! - sealed memory files for large messages: [`sealed_memfd`],
 //!   [`fixed_size_memfd`], [`check_memfd`], [`pwrite_all`], [`pread_exact`],
@@ -414,7 +415,16 @@ pub(crate) fn queued_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
 
 /// `poll(fd, POLLOUT, timeout)`; `Ok(false)` on timeout.
 pub(crate) fn wait_writable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
-    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+    wait_for(fd, PollFlags::OUT, timeout)
+}
+
+/// `poll(fd, POLLIN, timeout)`; `Ok(false)` on timeout.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    wait_for(fd, PollFlags::IN, timeout)
+}
+
+fn wait_for(fd: BorrowedFd<'_>, what: PollFlags, timeout: Option<Duration>) -> io::Result<bool> {
+    let mut fds = [PollFd::new(&fd, what)];
     let ts = timeout.map(timespec);
     loop {
         match rustix::event::poll(&mut fds, ts.as_ref()) {

@@ -314,11 +314,14 @@ impl Writer {
     }
 
     /// Bounds the memory this writer keeps to reuse for large messages
-    /// (over 64 KiB), which pass through shared memory: 128 MiB by default,
-    /// in at most four buffers. Reusing a buffer saves allocating and
+    /// (over 64 KiB), which pass through shared memory: 256 MiB by default,
+    /// in at most eight buffers. Reusing a buffer saves allocating and
     /// freeing its pages for every message, several times the cost of
-    /// copying it. `0` keeps none; every large message then gets a memory
-    /// file of its own. Buffers the reader still holds are not dropped.
+    /// copying it. When every buffer is still with the reader, a write waits
+    /// up to 10 ms (longer for messages over 20 MiB, never past the write
+    /// timeout) for one to come back before it uses a memory file of its
+    /// own. `0` keeps none; every large message then gets a memory file of
+    /// its own. Buffers the reader still holds are not dropped.
     pub fn set_large_message_cache(&mut self, bytes: u64) {
         let pool = self.send_lock.get_mut().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = pool {
@@ -333,9 +336,32 @@ impl Writer {
         let mut pool = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = pool.as_mut() {
             self.collect_releases(p);
+            let mut lease = p.fill(data);
+            if matches!(lease, Ok(None)) && p.any_out() {
+                // Every buffer is out: the reader gives one back soon if it
+                // is reading, which is cheaper than a fresh memory file.
+                let mut wait = MemfdPool::patience(data.len());
+                if let Some(t) = self.write_timeout {
+                    wait = wait.min(t);
+                }
+                let until = Instant::now() + wait;
+                loop {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero()
+                        || !sys::wait_readable(self.fd.as_fd(), Some(left)).unwrap_or(false)
+                    {
+                        break;
+                    }
+                    self.collect_releases(p);
+                    lease = p.fill(data);
+                    if !matches!(lease, Ok(None)) {
+                        break;
+                    }
+                }
+            }
             // Creating or filling a buffer can fail (no memory, no
             // descriptors); a sealed memory file then reports the error.
-            if let Ok(Some(lease)) = p.fill(data) {
+            if let Ok(Some(lease)) = lease {
                 let deadline = self.write_timeout.map(|t| Instant::now() + t);
                 let header = Header {
                     kind: Kind::Memfd,
