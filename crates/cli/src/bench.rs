@@ -316,7 +316,10 @@ impl Harness {
         cell: CellSpec,
         seconds: f64,
     ) -> Result<Throughput, Missing> {
-        self.throughput_inner(t, cell, seconds).map_err(classify)
+        let ep = self.endpoint();
+        let r = self.throughput_inner(t, cell, seconds, &ep);
+        transport::cleanup(t, &ep);
+        r.map_err(classify)
     }
 
     fn throughput_inner(
@@ -324,8 +327,8 @@ impl Harness {
         t: Transport,
         cell: CellSpec,
         seconds: f64,
+        ep: &Endpoint,
     ) -> Result<Throughput, String> {
-        let ep = self.endpoint();
         let spec = |role| Spec {
             role,
             transport: t,
@@ -381,7 +384,13 @@ impl Harness {
 
     /// One ping-pong run of `t`.
     fn latency(&mut self, t: Transport, size: usize, seconds: f64) -> Result<Latency, Missing> {
-        self.latency_inner(t, size, seconds).map_err(classify)
+        let (a, b) = (self.endpoint(), self.endpoint());
+        let r = self.latency_inner(t, size, seconds, &a, &b);
+        // A process that failed or was killed leaves its queue behind, and
+        // POSIX queues count against a small per-user limit.
+        transport::cleanup(t, &a);
+        transport::cleanup(t, &b);
+        r.map_err(classify)
     }
 
     fn latency_inner(
@@ -389,9 +398,10 @@ impl Harness {
         t: Transport,
         size: usize,
         seconds: f64,
+        a: &Endpoint,
+        b: &Endpoint,
     ) -> Result<Latency, String> {
-        let a = self.endpoint();
-        let b = self.endpoint();
+        let (a, b) = (a.clone(), b.clone());
         let mut pong = self.spawn(
             &Spec {
                 role: Role::Pong { peer: a.clone() },

@@ -45,8 +45,10 @@
 //! directory; each writer holds one connection. Each message carries its
 //! writer's `CLOCK_MONOTONIC` stamp, and the reader merges the per-writer
 //! queues in stamp order, so writes that happen one after another, from any
-//! processes, are read in that order. Messages over 64 KiB travel as sealed
-//! memfds. See `ARCHITECTURE.md` for the full design.
+//! processes, are read in that order. Messages over 64 KiB travel in memory
+//! files passed with the frame: buffers the writer reuses once the reader
+//! has copied a message out (see [`Writer::set_large_message_cache`]), or
+//! sealed one-off files. See `ARCHITECTURE.md` for the full design.
 //!
 //! # Remote destinations
 //!

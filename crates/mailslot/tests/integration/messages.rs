@@ -114,6 +114,23 @@ fn reused_large_message_buffers_never_overwrite_unread_messages() -> TestResult 
         (1..=8).contains(&held),
         "the pool holds {held} buffers, at most 8"
     );
+    // Mid-sized messages (32-64 KiB) take a free buffer too, and go inline
+    // when none is free, without waiting.
+    for i in 0..5 {
+        assert_eq!(w.ask(&format!("large {} 1 40000", 400 + i)), "ok");
+        read_large(&mut reader, 400 + i, 40_000, "mid-sized")?;
+    }
+    // Eight take buffers, three go inline (more would fill the socket
+    // buffer of a reader that is not reading, and block).
+    let t = std::time::Instant::now();
+    assert_eq!(w.ask("large 500 11 40000"), "ok");
+    say(format!(
+        "11 mid-sized writes, reader idle: {:?}",
+        t.elapsed()
+    ));
+    for i in 0..11 {
+        read_large(&mut reader, 500 + i, 40_000, "mid-sized backlog")?;
+    }
     // No cache: nothing kept, messages still intact.
     assert_eq!(w.ask("cache 0"), "ok");
     assert_eq!(w.ask(&format!("large 300 3 {len}")), "ok");
