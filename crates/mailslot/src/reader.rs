@@ -264,7 +264,14 @@ pub struct Reader {
     // Network socket (issue 6): `STEM.net.sock` and who may use it.
     net_listener: Option<OwnedFd>,
     trusted_uids: Vec<u32>,
+    /// Out of descriptors (or memory) to accept with: the listeners are off
+    /// the poller until then, or until a connection closes, so that their
+    /// waiting backlog does not make every wait return at once.
+    accept_paused_until: Option<Instant>,
 }
+
+/// How long accepting pauses after running out of descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -366,6 +373,7 @@ impl Reader {
         Ok(Reader {
             instance,
             net_listener,
+            accept_paused_until: None,
             trusted_uids,
             dir_owner,
             refused_remote: 0,
@@ -688,6 +696,18 @@ impl Reader {
         timeout: Option<Duration>,
         all: bool,
     ) -> Result<()> {
+        let timeout = match self.accept_paused_until {
+            Some(until) => {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    self.resume_accepting();
+                    timeout
+                } else {
+                    Some(timeout.map_or(left, |t| t.min(left)))
+                }
+            }
+            None => timeout,
+        };
         self.pump_ns = sys::monotonic_ns();
         self.pass += 1;
         // Room for every registered descriptor, so one call sees all that are ready.
@@ -728,8 +748,13 @@ impl Reader {
             let fd = match sys::accept(listener.as_fd()) {
                 Ok(Some(fd)) => fd,
                 Ok(None) => return Ok(()),
-                // Out of descriptors or memory: leave the rest in the backlog.
-                Err(e) if matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)) => return Ok(()),
+                // Out of descriptors or memory: leave the rest in the backlog
+                // and stop polling the listeners for a while (they stay
+                // readable, so every wait would return at once).
+                Err(e) if matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)) => {
+                    self.pause_accepting();
+                    return Ok(());
+                }
                 Err(e) => return Err(io_err("accepting a writer", &self.display)(e)),
             };
             let Ok(cred) = sys::peer_cred(fd.as_fd()) else {
@@ -884,6 +909,30 @@ impl Reader {
         if let Some(c) = self.conns[idx].take() {
             let _ = self.poller.delete(c.fd.as_fd());
             self.free.push(idx);
+            drop(c);
+            // A descriptor is free again: a writer waiting may get it.
+            if self.accept_paused_until.is_some() {
+                self.resume_accepting();
+            }
+        }
+    }
+
+    fn pause_accepting(&mut self) {
+        if self.accept_paused_until.is_none() {
+            let _ = self.poller.delete(self.listener.as_fd());
+            if let Some(l) = &self.net_listener {
+                let _ = self.poller.delete(l.as_fd());
+            }
+        }
+        self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+    }
+
+    fn resume_accepting(&mut self) {
+        if self.accept_paused_until.take().is_some() {
+            let _ = self.poller.add(self.listener.as_fd(), LISTENER);
+            if let Some(l) = &self.net_listener {
+                let _ = self.poller.add(l.as_fd(), NET_LISTENER);
+            }
         }
     }
 }

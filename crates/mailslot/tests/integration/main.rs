@@ -41,8 +41,8 @@ fn child_entry() {
 /// `burst PREFIX N` (N writes `PREFIX0`..); `large SEED N LEN` (N writes of
 /// [`messages::large_message`]`(SEED + i, LEN)`); `cache BYTES` (the
 /// writer's large-message cache); `memfds` (how many message memory files
-/// this process holds); `create MODE [MAX]` (hold a reader); `read` (from
-/// the held reader).
+/// this process holds); `nofile N` (lower this process's descriptor limit);
+/// `create MODE [MAX]` (hold a reader); `read` (from the held reader).
 fn child_commands(ns: &Namespace, name: &SlotName) {
     say(format!(
         "id {} {} {}",
@@ -100,6 +100,16 @@ fn child_commands(ns: &Namespace, name: &SlotName) {
                 say("ok")
             }
             "memfds" => say(format!("memfds {}", messages::message_memfds())),
+            "nofile" => {
+                let n: u64 = arg.parse().expect("child: nofile N");
+                let lim = rustix::process::Rlimit {
+                    current: Some(n),
+                    maximum: Some(n),
+                };
+                rustix::process::setrlimit(rustix::process::Resource::Nofile, lim)
+                    .expect("child: setrlimit");
+                say("ok")
+            }
             "create" => {
                 let (mode, max) = arg.split_once(' ').unwrap_or((arg, "0"));
                 let mode = u32::from_str_radix(mode, 8).expect("child: octal mode");

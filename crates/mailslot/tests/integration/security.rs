@@ -14,7 +14,9 @@ use rustix::net::{
     SocketType,
 };
 
-use crate::util::{PATIENCE, Spawn, TestResult, namespace, nobody, shared_namespace, slot};
+use crate::util::{
+    PATIENCE, Spawn, TestResult, cpu_time, namespace, nobody, shared_namespace, slot,
+};
 
 fn now() -> ReaderOptions {
     ReaderOptions::default().read_timeout(Some(Duration::ZERO))
@@ -410,5 +412,49 @@ fn hostile_raw_writer_is_disconnected_and_counted_while_others_get_through() -> 
     )?;
     assert_eq!(reader.read_message()?.data, b"raw");
     assert_eq!(reader.rejected_frames(), cases.len() as u64);
+    Ok(())
+}
+
+/// A local user who opens more connections than the reader may hold
+/// descriptors must not make it spin: the reader stops accepting until a
+/// descriptor frees up (or a moment passes), keeps serving the writers it
+/// has, and takes the waiting ones later.
+#[test]
+fn writers_beyond_the_readers_descriptor_limit_do_not_make_it_spin() -> TestResult {
+    let (tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\nofile");
+    let mut holder = Spawn::new("writer", tmp.path()).slot("nofile").start();
+    assert!(holder.recv().starts_with("id "));
+    assert_eq!(holder.ask("nofile 32"), "ok");
+    assert_eq!(holder.ask("create 600 0"), "ok");
+    let first = Writer::open_in(&ns, &name)?;
+    first.write(b"first")?;
+    assert_eq!(holder.ask("read"), "msg first");
+    // Far more connections than 32 descriptors: the rest wait in the
+    // listen backlog and every accept fails with EMFILE.
+    let mut crowd = Vec::new();
+    for _ in 0..60 {
+        crowd.push(Writer::open_in(&ns, &name)?);
+    }
+    // The reader waits for a message meanwhile.
+    holder.send("read");
+    let pid = holder.pid();
+    let before = cpu_time(pid);
+    std::thread::sleep(Duration::from_secs(1)); // the span we measure, not a sync
+    let used = cpu_time(pid) - before;
+    crate::util::say(format!("reader CPU in 1 s out of descriptors: {used:?}"));
+    assert!(
+        used < Duration::from_millis(300),
+        "the reader used {used:?} of CPU in 1 s while out of descriptors"
+    );
+    // It still serves a writer it accepted.
+    first.write(b"served")?;
+    assert_eq!(holder.recv(), "msg served");
+    // Descriptors free up: the last writer in the backlog gets through.
+    let last = crowd.pop().expect("writers");
+    drop(crowd);
+    last.write(b"last")?;
+    assert_eq!(holder.ask("read"), "msg last");
+    holder.finish();
     Ok(())
 }
