@@ -288,6 +288,35 @@ fn field(line: &str, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {key} in {line}"))
 }
 
+/// The receive buffer (`skmem` `rb`) of the UDP socket on `port` in
+/// namespace `ns`, as `ss` reports it.
+fn receive_buffer(ns: &str, port: u16) -> u64 {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "ss", "-u", "-a", "-m", "-n", "-H"])
+        .output()
+        .expect("running ss");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        if l.split_whitespace()
+            .nth(3)
+            .is_some_and(|a| a.ends_with(&format!(":{port}")))
+        {
+            let mem = if l.contains("skmem:") {
+                l.to_string()
+            } else {
+                lines.next().unwrap_or("").to_string()
+            };
+            return mem
+                .split(['(', ','])
+                .find_map(|f| f.strip_prefix("rb"))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no rb in {mem:?}"));
+        }
+    }
+    panic!("no UDP socket on port {port} in {ns}: {text}");
+}
+
 fn texts(lines: &[String]) -> Vec<String> {
     lines
         .iter()
@@ -310,6 +339,12 @@ fn hostile_datagrams_and_a_flood_do_not_break_the_daemon() {
     let mut daemon = start_daemon(&lab, true);
     let pid = daemon.pid();
     assert_unprivileged(pid);
+    // It sized its receive buffer while still root, past net.core.rmem_max.
+    let rb = receive_buffer(&lab.a, 138);
+    assert!(
+        rb >= 4 << 20,
+        "the daemon's UDP receive buffer is {rb} bytes"
+    );
     let mut slot = listen(&lab, "testslot");
     let mut evil = attacker(&lab);
     // Warm up: one legitimate message end to end.

@@ -85,6 +85,9 @@ fn log(line: std::fmt::Arguments<'_>) {
     eprintln!("mailslot daemon: {line}");
 }
 
+/// Receive buffer asked for on the datagram socket: about 10 000 datagrams.
+const RECEIVE_BUFFER: usize = 4 << 20;
+
 /// Runs the daemon until SIGTERM or SIGINT. Must be called while the
 /// process is single-threaded (privileges are dropped per thread on Linux).
 ///
@@ -115,6 +118,15 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
     if let Some(s) = &sock {
         s.set_broadcast(true)
             .map_err(|source| DaemonError::Bind { addr, source })?;
+        // A burst (or a flood) must not push legitimate datagrams out while
+        // we are busy; the default (about 208 KiB) holds ~500 datagrams.
+        match sys::enlarge_receive_buffer(s, RECEIVE_BUFFER) {
+            Ok(n) if n >= RECEIVE_BUFFER => {}
+            Ok(n) => log(format_args!(
+                "UDP receive buffer is {n} bytes, not {RECEIVE_BUFFER}: not root and net.core.rmem_max is lower; datagrams may be dropped under load (raise rmem_max, or ReceiveBuffer= in mailslotd.socket)"
+            )),
+            Err(e) => log(format_args!("cannot size the UDP receive buffer: {e}")),
+        }
     }
     let nbns_sock = match opts.nbns_port {
         Some(port) => {

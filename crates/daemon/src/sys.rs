@@ -9,6 +9,7 @@
 //!   the library's seam (netlink, `connect` + `getsockname`);
 //! - systemd: [`activated_udp_socket`] (`LISTEN_FDS`), [`notify`]
 //!   (`NOTIFY_SOCKET`);
+//! - sockets: [`enlarge_receive_buffer`] (`SO_RCVBUFFORCE` / `SO_RCVBUF`);
 //! - identity: [`euid`].
 //!
 //! Each function's first doc line names what it calls.
@@ -123,6 +124,21 @@ pub fn activated_udp_socket() -> Option<UdpSocket> {
         return None;
     }
     Some(UdpSocket::from(fd))
+}
+
+/// `setsockopt(SO_RCVBUFFORCE, bytes)` (root only), else
+/// `setsockopt(SO_RCVBUF, bytes)` (capped by `net.core.rmem_max`); then
+/// `getsockopt(SO_RCVBUF)`: the size the kernel granted (it doubles the
+/// request for its bookkeeping). Never shrinks a larger buffer.
+pub fn enlarge_receive_buffer(sock: &UdpSocket, bytes: usize) -> io::Result<usize> {
+    let now = rustix::net::sockopt::socket_recv_buffer_size(sock)?;
+    if now >= bytes {
+        return Ok(now);
+    }
+    if rustix::net::sockopt::set_socket_recv_buffer_size_force(sock, bytes).is_err() {
+        rustix::net::sockopt::set_socket_recv_buffer_size(sock, bytes)?;
+    }
+    Ok(rustix::net::sockopt::socket_recv_buffer_size(sock)?)
 }
 
 /// `sendto(NOTIFY_SOCKET, state)`: tells systemd our state, e.g. `READY=1`.
