@@ -5,7 +5,7 @@
 //! | off | len | field |
 //! |-----|-----|-------|
 //! | 0 | 1 | magic `0xA7` |
-//! | 1 | 1 | kind: 0 inline payload, 1 payload in a passed memfd, 2 batch, 3 release |
+//! | 1 | 1 | kind: 0 inline payload, 1 payload in a passed memfd, 2 batch, 3 release, 4 announce |
 //! | 2 | 2 | flags: bit 0 = the inline payload starts with an origin block; bit 1 = a recyclable memfd |
 //! | 4 | 4 | payload length (inline: bytes after the header) |
 //! | 8 | 8 | writer's `CLOCK_MONOTONIC` stamp in ns (delivery order) |
@@ -22,6 +22,12 @@
 //! (kind 3, no body, the token in the stamp field), and only then may the
 //! writer fill that buffer again. Readers that can do this say so in their
 //! metadata (`recycle=1`); writers never send such frames to others.
+//!
+//! Readers receive with plain `recv`, which is cheaper than `recvmsg` and
+//! drops any descriptor that comes along. So a writer sends an announce
+//! frame (kind 4, header only) right before every frame that carries a
+//! descriptor, and the reader receives the next frame with `recvmsg`.
+//! Readers that expect this say so in their metadata (`announce=1`).
 //!
 //! An origin block (flag bit 0, inline kind only) tells where a message came
 //! from on the network; the daemon sets it and readers believe it only from
@@ -48,6 +54,8 @@ pub(crate) enum Kind {
     /// Reader to writer: the recyclable memfd with this token (in `stamp`)
     /// has been read and may be filled again.
     Release,
+    /// The next frame carries a descriptor: receive it with `recvmsg`.
+    Announce,
 }
 
 /// Header flag: the inline payload starts with an origin block.
@@ -102,6 +110,7 @@ impl Header {
             Kind::Memfd => 1,
             Kind::Batch => 2,
             Kind::Release => 3,
+            Kind::Announce => 4,
         };
         b[2..4].copy_from_slice(&self.flags.to_le_bytes());
         b[4..8].copy_from_slice(&self.len.to_le_bytes());
@@ -124,6 +133,7 @@ impl Header {
             1 => Kind::Memfd,
             2 => Kind::Batch,
             3 => Kind::Release,
+            4 => Kind::Announce,
             k => return Err(FrameError::Kind(k)),
         };
         let flags = u16::from_le_bytes([b[2], b[3]]);
@@ -133,7 +143,7 @@ impl Header {
         let expected = match kind {
             Kind::Inline | Kind::Batch => len as usize,
             Kind::Memfd if flags & FLAG_RECYCLE != 0 => TOKEN_LEN,
-            Kind::Memfd | Kind::Release => 0,
+            Kind::Memfd | Kind::Release | Kind::Announce => 0,
         };
         if actual != expected {
             return Err(FrameError::Length {
@@ -263,6 +273,12 @@ mod tests {
                 flags: 0,
                 len: 0,
                 stamp: 7,
+            },
+            Header {
+                kind: Kind::Announce,
+                flags: 0,
+                len: 0,
+                stamp: 0,
             },
             Header {
                 kind: Kind::Batch,

@@ -257,12 +257,15 @@ pub(crate) struct Meta {
     /// The reader returns recyclable memfds (see `frame.rs`); readers of
     /// earlier versions do not write the key.
     pub recycle: bool,
+    /// The reader receives with `recv` and needs an announce frame before
+    /// each frame that carries a descriptor (see `frame.rs`).
+    pub announce: bool,
 }
 
 impl Meta {
     fn encode(&self) -> String {
         format!(
-            "version=1\nname={}\npid={}\nuid={}\ngid={}\nmode={:o}\nmax_message_size={}\ncreated_ms={}\naccept_remote={}\nshared={}\nrecycle={}\n",
+            "version=1\nname={}\npid={}\nuid={}\ngid={}\nmode={:o}\nmax_message_size={}\ncreated_ms={}\naccept_remote={}\nshared={}\nrecycle={}\nannounce={}\n",
             self.name,
             self.pid,
             self.uid,
@@ -272,7 +275,8 @@ impl Meta {
             self.created_ms,
             u8::from(self.accept_remote),
             u8::from(self.shared),
-            u8::from(self.recycle)
+            u8::from(self.recycle),
+            u8::from(self.announce)
         )
     }
 
@@ -288,6 +292,7 @@ impl Meta {
             accept_remote: true,
             shared: false,
             recycle: false,
+            announce: false,
         };
         let mut seen = 0u32;
         for line in text.lines() {
@@ -304,6 +309,7 @@ impl Meta {
                 "accept_remote" => m.accept_remote = v == "1",
                 "shared" => m.shared = v == "1",
                 "recycle" => m.recycle = v == "1",
+                "announce" => m.announce = v == "1",
                 _ => {}
             }
         }
@@ -706,6 +712,7 @@ mod tests {
             accept_remote: false,
             shared: true,
             recycle: true,
+            announce: true,
         };
         assert_eq!(Meta::decode(&m.encode()), Some(m.clone()));
         let text = m.encode();

@@ -221,6 +221,8 @@ struct Conn {
     filled_pass: u64,
     /// Mappings of the writer's reusable buffers, least recently used first.
     maps: Vec<((u64, u64), sys::SharedMap)>,
+    /// The writer announced that its next frame carries a descriptor.
+    expect_fd: bool,
 }
 
 /// The reading end of a mailslot (Windows' mailslot server).
@@ -327,6 +329,7 @@ impl Reader {
                 .map_or(0, |d| d.as_millis() as u64),
             shared: options.shared,
             recycle: !options.shared,
+            announce: true,
         };
         let claim = Claim::acquire(&ns, name, options.shared, &meta)?;
         // A shared reader is one instance among several, with sockets of its own.
@@ -781,6 +784,7 @@ impl Reader {
                 net_only: net,
                 filled_pass: 0,
                 maps: Vec::new(),
+                expect_fd: false,
             };
             let idx = match self.free.pop() {
                 Some(i) => i,
@@ -837,7 +841,19 @@ impl Reader {
             {
                 break;
             }
-            let r = match sys::recv_frame(conn.fd.as_fd(), &mut self.scratch) {
+            // Plain `recv` unless a descriptor was announced: it costs less,
+            // and drops any descriptor a writer sends unannounced.
+            let r = if conn.expect_fd {
+                sys::recv_frame(conn.fd.as_fd(), &mut self.scratch)
+            } else {
+                sys::recv_packet(conn.fd.as_fd(), &mut self.scratch)
+            };
+            // The announced frame may not have arrived yet (would block):
+            // keep expecting it until a frame comes.
+            if matches!(r, Ok(sys::Recv::Frame { .. })) {
+                conn.expect_fd = false;
+            }
+            let r = match r {
                 Ok(r) => r,
                 Err(_) => {
                     conn.eof = true;
@@ -852,6 +868,17 @@ impl Reader {
                 }
                 sys::Recv::Frame { len, truncated, fd } => {
                     taken += len;
+                    if len == HEADER_LEN && fd.is_none() && !truncated {
+                        if let Ok(Header {
+                            kind: Kind::Announce,
+                            flags: 0,
+                            ..
+                        }) = Header::decode(&self.scratch[..len])
+                        {
+                            conn.expect_fd = true;
+                            continue;
+                        }
+                    }
                     let before = conn.queue.len();
                     let ok = !truncated
                         && decode_frame(

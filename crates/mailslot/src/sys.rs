@@ -14,7 +14,7 @@
 //! - advisory locks: [`try_flock`], [`unlock`];
 //! - AF_UNIX `SOCK_SEQPACKET` sockets: [`seqpacket_socket`], [`unix_addr`],
 //!   [`bind`], [`listen`], [`connect`], [`accept`], [`peer_cred`],
-//!   [`send_frame`], [`recv_frame`], [`wait_writable`], [`wait_readable`],
+//!   [`send_frame`], [`recv_frame`], [`recv_packet`], [`wait_writable`], [`wait_readable`],
 //!   [`queued_bytes`];
 //! - readiness: [`Poller`] (epoll) and [`EventFd`] (the reader's waker);
 //! - sealed memory files for large messages: [`sealed_memfd`],
@@ -361,6 +361,29 @@ pub(crate) enum Recv {
     WouldBlock,
     /// The peer closed its end and everything it sent has been read.
     Closed,
+}
+
+/// `recv(fd, buf, MSG_DONTWAIT | MSG_TRUNC)`: like [`recv_frame`] but
+/// cheaper, and any descriptor sent with the frame is closed by the kernel
+/// (so `fd` is always `None`).
+pub(crate) fn recv_packet(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Recv> {
+    loop {
+        match rustix::net::recv(fd, &mut *buf, RecvFlags::DONTWAIT | RecvFlags::TRUNC) {
+            Ok((_, 0)) => return Ok(Recv::Closed),
+            Ok((_, len)) => {
+                return Ok(Recv::Frame {
+                    len: len.min(buf.len()),
+                    truncated: len > buf.len(),
+                    fd: None,
+                });
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => return Ok(Recv::WouldBlock),
+            // See `recv_frame`.
+            Err(rustix::io::Errno::CONNRESET) => {}
+            Err(e) => return Err(to_io(e)),
+        }
+    }
 }
 
 /// `recvmsg(fd, buf, MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC)`.

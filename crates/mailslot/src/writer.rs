@@ -35,6 +35,9 @@ pub struct Writer {
     max: u32,
     reader_pid: u32,
     accept_remote: bool,
+    /// The reader wants an announce frame before each frame with a
+    /// descriptor (`announce=1` in its metadata).
+    announce: bool,
     write_timeout: Option<Duration>,
     // Held across stamp-and-send so one connection's stamps stay ordered.
     // Guards the reusable buffers for large messages, when the reader
@@ -113,6 +116,7 @@ impl Writer {
                         max: meta.max_message_size.min(u64::from(u32::MAX)) as u32,
                         reader_pid: cred.pid,
                         accept_remote: meta.accept_remote,
+                        announce: meta.announce,
                         write_timeout: None,
                         send_lock: Mutex::new(
                             meta.recycle
@@ -168,6 +172,7 @@ impl Writer {
             max: meta.max_message_size.min(u64::from(u32::MAX)) as u32,
             reader_pid: meta.pid,
             accept_remote: meta.accept_remote,
+            announce: meta.announce,
             write_timeout: None,
             send_lock: Mutex::new(None),
             shared: Some(Mutex::new(targets)),
@@ -232,6 +237,7 @@ impl Writer {
             max: mailslot_wire::MAX_PAYLOAD as u32,
             reader_pid: 0,
             accept_remote: false,
+            announce: false,
             write_timeout: None,
             send_lock: Mutex::new(None),
             shared: None,
@@ -595,7 +601,31 @@ impl Writer {
         Ok(())
     }
 
+    /// Sends one frame, announced first when it carries a descriptor and
+    /// the reader wants that (see `frame.rs`). An announce whose frame then
+    /// times out is harmless: the reader receives the next frame, whatever
+    /// it is, with `recvmsg`.
     fn send_on(
+        &self,
+        fd: BorrowedFd<'_>,
+        header: Header,
+        payload: &[u8],
+        memfd: Option<BorrowedFd<'_>>,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        if memfd.is_some() && self.announce {
+            let announce = Header {
+                kind: Kind::Announce,
+                flags: 0,
+                len: 0,
+                stamp: 0,
+            };
+            self.send_one(fd, announce, &[], None, deadline)?;
+        }
+        self.send_one(fd, header, payload, memfd, deadline)
+    }
+
+    fn send_one(
         &self,
         fd: BorrowedFd<'_>,
         header: Header,

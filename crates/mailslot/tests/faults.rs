@@ -232,11 +232,12 @@ fn reader_sigkilled_under_load_writers_fail_cleanly_name_returns_queued_writer_r
         // longer than the timeout (plus scheduling slack).
         let plain: Vec<_> = (0..2u8)
             .map(|id| {
-                let ns = ns.try_clone().unwrap();
                 let pad = rng.below(2_000) as usize;
+                // Opened here, before this round's kill can happen (it waits
+                // for our "AT"), not in the thread, which may start later.
+                let mut w = Writer::open_in(&ns, &slot()).unwrap();
+                w.set_write_timeout(Some(WRITE_TIMEOUT));
                 std::thread::spawn(move || {
-                    let mut w = Writer::open_in(&ns, &slot()).unwrap();
-                    w.set_write_timeout(Some(WRITE_TIMEOUT));
                     let (mut seq, mut timeouts, mut longest) = (0, 0u32, Duration::ZERO);
                     loop {
                         let start = Instant::now();

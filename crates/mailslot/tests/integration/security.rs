@@ -382,6 +382,9 @@ fn hostile_raw_writer_is_disconnected_and_counted_while_others_get_through() -> 
     for (i, (what, bytes, pass_fd)) in cases.iter().enumerate() {
         let bad = raw_client(tmp.path(), &name);
         if let Some(fd) = pass_fd {
+            // Announced, as our writers do, so the reader takes the
+            // descriptor and has to judge it.
+            rustix::net::send(&bad, &header(4, 0, 0), SendFlags::NOSIGNAL)?;
             send_with_fd(&bad, bytes, fd);
         } else {
             rustix::net::send(&bad, bytes, SendFlags::NOSIGNAL)?;
@@ -403,6 +406,18 @@ fn hostile_raw_writer_is_disconnected_and_counted_while_others_get_through() -> 
             "{what}: connection still open: {r:?}"
         );
     }
+    // A descriptor sent without an announce never reaches the reader (the
+    // kernel closes it): a memfd frame then has none, and is refused...
+    let bad = raw_client(tmp.path(), &name);
+    send_with_fd(&bad, &header(1, 0, 10), &sealed);
+    good.write(b"after unannounced")?;
+    assert_eq!(reader.read_message()?.data, b"after unannounced");
+    assert_eq!(reader.rejected_frames(), cases.len() as u64 + 1);
+    // ...and an inline frame is just a message.
+    let sneaky = raw_client(tmp.path(), &name);
+    send_with_fd(&sneaky, &with_payload(header(0, 0, 2), b"hi"), &sealed);
+    assert_eq!(reader.read_message()?.data, b"hi");
+    assert_eq!(reader.rejected_frames(), cases.len() as u64 + 1);
     // A well-formed raw frame is fine.
     let raw = raw_client(tmp.path(), &name);
     rustix::net::send(
@@ -411,7 +426,7 @@ fn hostile_raw_writer_is_disconnected_and_counted_while_others_get_through() -> 
         SendFlags::NOSIGNAL,
     )?;
     assert_eq!(reader.read_message()?.data, b"raw");
-    assert_eq!(reader.rejected_frames(), cases.len() as u64);
+    assert_eq!(reader.rejected_frames(), cases.len() as u64 + 1);
     Ok(())
 }
 
@@ -456,5 +471,37 @@ fn writers_beyond_the_readers_descriptor_limit_do_not_make_it_spin() -> TestResu
     last.write(b"last")?;
     assert_eq!(holder.ask("read"), "msg last");
     holder.finish();
+    Ok(())
+}
+
+/// An announce and the frame it announces may arrive in different fills:
+/// the reader keeps expecting the descriptor across them.
+#[test]
+fn announced_descriptor_arriving_later_is_still_received() -> TestResult {
+    let (tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\announce\late");
+    let mut reader = Reader::create_in(&ns, &name, &now())?;
+    let raw = raw_client(tmp.path(), &name);
+    let sealed = rustix::fs::memfd_create(
+        "late",
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+    )?;
+    rustix::io::write(&sealed, b"0123456789")?;
+    rustix::fs::fcntl_add_seals(
+        &sealed,
+        rustix::fs::SealFlags::SEAL
+            | rustix::fs::SealFlags::SHRINK
+            | rustix::fs::SealFlags::GROW
+            | rustix::fs::SealFlags::WRITE,
+    )?;
+    rustix::net::send(&raw, &header(4, 0, 0), SendFlags::NOSIGNAL)?;
+    // The reader takes the announce, finds nothing after it yet.
+    assert!(matches!(
+        reader.try_read(&mut [0; 16]),
+        Err(Error::TimedOut { .. })
+    ));
+    send_with_fd(&raw, &header(1, 0, 10), &sealed);
+    assert_eq!(reader.read_message()?.data, b"0123456789");
+    assert_eq!(reader.rejected_frames(), 0);
     Ok(())
 }
