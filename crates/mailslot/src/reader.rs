@@ -177,6 +177,11 @@ impl Waker {
 }
 
 enum Payload {
+    /// A small message, kept without an allocation of its own.
+    Small {
+        len: u8,
+        data: [u8; SMALL_MAX],
+    },
     Inline(Vec<u8>),
     /// A memfd of at least `len` bytes; with a token, a buffer of the
     /// writer's to give back once read (see `frame.rs`).
@@ -190,6 +195,26 @@ enum Payload {
     },
 }
 
+/// Messages up to this size are queued without an allocation each.
+const SMALL_MAX: usize = 64;
+
+impl Payload {
+    /// `data` as a payload: small ones inline, larger ones in a spare
+    /// buffer when one is at hand.
+    fn new(data: &[u8], spare: &mut Vec<Vec<u8>>) -> Payload {
+        if data.len() <= SMALL_MAX {
+            let mut small = [0u8; SMALL_MAX];
+            small[..data.len()].copy_from_slice(data);
+            Payload::Small {
+                len: data.len() as u8,
+                data: small,
+            }
+        } else {
+            Payload::Inline(reuse(spare, data))
+        }
+    }
+}
+
 /// Mappings of reusable buffers kept per connection (a writer reuses at
 /// most eight).
 const MAPS_PER_CONN: usize = 8;
@@ -197,6 +222,7 @@ const MAPS_PER_CONN: usize = 8;
 impl Payload {
     fn len(&self) -> usize {
         match self {
+            Payload::Small { len, .. } => usize::from(*len),
             Payload::Inline(v) => v.len(),
             Payload::Memfd { len, .. } => *len,
         }
@@ -480,6 +506,9 @@ impl Reader {
         }
         let (idx, p, sender) = self.take_head();
         match p.payload {
+            Payload::Small { len, data } => {
+                buf[..usize::from(len)].copy_from_slice(&data[..usize::from(len)]);
+            }
             Payload::Inline(v) => {
                 buf[..v.len()].copy_from_slice(&v);
                 if v.capacity() >= SPARE_MIN && self.spare.len() < SPARE_MAX {
@@ -521,6 +550,7 @@ impl Reader {
         self.wait_head(timeout)?;
         let (idx, p, sender) = self.take_head();
         let data = match p.payload {
+            Payload::Small { len, data } => data[..usize::from(len)].to_vec(),
             Payload::Inline(v) => v,
             Payload::Memfd { fd, len, token, id } => {
                 let mut v = vec![0u8; len];
@@ -996,7 +1026,7 @@ fn decode_frame(
             }
             queue.push_back(Pending {
                 stamp: h.stamp,
-                payload: Payload::Inline(reuse(spare, data)),
+                payload: Payload::new(data, spare),
                 origin,
             });
         }
@@ -1034,7 +1064,7 @@ fn decode_frame(
             }
             queue.extend(msgs.into_iter().map(|m| Pending {
                 stamp: h.stamp,
-                payload: Payload::Inline(m.to_vec()),
+                payload: Payload::new(m, spare),
                 origin: None,
             }));
         }
