@@ -115,12 +115,46 @@ impl MemfdPool {
         }
     }
 
+    /// An idle buffer of the right size filled with `data`, if one is at
+    /// hand; never a new one.
+    pub(crate) fn reuse(&mut self, data: &[u8]) -> std::io::Result<Option<Lease>> {
+        if self.bytes() > self.limit {
+            // Over a lowered bound: `fill` sheds idle buffers first.
+            return Ok(None);
+        }
+        let size = Self::size_for(data.len());
+        match self
+            .bufs
+            .iter()
+            .position(|b| b.out.is_none() && b.size == size)
+        {
+            Some(index) => self.lend(index, data).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn size_for(len: usize) -> u64 {
+        (len as u64).next_power_of_two().max(MIN_SIZE)
+    }
+
+    /// Fills buffer `index` with `data` and lends it under a fresh token.
+    fn lend(&mut self, index: usize, data: &[u8]) -> std::io::Result<Lease> {
+        let b = &self.bufs[index];
+        match &b.map {
+            Some(m) => m.copy_from(data),
+            None => sys::pwrite_all(b.fd.as_fd(), data)?,
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        Ok(Lease { index, token })
+    }
+
     /// An idle buffer for `len` bytes, filled with `data`, or `None` when the
     /// pool cannot lend one (the caller sends a one-off sealed memfd).
     pub(crate) fn fill(&mut self, data: &[u8]) -> std::io::Result<Option<Lease>> {
         // Buffers that were out when the bound went down may be idle now.
         while self.bytes() > self.limit && self.evict_idle() {}
-        let size = (data.len() as u64).next_power_of_two().max(MIN_SIZE);
+        let size = Self::size_for(data.len());
         if size > self.limit {
             return Ok(None);
         }
@@ -149,14 +183,7 @@ impl MemfdPool {
                 self.bufs.len() - 1
             }
         };
-        let b = &self.bufs[index];
-        match &b.map {
-            Some(m) => m.copy_from(data),
-            None => sys::pwrite_all(b.fd.as_fd(), data)?,
-        }
-        let token = self.next_token;
-        self.next_token += 1;
-        Ok(Some(Lease { index, token }))
+        self.lend(index, data).map(Some)
     }
 
     /// The descriptor to pass for `lease`.

@@ -916,6 +916,7 @@ impl Reader {
                             fd,
                             self.opts.max_message_size,
                             conn.trusted,
+                            &conn.maps,
                             &mut conn.queue,
                             &mut self.spare,
                         );
@@ -1001,6 +1002,7 @@ fn decode_frame(
     fd: Option<OwnedFd>,
     max: u32,
     trusted: bool,
+    mapped: &[((u64, u64), sys::SharedMap)],
     queue: &mut VecDeque<Pending>,
     spare: &mut Vec<Vec<u8>>,
 ) -> bool {
@@ -1036,7 +1038,9 @@ fn decode_frame(
             if too_big(h.len as usize) || (recycle && token.is_none()) {
                 return false;
             }
-            let Ok(st) = sys::check_memfd(fd.as_fd(), u64::from(h.len), recycle) else {
+            // A buffer we keep mapped passed the seal check when we mapped it.
+            let known = |dev, ino| mapped.iter().any(|(k, _)| *k == (dev, ino));
+            let Ok(st) = sys::check_memfd(fd.as_fd(), u64::from(h.len), recycle, known) else {
                 return false;
             };
             // Map only buffers sized like our writers' (a power of two at

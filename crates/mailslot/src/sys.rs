@@ -319,17 +319,14 @@ pub(crate) fn send_frame(
         flags |= SendFlags::DONTWAIT;
     }
     let len = header.len() + payload.len();
+    if pass.is_none() && len <= TINY_FRAME {
+        // The common case: a small buffer to zero first, not 2 KiB.
+        let mut frame = [0u8; TINY_FRAME];
+        return send_copied(fd, &mut frame, header, payload, flags);
+    }
     if pass.is_none() && len <= SMALL_FRAME {
         let mut frame = [0u8; SMALL_FRAME];
-        frame[..header.len()].copy_from_slice(header);
-        frame[header.len()..len].copy_from_slice(payload);
-        loop {
-            match rustix::net::send(fd, &frame[..len], flags) {
-                Ok(_) => return Ok(()),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(to_io(e)),
-            }
-        }
+        return send_copied(fd, &mut frame, header, payload, flags);
     }
     let iov = [IoSlice::new(header), IoSlice::new(payload)];
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
@@ -341,6 +338,29 @@ pub(crate) fn send_frame(
     }
     loop {
         match rustix::net::sendmsg(fd, &iov, &mut control, flags) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(to_io(e)),
+        }
+    }
+}
+
+/// Frames up to this size are built in a buffer of this size.
+const TINY_FRAME: usize = 256;
+
+/// `send(fd, header + payload)` from `frame`, which holds both.
+fn send_copied(
+    fd: BorrowedFd<'_>,
+    frame: &mut [u8],
+    header: &[u8],
+    payload: &[u8],
+    flags: SendFlags,
+) -> io::Result<()> {
+    let len = header.len() + payload.len();
+    frame[..header.len()].copy_from_slice(header);
+    frame[header.len()..len].copy_from_slice(payload);
+    loop {
+        match rustix::net::send(fd, &frame[..len], flags) {
             Ok(_) => return Ok(()),
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(to_io(e)),
@@ -606,10 +626,29 @@ pub(crate) fn fixed_size_memfd(size: u64) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// `fcntl(F_GET_SEALS)` and `fstat`: the descriptor must be a fully sealed
-/// memfd of exactly `len` bytes, or with `writable`, a memfd sealed against
-/// shrinking and growing of at least `len` bytes (see [`fixed_size_memfd`]).
-pub(crate) fn check_memfd(fd: BorrowedFd<'_>, len: u64, writable: bool) -> io::Result<Stat> {
+/// `fstat`, then `fcntl(F_GET_SEALS)` unless `sealed_before`: the
+/// descriptor must be a fully sealed memfd of exactly `len` bytes, or with
+/// `writable`, a memfd sealed against shrinking and growing of at least
+/// `len` bytes (see [`fixed_size_memfd`]). `sealed_before(dev, ino)` says
+/// the file was checked before (seals are never removed, so a file that had
+/// them still has them).
+pub(crate) fn check_memfd(
+    fd: BorrowedFd<'_>,
+    len: u64,
+    writable: bool,
+    sealed_before: impl FnOnce(u64, u64) -> bool,
+) -> io::Result<Stat> {
+    let st = fstat(fd)?;
+    let size = st.st_size as u64;
+    if size != len && !(writable && size > len) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("passed memory file holds {size} bytes, header says {len}"),
+        ));
+    }
+    if writable && sealed_before(st.st_dev, st.st_ino) {
+        return Ok(st);
+    }
     let seals = rustix::fs::fcntl_get_seals(fd).map_err(to_io)?;
     let needed = if writable {
         SealFlags::SHRINK | SealFlags::GROW
@@ -620,14 +659,6 @@ pub(crate) fn check_memfd(fd: BorrowedFd<'_>, len: u64, writable: bool) -> io::R
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "passed memory file is not sealed",
-        ));
-    }
-    let st = fstat(fd)?;
-    let size = st.st_size as u64;
-    if size != len && !(writable && size > len) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("passed memory file holds {size} bytes, header says {len}"),
         ));
     }
     Ok(st)

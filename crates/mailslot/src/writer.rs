@@ -321,8 +321,7 @@ impl Writer {
             if let Some(p) = guard.as_mut() {
                 // Mid-sized: a free reusable buffer beats a socket buffer of
                 // that size (never wait for one; inline is fine too).
-                self.collect_releases(p);
-                if let Ok(Some(lease)) = p.fill(data) {
+                if let Ok(Some(lease)) = self.lease(p, data) {
                     return self.send_lease(p, lease, len);
                 }
             }
@@ -359,8 +358,7 @@ impl Writer {
     fn write_large(&self, data: &[u8], len: u32) -> Result<()> {
         let mut pool = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = pool.as_mut() {
-            self.collect_releases(p);
-            let mut lease = p.fill(data);
+            let mut lease = self.lease(p, data);
             if matches!(lease, Ok(None)) && p.any_out() {
                 // Every buffer is out: the reader gives one back soon if it
                 // is reading, which is cheaper than a fresh memory file.
@@ -424,11 +422,22 @@ impl Writer {
         Ok(())
     }
 
+    /// A buffer for `data`: an idle one at hand, else, after taking the
+    /// reader's release notices (one receive call for however many have
+    /// come), an idle or a new one.
+    fn lease(&self, p: &mut MemfdPool, data: &[u8]) -> std::io::Result<Option<memfd_pool::Lease>> {
+        if let Some(lease) = p.reuse(data)? {
+            return Ok(Some(lease));
+        }
+        self.collect_releases(p);
+        p.fill(data)
+    }
+
     /// Takes the reader's release notices off the connection: those buffers
     /// may be filled again. Anything else the reader sent is ignored.
     fn collect_releases(&self, pool: &mut MemfdPool) {
         let mut buf = [0u8; HEADER_LEN];
-        while let Ok(sys::Recv::Frame { len, .. }) = sys::recv_frame(self.fd.as_fd(), &mut buf) {
+        while let Ok(sys::Recv::Frame { len, .. }) = sys::recv_packet(self.fd.as_fd(), &mut buf) {
             if let Ok(h) = Header::decode(&buf[..len.min(HEADER_LEN)]) {
                 if h.kind == Kind::Release {
                     pool.release(h.stamp);
