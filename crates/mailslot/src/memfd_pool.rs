@@ -93,13 +93,16 @@ impl MemfdPool {
     }
 
     /// How long to wait for a buffer before sending a one-off memory file
-    /// of `len` bytes instead: what allocating, filling and freeing that
-    /// file costs (about 2 GB/s on a small VM), and at least 10 ms, about
-    /// what a busy reader needs to get through the other writers' messages
-    /// queued before ours. A reader that is reading gives buffers back
-    /// within that; one that is not costs a writer this much per message.
+    /// of `len` bytes instead: 2 ns per byte, and at least 10 ms. That is
+    /// about what a reader busy with several writers' messages of that size
+    /// needs before it gets to ours: it copies at 5-10 GB/s, and four
+    /// writers may each have a message queued ahead. (A wait of 0.5 ns per
+    /// byte, the cost of a fresh file, left four writers of 64 MiB messages
+    /// at 2.6-3.0 GB/s; 2 ns per byte gives 4.9-5.8.) A reader that is
+    /// reading gives buffers back within that; one that is not costs a
+    /// writer this much per message once its buffers are out.
     pub(crate) fn patience(len: usize) -> std::time::Duration {
-        std::time::Duration::from_nanos(len as u64 / 2).max(std::time::Duration::from_millis(10))
+        std::time::Duration::from_nanos(len as u64 * 2).max(std::time::Duration::from_millis(10))
     }
 
     /// Changes the bound; idle buffers over it are dropped at once.

@@ -341,7 +341,7 @@ impl Writer {
     /// in at most eight buffers. Reusing a buffer saves allocating and
     /// freeing its pages for every message, several times the cost of
     /// copying it. When every buffer is still with the reader, a write waits
-    /// up to 10 ms (longer for messages over 20 MiB, never past the write
+    /// up to 10 ms (2 ns per byte for messages over 5 MiB; never past the write
     /// timeout) for one to come back before it uses a memory file of its
     /// own. `0` keeps none; every large message then gets a memory file of
     /// its own. Buffers the reader still holds are not dropped.
