@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use mailslot::{Error, Namespace, Reader, ReaderOptions, RemoteOrigin, SlotName, Writer};
+use rustix::fs::SealFlags;
 use rustix::net::{
     AddressFamily, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
     SocketType,
@@ -248,6 +249,24 @@ fn raw_client(dir: &Path, name: &SlotName) -> OwnedFd {
     fd
 }
 
+const ALL_SEALS: SealFlags = SealFlags::SEAL
+    .union(SealFlags::SHRINK)
+    .union(SealFlags::GROW)
+    .union(SealFlags::WRITE);
+
+/// A memory file holding `data`, with `seals` added.
+fn memfd(data: &[u8], seals: SealFlags) -> std::io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(
+        "test",
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+    )?;
+    rustix::io::write(&fd, data)?;
+    if !seals.is_empty() {
+        rustix::fs::fcntl_add_seals(&fd, seals)?;
+    }
+    Ok(fd)
+}
+
 fn header(kind: u8, flags: u16, len: u32) -> Vec<u8> {
     let mut h = vec![0xA7, kind];
     h.extend_from_slice(&flags.to_le_bytes());
@@ -276,30 +295,10 @@ fn hostile_raw_writer_is_disconnected_and_counted_while_others_get_through() -> 
     let name = slot(r"\\.\mailslot\hostile");
     let mut reader = Reader::create_in(&ns, &name, &now().max_message_size(100))?;
     let good = Writer::open_in(&ns, &name)?;
-    let unsealed = rustix::fs::memfd_create("x", rustix::fs::MemfdFlags::CLOEXEC)?;
-    rustix::fs::ftruncate(&unsealed, 10)?;
-    let sealed = rustix::fs::memfd_create(
-        "y",
-        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
-    )?;
-    rustix::fs::ftruncate(&sealed, 10)?;
-    rustix::fs::fcntl_add_seals(
-        &sealed,
-        rustix::fs::SealFlags::SEAL
-            | rustix::fs::SealFlags::SHRINK
-            | rustix::fs::SealFlags::GROW
-            | rustix::fs::SealFlags::WRITE,
-    )?;
+    let unsealed = memfd(b"0123456789", SealFlags::empty())?;
+    let sealed = memfd(b"0123456789", ALL_SEALS)?;
     // A recyclable buffer: sealed against shrinking and growing only.
-    let fixed = rustix::fs::memfd_create(
-        "z",
-        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
-    )?;
-    rustix::fs::ftruncate(&fixed, 10)?;
-    rustix::fs::fcntl_add_seals(
-        &fixed,
-        rustix::fs::SealFlags::SHRINK | rustix::fs::SealFlags::GROW,
-    )?;
+    let fixed = memfd(b"0123456789", SealFlags::SHRINK | SealFlags::GROW)?;
     let token = 5u64.to_le_bytes();
     let with_payload = |mut h: Vec<u8>, p: &[u8]| {
         h.extend_from_slice(p);
@@ -482,18 +481,7 @@ fn announced_descriptor_arriving_later_is_still_received() -> TestResult {
     let name = slot(r"\\.\mailslot\announce\late");
     let mut reader = Reader::create_in(&ns, &name, &now())?;
     let raw = raw_client(tmp.path(), &name);
-    let sealed = rustix::fs::memfd_create(
-        "late",
-        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
-    )?;
-    rustix::io::write(&sealed, b"0123456789")?;
-    rustix::fs::fcntl_add_seals(
-        &sealed,
-        rustix::fs::SealFlags::SEAL
-            | rustix::fs::SealFlags::SHRINK
-            | rustix::fs::SealFlags::GROW
-            | rustix::fs::SealFlags::WRITE,
-    )?;
+    let sealed = memfd(b"0123456789", ALL_SEALS)?;
     rustix::net::send(&raw, &header(4, 0, 0), SendFlags::NOSIGNAL)?;
     // The reader takes the announce, finds nothing after it yet.
     assert!(matches!(
