@@ -466,6 +466,7 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io
     wait_for(fd, PollFlags::IN, timeout)
 }
 
+/// `poll(fd, what, timeout)`; `Ok(false)` on timeout.
 fn wait_for(fd: BorrowedFd<'_>, what: PollFlags, timeout: Option<Duration>) -> io::Result<bool> {
     let mut fds = [PollFd::new(&fd, what)];
     let ts = timeout.map(timespec);
@@ -583,6 +584,8 @@ const ALL_SEALS: SealFlags = SealFlags::SEAL
     .union(SealFlags::GROW)
     .union(SealFlags::WRITE);
 
+/// `memfd_create("mailslot-message", MFD_CLOEXEC | MFD_ALLOW_SEALING)` and
+/// `ftruncate(size)`.
 fn memfd(size: u64) -> io::Result<OwnedFd> {
     let fd = rustix::fs::memfd_create(
         "mailslot-message",

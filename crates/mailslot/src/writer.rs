@@ -10,6 +10,9 @@ use crate::frame::{
     FLAG_ORIGIN, FLAG_RECYCLE, HEADER_LEN, Header, INLINE_MAX, Kind, RemoteOrigin, push_batch,
 };
 use crate::memfd_pool::{self, MemfdPool};
+use crate::name::SlotName;
+use crate::namespace::{Meta, Namespace};
+use crate::sys;
 
 /// Messages from this size up go in a reusable buffer when one is free,
 /// though they would fit inline: a socket buffer that large costs more to
@@ -18,9 +21,6 @@ use crate::memfd_pool::{self, MemfdPool};
 /// 4.5 / 4.3 -> 4.0 (so not below 32 KiB), 32 KiB 3.7 -> 6.1 / 4.8 -> 5.1,
 /// 60 KiB 3.9 -> 7.8 / 5.4 -> 6.5 (POSIX mq: 7.1-8.2 / 5.9).
 const MEMFD_MIN: usize = 32 * 1024;
-use crate::name::SlotName;
-use crate::namespace::{Meta, Namespace};
-use crate::sys;
 
 /// The writing end of a mailslot (Windows' mailslot client).
 ///
@@ -371,10 +371,11 @@ impl Writer {
                     let left = until.saturating_duration_since(Instant::now());
                     if left.is_zero()
                         || !sys::wait_readable(self.fd.as_fd(), Some(left)).unwrap_or(false)
+                        // The reader has gone: the send below says so.
+                        || !self.collect_releases(p)
                     {
                         break;
                     }
-                    self.collect_releases(p);
                     lease = p.fill(data);
                     if !matches!(lease, Ok(None)) {
                         break;
@@ -434,14 +435,21 @@ impl Writer {
     }
 
     /// Takes the reader's release notices off the connection: those buffers
-    /// may be filled again. Anything else the reader sent is ignored.
-    fn collect_releases(&self, pool: &mut MemfdPool) {
+    /// may be filled again. Anything else the reader sent is ignored. False
+    /// when the reader has closed the connection.
+    fn collect_releases(&self, pool: &mut MemfdPool) -> bool {
         let mut buf = [0u8; HEADER_LEN];
-        while let Ok(sys::Recv::Frame { len, .. }) = sys::recv_packet(self.fd.as_fd(), &mut buf) {
-            if let Ok(h) = Header::decode(&buf[..len.min(HEADER_LEN)]) {
-                if h.kind == Kind::Release {
-                    pool.release(h.stamp);
+        loop {
+            match sys::recv_packet(self.fd.as_fd(), &mut buf) {
+                Ok(sys::Recv::Frame { len, .. }) => {
+                    if let Ok(h) = Header::decode(&buf[..len.min(HEADER_LEN)]) {
+                        if h.kind == Kind::Release {
+                            pool.release(h.stamp);
+                        }
+                    }
                 }
+                Ok(sys::Recv::WouldBlock) => return true,
+                Ok(sys::Recv::Closed) | Err(_) => return false,
             }
         }
     }
