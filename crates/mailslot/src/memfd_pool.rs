@@ -161,31 +161,25 @@ impl MemfdPool {
         if size > self.limit {
             return Ok(None);
         }
-        let index = match self
-            .bufs
-            .iter()
-            .position(|b| b.out.is_none() && b.size == size)
-        {
-            Some(i) => i,
-            None => {
-                while (self.bufs.len() >= MAX_BUFFERS || self.bytes() + size > self.limit)
-                    && self.evict_idle()
-                {}
-                if self.bufs.len() >= MAX_BUFFERS || self.bytes() + size > self.limit {
-                    return Ok(None);
-                }
-                let fd = sys::fixed_size_memfd(size)?;
-                let map = sys::SharedMap::new(fd.as_fd(), true).ok();
-                self.bufs.push(Buffer {
-                    fd,
-                    map,
-                    size,
-                    out: None,
-                    used: 0,
-                });
-                self.bufs.len() - 1
-            }
-        };
+        if let Some(lease) = self.reuse(data)? {
+            return Ok(Some(lease));
+        }
+        while (self.bufs.len() >= MAX_BUFFERS || self.bytes() + size > self.limit)
+            && self.evict_idle()
+        {}
+        if self.bufs.len() >= MAX_BUFFERS || self.bytes() + size > self.limit {
+            return Ok(None);
+        }
+        let fd = sys::fixed_size_memfd(size)?;
+        let map = sys::SharedMap::new(fd.as_fd(), true).ok();
+        self.bufs.push(Buffer {
+            fd,
+            map,
+            size,
+            out: None,
+            used: 0,
+        });
+        let index = self.bufs.len() - 1;
         self.lend(index, data).map(Some)
     }
 

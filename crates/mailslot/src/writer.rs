@@ -326,14 +326,7 @@ impl Writer {
                 }
             }
         }
-        let deadline = self.write_timeout.map(|t| Instant::now() + t);
-        let header = Header {
-            kind: Kind::Inline,
-            flags: 0,
-            len,
-            stamp: sys::monotonic_ns(),
-        };
-        self.send(header, data, None, deadline)
+        self.send_stamped(Kind::Inline, 0, len, data, None)
     }
 
     /// Bounds the memory this writer keeps to reuse for large messages
@@ -392,35 +385,36 @@ impl Writer {
         let memfd =
             sys::sealed_memfd(data).map_err(io_err("preparing a large message", &self.display))?;
         let _guard = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let deadline = self.write_timeout.map(|t| Instant::now() + t);
-        let header = Header {
-            kind: Kind::Memfd,
-            flags: 0,
-            len,
-            stamp: sys::monotonic_ns(),
-        };
-        self.send(header, &[], Some(memfd.as_fd()), deadline)
+        self.send_stamped(Kind::Memfd, 0, len, &[], Some(memfd.as_fd()))
     }
 
     /// Sends the message filled into `lease` (under the send lock).
     fn send_lease(&self, p: &mut MemfdPool, lease: memfd_pool::Lease, len: u32) -> Result<()> {
+        let token = lease.token().to_le_bytes();
+        self.send_stamped(Kind::Memfd, FLAG_RECYCLE, len, &token, Some(p.fd(&lease)))?;
+        p.sent(lease);
+        Ok(())
+    }
+
+    /// Stamps a frame and sends it, waiting for room up to the write
+    /// timeout. The caller holds the send lock, so stamps on this
+    /// connection only grow.
+    fn send_stamped(
+        &self,
+        kind: Kind,
+        flags: u16,
+        len: u32,
+        payload: &[u8],
+        memfd: Option<BorrowedFd<'_>>,
+    ) -> Result<()> {
         let deadline = self.write_timeout.map(|t| Instant::now() + t);
         let header = Header {
-            kind: Kind::Memfd,
-            flags: FLAG_RECYCLE,
+            kind,
+            flags,
             len,
             stamp: sys::monotonic_ns(),
         };
-        let token = lease.token().to_le_bytes();
-        self.send_on(
-            self.fd.as_fd(),
-            header,
-            &token,
-            Some(p.fd(&lease)),
-            deadline,
-        )?;
-        p.sent(lease);
-        Ok(())
+        self.send(header, payload, memfd, deadline)
     }
 
     /// A buffer for `data`: an idle one at hand, else, after taking the
@@ -516,14 +510,7 @@ impl Writer {
                 i += 1;
             }
             let _guard = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-            let deadline = self.write_timeout.map(|t| Instant::now() + t);
-            let header = Header {
-                kind: Kind::Batch,
-                flags: 0,
-                len: buf.len() as u32,
-                stamp: sys::monotonic_ns(),
-            };
-            self.send(header, &buf, None, deadline)
+            self.send_stamped(Kind::Batch, 0, buf.len() as u32, &buf, None)
                 .map_err(|e| (sent, e))?;
             sent += i - start;
         }
@@ -556,14 +543,7 @@ impl Writer {
             });
         }
         let _guard = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let deadline = self.write_timeout.map(|t| Instant::now() + t);
-        let header = Header {
-            kind: Kind::Inline,
-            flags: FLAG_ORIGIN,
-            len: buf.len() as u32,
-            stamp: sys::monotonic_ns(),
-        };
-        self.send(header, &buf, None, deadline)
+        self.send_stamped(Kind::Inline, FLAG_ORIGIN, buf.len() as u32, &buf, None)
     }
 
     fn send(

@@ -109,9 +109,10 @@ impl PrivatePeak {
     }
 
     fn peak(&self) -> u64 {
+        let now = status_kib("RssAnon");
         self.peak
-            .fetch_max(status_kib("RssAnon"), std::sync::atomic::Ordering::Relaxed)
-            .max(status_kib("RssAnon"))
+            .fetch_max(now, std::sync::atomic::Ordering::Relaxed)
+            .max(now)
     }
 }
 
