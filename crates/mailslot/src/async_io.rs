@@ -189,6 +189,8 @@ impl AsyncWriter {
         }
         // Sends never wait inside the writer; this type waits for readiness.
         writer.set_write_timeout(Some(Duration::ZERO));
+        // Its waits are on the socket's readiness, so the socket it is.
+        writer.socket_only()?;
         let name = writer.name().to_string();
         let fd = register(writer, Interest::WRITABLE)
             .map_err(|e| reactor_err(&name, "registering with the tokio reactor", e))?;

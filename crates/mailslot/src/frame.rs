@@ -5,7 +5,7 @@
 //! | off | len | field |
 //! |-----|-----|-------|
 //! | 0 | 1 | magic `0xA7` |
-//! | 1 | 1 | kind: 0 inline payload, 1 payload in a passed memfd, 2 batch, 3 release, 4 announce |
+//! | 1 | 1 | kind: 0 inline payload, 1 payload in a passed memfd, 2 batch, 3 release, 4 announce, 5-9 the ring lane (below) |
 //! | 2 | 2 | flags: bit 0 = the inline payload starts with an origin block; bit 1 = a recyclable memfd |
 //! | 4 | 4 | payload length (inline: bytes after the header) |
 //! | 8 | 8 | writer's `CLOCK_MONOTONIC` stamp in ns (delivery order) |
@@ -28,6 +28,17 @@
 //! frame (kind 4, header only) right before every frame that carries a
 //! descriptor, and the reader receives the next frame with `recvmsg`.
 //! Readers that expect this say so in their metadata (`announce=1`).
+//!
+//! The ring lane (`ring.rs`) moves a writer's messages through shared
+//! memory instead of the socket, when the reader's metadata says `ring=1`:
+//! the writer offers a ring (kind 5, passing the ring's memfd) and a wake
+//! eventfd (kind 6, passing it), both announced; the reader answers (kind
+//! 7, reader to writer; flag bit 0 = accepted). After an acceptance the
+//! writer sends kind 8 ("read the ring from here") and writes frames into
+//! the ring; a hand-off record in the ring sends the reader back to the
+//! socket (for a frame with a descriptor) until the next kind 8. Kind 9,
+//! reader to writer, says the ring has room again. Kinds 5-9 are header
+//! only.
 //!
 //! An origin block (flag bit 0, inline kind only) tells where a message came
 //! from on the network; the daemon sets it and readers believe it only from
@@ -56,7 +67,20 @@ pub(crate) enum Kind {
     Release,
     /// The next frame carries a descriptor: receive it with `recvmsg`.
     Announce,
+    /// Writer to reader: a ring (its memfd passed with this frame).
+    Ring,
+    /// Writer to reader: the ring's wake eventfd (passed with this frame).
+    RingWake,
+    /// Reader to writer: the offered ring is taken (flag bit 0) or not.
+    RingAnswer,
+    /// Writer to reader: the following messages are in the ring.
+    ToRing,
+    /// Reader to writer: the ring has room again.
+    Room,
 }
+
+/// Header flag (ring answer kind): the reader reads the ring.
+pub(crate) const FLAG_ACCEPTED: u16 = 1;
 
 /// Header flag: the inline payload starts with an origin block.
 pub(crate) const FLAG_ORIGIN: u16 = 1;
@@ -111,6 +135,11 @@ impl Header {
             Kind::Batch => 2,
             Kind::Release => 3,
             Kind::Announce => 4,
+            Kind::Ring => 5,
+            Kind::RingWake => 6,
+            Kind::RingAnswer => 7,
+            Kind::ToRing => 8,
+            Kind::Room => 9,
         };
         b[2..4].copy_from_slice(&self.flags.to_le_bytes());
         b[4..8].copy_from_slice(&self.len.to_le_bytes());
@@ -125,6 +154,11 @@ impl Header {
             .get(..HEADER_LEN)
             .and_then(|s| s.try_into().ok())
             .ok_or(FrameError::Short(packet.len()))?;
+        Header::decode_head(b, packet.len() - HEADER_LEN)
+    }
+
+    /// Decodes a header followed by `actual` body bytes (checked against it).
+    pub(crate) fn decode_head(b: &[u8; HEADER_LEN], actual: usize) -> Result<Header, FrameError> {
         if b[0] != MAGIC {
             return Err(FrameError::Magic(b[0]));
         }
@@ -134,16 +168,27 @@ impl Header {
             2 => Kind::Batch,
             3 => Kind::Release,
             4 => Kind::Announce,
+            5 => Kind::Ring,
+            6 => Kind::RingWake,
+            7 => Kind::RingAnswer,
+            8 => Kind::ToRing,
+            9 => Kind::Room,
             k => return Err(FrameError::Kind(k)),
         };
         let flags = u16::from_le_bytes([b[2], b[3]]);
         let len = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
         let stamp = u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
-        let actual = packet.len() - HEADER_LEN;
         let expected = match kind {
             Kind::Inline | Kind::Batch => len as usize,
             Kind::Memfd if flags & FLAG_RECYCLE != 0 => TOKEN_LEN,
-            Kind::Memfd | Kind::Release | Kind::Announce => 0,
+            Kind::Memfd
+            | Kind::Release
+            | Kind::Announce
+            | Kind::Ring
+            | Kind::RingWake
+            | Kind::RingAnswer
+            | Kind::ToRing
+            | Kind::Room => 0,
         };
         if actual != expected {
             return Err(FrameError::Length {
@@ -329,8 +374,8 @@ mod tests {
         p[0] = 0;
         assert_eq!(Header::decode(&p), Err(FrameError::Magic(0)));
         p[0] = MAGIC;
-        p[1] = 9;
-        assert_eq!(Header::decode(&p), Err(FrameError::Kind(9)));
+        p[1] = 10;
+        assert_eq!(Header::decode(&p), Err(FrameError::Kind(10)));
     }
 
     #[test]

@@ -105,6 +105,7 @@ mod namespace;
 pub mod net;
 pub mod queued;
 mod reader;
+mod ring;
 mod shared;
 mod sys;
 mod writer;

@@ -260,12 +260,14 @@ pub(crate) struct Meta {
     /// The reader receives with `recv` and needs an announce frame before
     /// each frame that carries a descriptor (see `frame.rs`).
     pub announce: bool,
+    /// The reader takes a ring offered by a writer (see `ring.rs`).
+    pub ring: bool,
 }
 
 impl Meta {
     fn encode(&self) -> String {
         format!(
-            "version=1\nname={}\npid={}\nuid={}\ngid={}\nmode={:o}\nmax_message_size={}\ncreated_ms={}\naccept_remote={}\nshared={}\nrecycle={}\nannounce={}\n",
+            "version=1\nname={}\npid={}\nuid={}\ngid={}\nmode={:o}\nmax_message_size={}\ncreated_ms={}\naccept_remote={}\nshared={}\nrecycle={}\nannounce={}\nring={}\n",
             self.name,
             self.pid,
             self.uid,
@@ -276,7 +278,8 @@ impl Meta {
             u8::from(self.accept_remote),
             u8::from(self.shared),
             u8::from(self.recycle),
-            u8::from(self.announce)
+            u8::from(self.announce),
+            u8::from(self.ring)
         )
     }
 
@@ -293,6 +296,7 @@ impl Meta {
             shared: false,
             recycle: false,
             announce: false,
+            ring: false,
         };
         let mut seen = 0u32;
         for line in text.lines() {
@@ -310,6 +314,7 @@ impl Meta {
                 "shared" => m.shared = v == "1",
                 "recycle" => m.recycle = v == "1",
                 "announce" => m.announce = v == "1",
+                "ring" => m.ring = v == "1",
                 _ => {}
             }
         }
@@ -713,6 +718,7 @@ mod tests {
             shared: true,
             recycle: true,
             announce: true,
+            ring: true,
         };
         assert_eq!(Meta::decode(&m.encode()), Some(m.clone()));
         let text = m.encode();

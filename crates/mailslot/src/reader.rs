@@ -10,17 +10,24 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result, io_err};
 use crate::frame::{
-    self, FLAG_ORIGIN, FLAG_RECYCLE, HEADER_LEN, Header, INLINE_MAX, Kind, RemoteOrigin,
-    split_batch,
+    self, FLAG_ACCEPTED, FLAG_ORIGIN, FLAG_RECYCLE, HEADER_LEN, Header, INLINE_MAX, Kind,
+    RemoteOrigin, split_batch,
 };
 use crate::name::SlotName;
 use crate::namespace::{Claim, Meta, Namespace};
+use crate::ring::{Record, RingReader};
 use crate::sys;
 
 const LISTENER: u64 = u64::MAX;
 const WAKER: u64 = u64::MAX - 1;
 /// Token of the network listener `STEM.net.sock` (see [`Reader::create_in`]).
 const NET_LISTENER: u64 = u64::MAX - 2;
+/// Tokens of rings' wake eventfds: this bit and the connection's index.
+const RING_WAKE: u64 = 1 << 62;
+/// Before it sleeps, a reader with rings watches them this long: a writer
+/// that is about to write again then needs no wake-up call (which would
+/// cost both sides a system call per message).
+const SPIN: Duration = Duration::from_micros(20);
 /// At most this many messages are taken from one connection per pump.
 const BATCH: usize = 256;
 /// ... and at most about this many bytes (one frame more at most), so large
@@ -193,6 +200,11 @@ enum Payload {
         /// keeping mapped.
         id: Option<(u64, u64)>,
     },
+    /// Still in the connection's ring, at this offset (see `ring.rs`).
+    Ring {
+        off: usize,
+        len: usize,
+    },
 }
 
 /// Messages up to this size are queued without an allocation each.
@@ -224,7 +236,7 @@ impl Payload {
         match self {
             Payload::Small { len, .. } => usize::from(*len),
             Payload::Inline(v) => v.len(),
-            Payload::Memfd { len, .. } => *len,
+            Payload::Memfd { len, .. } | Payload::Ring { len, .. } => *len,
         }
     }
 }
@@ -233,6 +245,20 @@ struct Pending {
     stamp: u64,
     payload: Payload,
     origin: Option<Box<RemoteOrigin>>,
+    /// For the last message of a ring record: the ring position after it,
+    /// given back to the writer once the message is taken (0: none).
+    ring_end: u64,
+}
+
+/// A connection's ring (see `ring.rs`).
+struct RingConn {
+    ring: RingReader,
+    /// The writer's wake eventfd, registered edge-triggered (never read).
+    wake: OwnedFd,
+    /// The writer sent "to ring" and no hand-off since: read the ring.
+    reading: bool,
+    /// Messages in the queue whose records are not yet given back.
+    held: usize,
 }
 
 struct Conn {
@@ -249,6 +275,9 @@ struct Conn {
     maps: Vec<((u64, u64), sys::SharedMap)>,
     /// The writer announced that its next frame carries a descriptor.
     expect_fd: bool,
+    /// A ring the writer offered, waiting for its wake eventfd.
+    offered: Option<OwnedFd>,
+    ring: Option<RingConn>,
 }
 
 /// The reading end of a mailslot (Windows' mailslot server).
@@ -273,6 +302,8 @@ pub struct Reader {
     buffered_msgs: usize,
     buffered_bytes: usize,
     needs_pump: bool,
+    /// Connections with a ring.
+    rings: usize,
     /// Counts pump passes (each starts with an `epoll_wait`). A message
     /// received during pass `p` is delivered only after pass `p + 1` looked
     /// at every writer again: a writer whose write returned before that
@@ -356,6 +387,7 @@ impl Reader {
             shared: options.shared,
             recycle: !options.shared,
             announce: true,
+            ring: !options.shared,
         };
         let claim = Claim::acquire(&ns, name, options.shared, &meta)?;
         // A shared reader is one instance among several, with sockets of its own.
@@ -424,6 +456,7 @@ impl Reader {
             buffered_msgs: 0,
             buffered_bytes: 0,
             needs_pump: false,
+            rings: 0,
             pass: 0,
             pump_ns: 0,
             spare: Vec::new(),
@@ -505,22 +538,30 @@ impl Reader {
             });
         }
         let (idx, p, sender) = self.take_head();
-        match p.payload {
+        let r = match p.payload {
             Payload::Small { len, data } => {
                 buf[..usize::from(len)].copy_from_slice(&data[..usize::from(len)]);
+                Ok(())
             }
             Payload::Inline(v) => {
                 buf[..v.len()].copy_from_slice(&v);
                 if v.capacity() >= SPARE_MIN && self.spare.len() < SPARE_MAX {
                     self.spare.push(v);
                 }
+                Ok(())
+            }
+            Payload::Ring { off, len } => {
+                self.copy_ring(idx, off, &mut buf[..len]);
+                Ok(())
             }
             Payload::Memfd { fd, len, token, id } => {
                 let r = self.copy_large(idx, &fd, id, &mut buf[..len]);
                 self.give_back(idx, token);
-                r.map_err(io_err("reading a large message", &self.display))?;
+                r
             }
-        }
+        };
+        self.after_take(idx, p.ring_end);
+        r.map_err(io_err("reading a large message", &self.display))?;
         Ok((needed, sender))
     }
 
@@ -549,17 +590,23 @@ impl Reader {
     pub fn read_message_timeout(&mut self, timeout: Option<Duration>) -> Result<Message> {
         self.wait_head(timeout)?;
         let (idx, p, sender) = self.take_head();
-        let data = match p.payload {
-            Payload::Small { len, data } => data[..usize::from(len)].to_vec(),
-            Payload::Inline(v) => v,
+        let (data, r) = match p.payload {
+            Payload::Small { len, data } => (data[..usize::from(len)].to_vec(), Ok(())),
+            Payload::Inline(v) => (v, Ok(())),
+            Payload::Ring { off, len } => {
+                let mut v = vec![0u8; len];
+                self.copy_ring(idx, off, &mut v);
+                (v, Ok(()))
+            }
             Payload::Memfd { fd, len, token, id } => {
                 let mut v = vec![0u8; len];
                 let r = self.copy_large(idx, &fd, id, &mut v);
                 self.give_back(idx, token);
-                r.map_err(io_err("reading a large message", &self.display))?;
-                v
+                (v, r)
             }
         };
+        self.after_take(idx, p.ring_end);
+        r.map_err(io_err("reading a large message", &self.display))?;
         Ok(Message { data, sender })
     }
 
@@ -609,6 +656,11 @@ impl Reader {
                 }
                 if let (Some(d), Some(t)) = (deadline, timeout) {
                     if Instant::now() >= d {
+                        // The caller may wait on our descriptor next: have
+                        // the rings' writers signal it.
+                        if self.rings > 0 && self.arm_rings() {
+                            continue;
+                        }
                         return Err(Error::TimedOut {
                             name: self.display.clone(),
                             op: "reading from",
@@ -672,6 +724,40 @@ impl Reader {
         sys::pread_exact(fd.as_fd(), dst)
     }
 
+    /// Copies a message still in connection `idx`'s ring.
+    fn copy_ring(&self, idx: usize, off: usize, dst: &mut [u8]) {
+        if let Some(rc) = self.conns[idx].as_ref().and_then(|c| c.ring.as_ref()) {
+            rc.ring.copy(off, dst);
+        }
+    }
+
+    /// After a message of connection `idx` was taken and copied: gives its
+    /// ring record back to the writer (with a room notice if it waits for
+    /// one), and forgets the connection once it has ended and is empty.
+    fn after_take(&mut self, idx: usize, ring_end: u64) {
+        let Some(conn) = self.conns[idx].as_mut() else {
+            return;
+        };
+        if ring_end != 0 {
+            if let Some(rc) = conn.ring.as_mut() {
+                rc.held -= 1;
+                // With nothing of the ring left in the queue, give back what
+                // was parsed too (wrap and hand-off records after it).
+                let pos = if rc.held == 0 {
+                    rc.ring.position()
+                } else {
+                    ring_end
+                };
+                if rc.ring.release(pos) {
+                    notify(conn.fd.as_fd(), Kind::Room, 0, 0);
+                }
+            }
+        }
+        if conn.queue.is_empty() && conn.eof {
+            self.remove_conn(idx);
+        }
+    }
+
     /// Tells the writer on connection `idx` that its buffer with `token`
     /// has been read. Never waits: a writer that does not take the notice
     /// (or has gone) only loses the buffer's reuse.
@@ -680,14 +766,7 @@ impl Reader {
         else {
             return;
         };
-        let notice = Header {
-            kind: Kind::Release,
-            flags: 0,
-            len: 0,
-            stamp: token,
-        }
-        .encode();
-        let _ = sys::send_frame(conn.fd.as_fd(), &notice, &[], None, true);
+        notify(conn.fd.as_fd(), Kind::Release, 0, token);
     }
 
     /// Removes the globally earliest message; returns its connection too.
@@ -704,7 +783,7 @@ impl Reader {
             self.seq += 1;
             self.heads.push(Reverse(key));
         } else if conn.eof {
-            self.remove_conn(idx);
+            // Forgotten by `after_take`, once the message is copied.
         } else {
             // This writer may have more, possibly earlier than other heads.
             self.needs_pump = true;
@@ -741,11 +820,16 @@ impl Reader {
             }
             None => timeout,
         };
+        let timeout = if timeout != Some(Duration::ZERO) && self.rings > 0 {
+            self.before_sleep(timeout)
+        } else {
+            timeout
+        };
         self.pump_ns = sys::monotonic_ns();
         self.pass += 1;
         // Room for every registered descriptor, so one call sees all that are ready.
         self.poller
-            .wait(tokens, self.conns.len() + 3, timeout)
+            .wait(tokens, 2 * self.conns.len() + 3, timeout)
             .map_err(io_err("waiting for messages", &self.display))?;
         self.needs_pump = false;
         for &t in tokens.iter() {
@@ -755,20 +839,79 @@ impl Reader {
                 WAKER => {
                     self.waker.efd.drain();
                 }
+                // Rings are all looked at below.
+                t if t & RING_WAKE != 0 => {}
                 idx => {
                     let idx = idx as usize;
-                    let fill = self
-                        .conns
-                        .get(idx)
-                        .and_then(|c| c.as_ref())
-                        .is_some_and(|c| !c.eof && (all || c.queue.is_empty()));
-                    if fill {
-                        self.fill(idx, all);
+                    if self.wants_fill(idx, all) {
+                        self.fill(idx, all, true);
                     }
                 }
             }
         }
+        // Every ring, signalled or not: this pass must see every writer.
+        if self.rings > 0 {
+            for idx in 0..self.conns.len() {
+                let ready = self.conns[idx]
+                    .as_ref()
+                    .and_then(|c| c.ring.as_ref())
+                    .is_some_and(|r| r.reading && r.ring.has_records());
+                if ready && self.wants_fill(idx, all) {
+                    self.fill(idx, all, false);
+                }
+            }
+        }
         Ok(())
+    }
+
+    fn wants_fill(&self, idx: usize, all: bool) -> bool {
+        self.conns
+            .get(idx)
+            .and_then(|c| c.as_ref())
+            .is_some_and(|c| !c.eof && (all || c.queue.is_empty()))
+    }
+
+    /// About to wait up to `timeout` with rings open: watches them for up
+    /// to [`SPIN`] (yielding the processor to anyone who wants it), then
+    /// asks each writer to wake us and looks once more. Returns the
+    /// timeout to wait with: zero when a ring has records.
+    fn before_sleep(&mut self, timeout: Option<Duration>) -> Option<Duration> {
+        let spin = timeout.map_or(SPIN, |t| t.min(SPIN));
+        let start = Instant::now();
+        loop {
+            if self.rings_have_records() || self.waker.flag.load(Ordering::Relaxed) {
+                return Some(Duration::ZERO);
+            }
+            if start.elapsed() >= spin {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        if self.arm_rings() {
+            return Some(Duration::ZERO);
+        }
+        timeout.map(|t| t.saturating_sub(start.elapsed()))
+    }
+
+    fn rings_have_records(&self) -> bool {
+        self.conns.iter().flatten().any(|c| {
+            c.ring
+                .as_ref()
+                .is_some_and(|r| r.reading && r.ring.has_records())
+        })
+    }
+
+    /// Asks every writer with a ring to signal its eventfd for its next
+    /// record, then looks at the rings once more; true if one has records
+    /// (no wait then). Every wait that a ring record should end goes
+    /// through here first.
+    fn arm_rings(&self) -> bool {
+        for c in self.conns.iter().flatten() {
+            if let Some(r) = &c.ring {
+                r.ring.want_wake();
+            }
+        }
+        self.rings_have_records()
     }
 
     fn accept_all(&mut self, net: bool, all: bool) -> Result<()> {
@@ -815,6 +958,8 @@ impl Reader {
                 filled_pass: 0,
                 maps: Vec::new(),
                 expect_fd: false,
+                offered: None,
+                ring: None,
             };
             let idx = match self.free.pop() {
                 Some(i) => i,
@@ -829,12 +974,15 @@ impl Reader {
             }
             self.conns[idx] = Some(conn);
             // It may have written already.
-            self.fill(idx, all);
+            self.fill(idx, all, true);
         }
     }
 
-    /// Receives messages of connection `idx` into its queue.
-    fn fill(&mut self, idx: usize, unbounded: bool) {
+    /// Receives messages of connection `idx` into its queue: from its
+    /// socket, or from its ring while the writer says so. `sock_event`:
+    /// the socket was reported ready (while reading the ring, that can
+    /// only be its end).
+    fn fill(&mut self, idx: usize, unbounded: bool, sock_event: bool) {
         let Some(conn) = self.conns[idx].as_mut() else {
             return;
         };
@@ -844,18 +992,21 @@ impl Reader {
         let mut broken = false;
         // Unbounded (`info()`) takes what the kernel held when it started and
         // no more: writers that keep refilling their buffers must not make
-        // it read, and hold, without end (issue 8).
+        // it read, and hold, without end (issue 8). Likewise for the ring.
         let budget = if unbounded {
             sys::queued_bytes(conn.fd.as_fd()).ok()
         } else {
             None
         };
+        let ring_budget = conn
+            .ring
+            .as_ref()
+            .filter(|_| budget.is_some())
+            .map(|r| r.ring.tail());
         let unbounded = budget.is_some();
         let mut taken = 0usize;
         loop {
-            if budget.is_some_and(|b| taken >= b) {
-                break;
-            }
+            let on_ring = conn.ring.as_ref().is_some_and(|r| r.reading);
             if !unbounded
                 && !conn.queue.is_empty()
                 && (got >= BATCH
@@ -865,86 +1016,204 @@ impl Reader {
                     // more. Leave the rest to level-triggered epoll rather
                     // than spend a receive call on learning that (it would
                     // sit in every message's latency).
-                    || (was_empty && got == 1 && conn.queue[0].stamp >= self.pump_ns)
+                    || (!on_ring
+                        && was_empty
+                        && got == 1
+                        && conn.queue[0].stamp >= self.pump_ns)
                     || self.buffered_msgs >= self.opts.queue_messages
                     || self.buffered_bytes >= self.opts.queue_bytes)
             {
                 break;
             }
-            // Plain `recv` unless a descriptor was announced: it costs less,
-            // and drops any descriptor a writer sends unannounced.
-            let r = if conn.expect_fd {
-                sys::recv_frame(conn.fd.as_fd(), &mut self.scratch)
-            } else {
-                sys::recv_packet(conn.fd.as_fd(), &mut self.scratch)
-            };
-            // The announced frame may not have arrived yet (would block):
-            // keep expecting it until a frame comes.
-            if matches!(r, Ok(sys::Recv::Frame { .. })) {
-                conn.expect_fd = false;
-            }
-            let r = match r {
-                Ok(r) => r,
-                Err(_) => {
-                    conn.eof = true;
+            let before = conn.queue.len();
+            if let (true, Some(rc)) = (on_ring, conn.ring.as_mut()) {
+                if ring_budget.is_some_and(|b| rc.ring.position() >= b) {
                     break;
                 }
-            };
-            match r {
-                sys::Recv::WouldBlock => break,
-                sys::Recv::Closed => {
-                    conn.eof = true;
-                    break;
-                }
-                sys::Recv::Frame { len, truncated, fd } => {
-                    taken += len;
-                    if len == HEADER_LEN && fd.is_none() && !truncated {
-                        if let Ok(Header {
-                            kind: Kind::Announce,
-                            flags: 0,
-                            ..
-                        }) = Header::decode(&self.scratch[..len])
-                        {
-                            conn.expect_fd = true;
-                            continue;
-                        }
-                    }
-                    let before = conn.queue.len();
-                    let ok = !truncated
-                        && decode_frame(
-                            &self.scratch[..len],
-                            fd,
-                            self.opts.max_message_size,
-                            conn.trusted,
-                            &conn.maps,
-                            &mut conn.queue,
-                            &mut self.spare,
-                        );
-                    // The network socket carries only messages with an origin.
-                    let ok = ok
-                        && !(conn.net_only
-                            && conn.queue.range(before..).any(|p| p.origin.is_none()));
-                    if !ok {
-                        conn.queue.truncate(before);
-                        // A writer that breaks the protocol loses its connection.
+                match rc.ring.next() {
+                    Err(_) => {
                         broken = true;
                         break;
                     }
-                    if !self.opts.accept_remote
-                        && conn.queue.back().is_some_and(|p| p.origin.is_some())
-                    {
-                        conn.queue.truncate(before);
-                        self.refused_remote += 1;
+                    Ok(None) => {
+                        // Give back a wrap record passed at the end.
+                        if rc.held == 0 && rc.ring.release(rc.ring.position()) {
+                            notify(conn.fd.as_fd(), Kind::Room, 0, 0);
+                        }
+                        // While the ring is read, the socket carries only
+                        // its end, or a frame after a hand-off record
+                        // (published before the frame was sent, so the
+                        // ring has it now).
+                        if !sock_event {
+                            break;
+                        }
+                        match sys::peek_packet(conn.fd.as_fd()) {
+                            Ok(sys::Recv::WouldBlock) => break,
+                            Ok(sys::Recv::Frame { .. }) if rc.ring.has_records() => continue,
+                            Ok(sys::Recv::Frame { .. }) => {
+                                broken = true;
+                                break;
+                            }
+                            Ok(sys::Recv::Closed) | Err(_) => {
+                                conn.eof = true;
+                                break;
+                            }
+                        }
+                    }
+                    Ok(Some(Record::Handoff)) => {
+                        rc.reading = false;
+                        if rc.held == 0 && rc.ring.release(rc.ring.position()) {
+                            notify(conn.fd.as_fd(), Kind::Room, 0, 0);
+                        }
                         continue;
                     }
-                    for p in conn.queue.range(before..) {
-                        self.buffered_msgs += 1;
-                        self.buffered_bytes += p.payload.len();
+                    Ok(Some(Record::Frame { off, len })) => {
+                        let ok = decode_ring_frame(
+                            &rc.ring,
+                            off,
+                            len,
+                            self.opts.max_message_size,
+                            conn.trusted,
+                            &mut self.scratch,
+                            &mut conn.queue,
+                            &mut self.spare,
+                        );
+                        if !ok {
+                            conn.queue.truncate(before);
+                            broken = true;
+                            break;
+                        }
+                        got_bytes += len;
                     }
-                    got += conn.queue.len() - before;
-                    conn.filled_pass = self.pass;
-                    got_bytes += len;
                 }
+            } else {
+                if budget.is_some_and(|b| taken >= b) {
+                    break;
+                }
+                // Plain `recv` unless a descriptor was announced: it costs
+                // less, and drops any descriptor a writer sends unannounced.
+                let r = if conn.expect_fd {
+                    sys::recv_frame(conn.fd.as_fd(), &mut self.scratch)
+                } else {
+                    sys::recv_packet(conn.fd.as_fd(), &mut self.scratch)
+                };
+                // The announced frame may not have arrived yet (would block):
+                // keep expecting it until a frame comes.
+                if matches!(r, Ok(sys::Recv::Frame { .. })) {
+                    conn.expect_fd = false;
+                }
+                let (len, truncated, fd) = match r {
+                    Ok(sys::Recv::Frame { len, truncated, fd }) => (len, truncated, fd),
+                    Ok(sys::Recv::WouldBlock) => break,
+                    Ok(sys::Recv::Closed) | Err(_) => {
+                        conn.eof = true;
+                        break;
+                    }
+                };
+                taken += len;
+                if len == HEADER_LEN && !truncated {
+                    match control_frame(&self.scratch[..len]) {
+                        Some(Kind::Announce) if fd.is_none() => {
+                            conn.expect_fd = true;
+                            continue;
+                        }
+                        Some(Kind::Ring) => {
+                            // An offer without its memory file, or a second
+                            // one, is refused when its eventfd comes.
+                            conn.offered = fd.filter(|_| conn.ring.is_none() && !conn.net_only);
+                            continue;
+                        }
+                        Some(Kind::RingWake) => {
+                            let accepted = match (conn.offered.take(), fd, conn.ring.is_none()) {
+                                (Some(memfd), Some(wake), true) => match RingReader::open(&memfd) {
+                                    Ok(ring) => self
+                                        .poller
+                                        .add_edge(wake.as_fd(), RING_WAKE | idx as u64)
+                                        .map(|()| RingConn {
+                                            ring,
+                                            wake,
+                                            reading: false,
+                                            held: 0,
+                                        })
+                                        .ok(),
+                                    Err(_) => None,
+                                },
+                                _ => None,
+                            };
+                            let flags = if accepted.is_some() { FLAG_ACCEPTED } else { 0 };
+                            if accepted.is_some() {
+                                conn.ring = accepted;
+                                self.rings += 1;
+                            }
+                            notify(conn.fd.as_fd(), Kind::RingAnswer, flags, 0);
+                            continue;
+                        }
+                        Some(Kind::ToRing) if fd.is_none() => match conn.ring.as_mut() {
+                            Some(rc) => {
+                                rc.reading = true;
+                                continue;
+                            }
+                            None => {
+                                broken = true;
+                                break;
+                            }
+                        },
+                        _ => {}
+                    }
+                }
+                let ok = !truncated
+                    && decode_frame(
+                        &self.scratch[..len],
+                        fd,
+                        self.opts.max_message_size,
+                        conn.trusted,
+                        &conn.maps,
+                        &mut conn.queue,
+                        &mut self.spare,
+                    );
+                if !ok {
+                    conn.queue.truncate(before);
+                    // A writer that breaks the protocol loses its connection.
+                    broken = true;
+                    break;
+                }
+                got_bytes += len;
+            }
+            // The network socket carries only messages with an origin.
+            if conn.net_only && conn.queue.range(before..).any(|p| p.origin.is_none()) {
+                conn.queue.truncate(before);
+                broken = true;
+                break;
+            }
+            if !self.opts.accept_remote && conn.queue.back().is_some_and(|p| p.origin.is_some()) {
+                conn.queue.truncate(before);
+                self.refused_remote += 1;
+            }
+            let added = conn.queue.len() - before;
+            if on_ring {
+                let rc = conn.ring.as_mut().expect("reading a ring");
+                match conn.queue.back_mut() {
+                    // The record goes back to the writer when its last
+                    // message is taken.
+                    Some(p) if added > 0 => {
+                        p.ring_end = rc.ring.position();
+                        rc.held += 1;
+                    }
+                    // Nothing of it queued (refused, an empty batch).
+                    _ => {
+                        if rc.held == 0 && rc.ring.release(rc.ring.position()) {
+                            notify(conn.fd.as_fd(), Kind::Room, 0, 0);
+                        }
+                    }
+                }
+            }
+            for p in conn.queue.range(before..) {
+                self.buffered_msgs += 1;
+                self.buffered_bytes += p.payload.len();
+            }
+            got += added;
+            if added > 0 {
+                conn.filled_pass = self.pass;
             }
         }
         if broken {
@@ -966,6 +1235,10 @@ impl Reader {
     fn remove_conn(&mut self, idx: usize) {
         if let Some(c) = self.conns[idx].take() {
             let _ = self.poller.delete(c.fd.as_fd());
+            if let Some(r) = &c.ring {
+                let _ = self.poller.delete(r.wake.as_fd());
+                self.rings -= 1;
+            }
             self.free.push(idx);
             drop(c);
             // A descriptor is free again: a writer waiting may get it.
@@ -1030,6 +1303,7 @@ fn decode_frame(
                 stamp: h.stamp,
                 payload: Payload::new(data, spare),
                 origin,
+                ring_end: 0,
             });
         }
         (Kind::Memfd, Some(fd)) if h.flags & !FLAG_RECYCLE == 0 => {
@@ -1057,6 +1331,7 @@ fn decode_frame(
                     id,
                 },
                 origin: None,
+                ring_end: 0,
             });
         }
         (Kind::Batch, None) if h.flags == 0 => {
@@ -1070,11 +1345,77 @@ fn decode_frame(
                 stamp: h.stamp,
                 payload: Payload::new(m, spare),
                 origin: None,
+                ring_end: 0,
             }));
         }
         _ => return false,
     }
     true
+}
+
+/// Decodes a frame record of a ring into `queue`; false if the writer
+/// broke the protocol. A large inline message stays in the ring until it
+/// is read; anything else is copied out and decoded like a socket frame.
+#[allow(clippy::too_many_arguments)]
+fn decode_ring_frame(
+    ring: &RingReader,
+    off: usize,
+    len: usize,
+    max: u32,
+    trusted: bool,
+    scratch: &mut [u8],
+    queue: &mut VecDeque<Pending>,
+    spare: &mut Vec<Vec<u8>>,
+) -> bool {
+    let mut head = [0u8; HEADER_LEN];
+    ring.copy(off, &mut head);
+    let body = len - HEADER_LEN;
+    let Ok(h) = Header::decode_head(&head, body) else {
+        return false;
+    };
+    if h.kind == Kind::Inline && h.flags == 0 && body > SMALL_MAX {
+        if max != 0 && body > max as usize {
+            return false;
+        }
+        queue.push_back(Pending {
+            stamp: h.stamp,
+            payload: Payload::Ring {
+                off: off + HEADER_LEN,
+                len: body,
+            },
+            origin: None,
+            ring_end: 0,
+        });
+        return true;
+    }
+    let Some(frame) = scratch.get_mut(..len) else {
+        return false;
+    };
+    ring.copy(off, frame);
+    decode_frame(frame, None, max, trusted, &[], queue, spare)
+}
+
+/// The kind of a header-only control frame from a writer, if it is one.
+fn control_frame(packet: &[u8]) -> Option<Kind> {
+    let h = Header::decode(packet).ok()?;
+    let control = matches!(
+        h.kind,
+        Kind::Announce | Kind::Ring | Kind::RingWake | Kind::ToRing
+    );
+    (control && h.flags == 0).then_some(h.kind)
+}
+
+/// Sends a header-only notice to a writer. Never waits: a writer that does
+/// not take its notices (or has gone) only loses what they would tell it.
+fn notify(fd: BorrowedFd<'_>, kind: Kind, flags: u16, stamp: u64) {
+    let notice = Header {
+        kind,
+        flags,
+        len: 0,
+        stamp,
+    }
+    .encode();
+    let _ = sys::send_frame(fd, &notice, &[], None, true);
 }
 
 /// `data` in a spare buffer when it is large and one is at hand.

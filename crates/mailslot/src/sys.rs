@@ -2,7 +2,8 @@
 //!
 //! Every system call the crate makes goes through this module, via `rustix`
 //! (no raw `libc`). The only `unsafe` code of the crate is here, in
-//! [`SharedMap`]: mapping a memory file and copying to or from the mapping.
+//! [`SharedMap`]: mapping a memory file, copying to or from the mapping, and
+//! atomics in it (the shared-memory lane, `ring.rs`).
 //! It provides:
 //!
 //! - clocks: [`monotonic_ns`] (the writer's ordering stamp);
@@ -14,7 +15,8 @@
 //! - advisory locks: [`try_flock`], [`unlock`];
 //! - AF_UNIX `SOCK_SEQPACKET` sockets: [`seqpacket_socket`], [`unix_addr`],
 //!   [`bind`], [`listen`], [`connect`], [`accept`], [`peer_cred`],
-//!   [`send_frame`], [`recv_frame`], [`recv_packet`], [`wait_writable`], [`wait_readable`],
+//!   [`send_frame`], [`recv_frame`], [`recv_packet`], [`peek_packet`],
+//!   [`wait_writable`], [`wait_readable`],
 //!   [`queued_bytes`];
 //! - readiness: [`Poller`] (epoll) and [`EventFd`] (the reader's waker);
 //! - sealed memory files for large messages: [`sealed_memfd`],
@@ -406,6 +408,29 @@ pub(crate) fn recv_packet(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Recv
     }
 }
 
+/// `recv(fd, 1 byte, MSG_DONTWAIT | MSG_PEEK)`: whether a frame waits,
+/// without taking it.
+pub(crate) fn peek_packet(fd: BorrowedFd<'_>) -> io::Result<Recv> {
+    let mut b = [0u8; 1];
+    loop {
+        match rustix::net::recv(fd, &mut b, RecvFlags::DONTWAIT | RecvFlags::PEEK) {
+            Ok((_, 0)) => return Ok(Recv::Closed),
+            Ok((_, len)) => {
+                return Ok(Recv::Frame {
+                    len,
+                    truncated: true,
+                    fd: None,
+                });
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => return Ok(Recv::WouldBlock),
+            // See `recv_frame`.
+            Err(rustix::io::Errno::CONNRESET) => {}
+            Err(e) => return Err(to_io(e)),
+        }
+    }
+}
+
 /// `recvmsg(fd, buf, MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC)`.
 pub(crate) fn recv_frame(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Recv> {
     let mut iov = [IoSliceMut::new(buf)];
@@ -503,6 +528,19 @@ impl Poller {
             fd,
             epoll::EventData::new_u64(token),
             epoll::EventFlags::IN | epoll::EventFlags::RDHUP,
+        )
+        .map_err(to_io)
+    }
+
+    /// `epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLET)`: one event per
+    /// signal of an eventfd, so it never needs to be read (and a peer that
+    /// holds the other copy cannot make a read block).
+    pub(crate) fn add_edge(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        epoll::add(
+            &self.fd,
+            fd,
+            epoll::EventData::new_u64(token),
+            epoll::EventFlags::IN | epoll::EventFlags::ET,
         )
         .map_err(to_io)
     }
@@ -677,6 +715,7 @@ mod shm {
     use std::io;
     use std::os::fd::BorrowedFd;
     use std::ptr::NonNull;
+    use std::sync::atomic::{AtomicU32, AtomicU64};
 
     use rustix::fs::SealFlags;
     use rustix::mm::{MapFlags, ProtFlags};
@@ -749,15 +788,63 @@ mod shm {
 
         /// Copies `src` to the start of a writable mapping.
         pub(crate) fn copy_from(&self, src: &[u8]) {
+            self.write_at(0, src);
+        }
+
+        /// Copies `dst.len()` bytes from offset `off` of the mapping.
+        pub(crate) fn read_at(&self, off: usize, dst: &mut [u8]) {
             assert!(
-                self.writable && src.len() <= self.len,
+                off <= self.len && dst.len() <= self.len - off,
+                "copy beyond the mapping"
+            );
+            // SAFETY: the source lies within our live mapping (checked
+            // above) and `dst` is a distinct, exclusively borrowed buffer.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.ptr.as_ptr().add(off),
+                    dst.as_mut_ptr(),
+                    dst.len(),
+                );
+            }
+        }
+
+        /// Copies `src` to offset `off` of a writable mapping.
+        pub(crate) fn write_at(&self, off: usize, src: &[u8]) {
+            assert!(
+                self.writable && off <= self.len && src.len() <= self.len - off,
                 "write beyond the mapping"
             );
             // SAFETY: the destination lies within our live, writable
             // mapping (checked above) and `src` is ordinary memory.
             unsafe {
-                std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr(), src.len());
+                std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(off), src.len());
             }
+        }
+
+        /// The 8-byte word at `off` of a writable mapping, as an atomic.
+        ///
+        /// Another process may change it at any time, which is what atomics
+        /// are for: the value read is any value, never undefined behaviour.
+        pub(crate) fn atomic_u64(&self, off: usize) -> &AtomicU64 {
+            assert!(
+                self.writable && off % 8 == 0 && off <= self.len && 8 <= self.len - off,
+                "atomic beyond the mapping or misaligned"
+            );
+            // SAFETY: in bounds and 8-aligned (the mapping starts on a page),
+            // writable so stores cannot fault, and valid for the lifetime of
+            // `&self` (unmapped only on drop). `AtomicU64` has the layout of
+            // `u64` and every bit pattern is a valid value.
+            unsafe { &*self.ptr.as_ptr().add(off).cast::<AtomicU64>() }
+        }
+
+        /// The 4-byte word at `off` of a writable mapping, as an atomic.
+        pub(crate) fn atomic_u32(&self, off: usize) -> &AtomicU32 {
+            assert!(
+                self.writable && off % 4 == 0 && off <= self.len && 4 <= self.len - off,
+                "atomic beyond the mapping or misaligned"
+            );
+            // SAFETY: as for `atomic_u64`.
+            unsafe { &*self.ptr.as_ptr().add(off).cast::<AtomicU32>() }
         }
     }
 

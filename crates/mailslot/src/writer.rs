@@ -7,12 +7,25 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, io_err};
 use crate::frame::{
-    FLAG_ORIGIN, FLAG_RECYCLE, HEADER_LEN, Header, INLINE_MAX, Kind, RemoteOrigin, push_batch,
+    FLAG_ACCEPTED, FLAG_ORIGIN, FLAG_RECYCLE, HEADER_LEN, Header, INLINE_MAX, Kind, RemoteOrigin,
+    push_batch,
 };
 use crate::memfd_pool::{self, MemfdPool};
 use crate::name::SlotName;
 use crate::namespace::{Meta, Namespace};
+use crate::ring::{self, RingWriter};
 use crate::sys;
+
+/// While its messages go through the ring, a writer looks at its socket
+/// (release and room notices, the reader gone) when at least this long has
+/// passed since it last did, not on every write: so a write right after a
+/// reader crashed may still succeed, unread, as one just before it would.
+/// A reader that closes normally marks the ring, which every write checks.
+const CHECK_NS: u64 = 20_000;
+
+/// A writer gives up on an offered ring that the reader has not answered
+/// after this many writes (an old reader that ignores the offer).
+const OFFER_CHECKS: u32 = 1000;
 
 /// Messages from this size up go in a reusable buffer when one is free,
 /// though they would fit inline: a socket buffer that large costs more to
@@ -41,14 +54,56 @@ pub struct Writer {
     write_timeout: Option<Duration>,
     // Held across stamp-and-send so one connection's stamps stay ordered.
     // Guards the reusable buffers for large messages, when the reader
-    // takes them back (not for shared slots).
-    send_lock: Mutex<Option<MemfdPool>>,
+    // takes them back (not for shared slots), and the ring.
+    send_lock: Mutex<SendState>,
     // For a shared slot: every reader instance (`fd` is a copy of the first).
     shared: Option<Mutex<crate::shared::SharedTargets>>,
     // For `\\HOST`, `\\DOMAIN`, `\\*`: where datagrams go (`fd` is a copy
     // of its UDP socket). Checked once per write; `None` on the local path.
     #[cfg(feature = "network")]
     remote: Option<Box<crate::net::RemoteTarget>>,
+}
+
+/// What the send lock guards.
+#[derive(Debug)]
+struct SendState {
+    pool: Option<MemfdPool>,
+    lane: Lane,
+}
+
+impl SendState {
+    fn socket_only() -> SendState {
+        SendState {
+            pool: None,
+            lane: Lane::Off,
+        }
+    }
+}
+
+/// What [`Writer::collect`] found on the connection.
+struct Notices {
+    /// The reader has closed it.
+    closed: bool,
+    /// The reader's answer to a ring offer, if it came.
+    answer: Option<bool>,
+}
+
+/// The shared-memory lane of a connection (see `ring.rs`).
+#[derive(Debug)]
+enum Lane {
+    /// Everything goes through the socket.
+    Off,
+    /// The reader takes rings; the first write offers one.
+    Ready,
+    /// Offered; each write looks for the reader's answer.
+    Offered { ring: RingWriter, checks: u32 },
+    /// Accepted. `on_ring`: the reader is reading the ring now (else the
+    /// socket, until a to-ring frame).
+    Open {
+        ring: RingWriter,
+        on_ring: bool,
+        checked_ns: u64,
+    },
 }
 
 impl Writer {
@@ -118,10 +173,16 @@ impl Writer {
                         accept_remote: meta.accept_remote,
                         announce: meta.announce,
                         write_timeout: None,
-                        send_lock: Mutex::new(
-                            meta.recycle
+                        send_lock: Mutex::new(SendState {
+                            pool: meta
+                                .recycle
                                 .then(|| MemfdPool::new(memfd_pool::DEFAULT_BYTES)),
-                        ),
+                            lane: if meta.ring && meta.announce && suffix == "sock" {
+                                Lane::Ready
+                            } else {
+                                Lane::Off
+                            },
+                        }),
                         shared: None,
                         #[cfg(feature = "network")]
                         remote: None,
@@ -174,7 +235,7 @@ impl Writer {
             accept_remote: meta.accept_remote,
             announce: meta.announce,
             write_timeout: None,
-            send_lock: Mutex::new(None),
+            send_lock: Mutex::new(SendState::socket_only()),
             shared: Some(Mutex::new(targets)),
             #[cfg(feature = "network")]
             remote: None,
@@ -239,7 +300,7 @@ impl Writer {
             accept_remote: false,
             announce: false,
             write_timeout: None,
-            send_lock: Mutex::new(None),
+            send_lock: Mutex::new(SendState::socket_only()),
             shared: None,
             remote: Some(Box::new(target)),
         })
@@ -316,17 +377,28 @@ impl Writer {
         if data.len() > INLINE_MAX {
             return self.write_large(data, len);
         }
-        let mut guard = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if data.len() >= MEMFD_MIN {
-            if let Some(p) = guard.as_mut() {
-                // Mid-sized: a free reusable buffer beats a socket buffer of
-                // that size (never wait for one; inline is fine too).
-                if let Ok(Some(lease)) = self.lease(p, data) {
-                    return self.send_lease(p, lease, len);
-                }
+        let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Mid-sized: a free reusable buffer beats a socket buffer of that
+        // size (never wait for one; inline is fine too). Not when the ring
+        // takes it: that is cheaper still.
+        if data.len() >= MEMFD_MIN && !matches!(st.lane, Lane::Open { .. }) && st.pool.is_some() {
+            if let Ok(Some(lease)) = self.lease(&mut st, data) {
+                return self.send_lease(&mut st, lease, len);
             }
         }
-        self.send_stamped(Kind::Inline, 0, len, data, None)
+        self.send_stamped(&mut st, Kind::Inline, 0, len, data, None)
+    }
+
+    /// Keeps this writer's messages on the socket (no ring): for users of
+    /// its descriptor's readiness ([`AsyncWriter`](crate::AsyncWriter)).
+    /// A writer whose reader is reading its ring first sends it back to
+    /// the socket, waiting for room in the ring if it is full.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn socket_only(&mut self) -> Result<()> {
+        let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.leave_ring(&mut st, None)?;
+        st.lane = Lane::Off;
+        Ok(())
     }
 
     /// Bounds the memory this writer keeps to reuse for large messages
@@ -339,8 +411,8 @@ impl Writer {
     /// own. `0` keeps none; every large message then gets a memory file of
     /// its own. Buffers the reader still holds are not dropped.
     pub fn set_large_message_cache(&mut self, bytes: u64) {
-        let pool = self.send_lock.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = pool {
+        let st = self.send_lock.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = &mut st.pool {
             p.set_limit(bytes);
         }
     }
@@ -349,10 +421,10 @@ impl Writer {
     /// buffers when the reader gives them back and one is free, else in a
     /// memory file of its own, sealed against every change.
     fn write_large(&self, data: &[u8], len: u32) -> Result<()> {
-        let mut pool = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = pool.as_mut() {
-            let mut lease = self.lease(p, data);
-            if matches!(lease, Ok(None)) && p.any_out() {
+        let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if st.pool.is_some() {
+            let mut lease = self.lease(&mut st, data);
+            if matches!(lease, Ok(None)) && st.pool.as_ref().is_some_and(|p| p.any_out()) {
                 // Every buffer is out: the reader gives one back soon if it
                 // is reading, which is cheaper than a fresh memory file.
                 let mut wait = MemfdPool::patience(data.len());
@@ -365,11 +437,11 @@ impl Writer {
                     if left.is_zero()
                         || !sys::wait_readable(self.fd.as_fd(), Some(left)).unwrap_or(false)
                         // The reader has gone: the send below says so.
-                        || !self.collect_releases(p)
+                        || self.collect(&mut st).closed
                     {
                         break;
                     }
-                    lease = p.fill(data);
+                    lease = st.pool.as_mut().map_or(Ok(None), |p| p.fill(data));
                     if !matches!(lease, Ok(None)) {
                         break;
                     }
@@ -378,36 +450,63 @@ impl Writer {
             // Creating or filling a buffer can fail (no memory, no
             // descriptors); a sealed memory file then reports the error.
             if let Ok(Some(lease)) = lease {
-                return self.send_lease(p, lease, len);
+                return self.send_lease(&mut st, lease, len);
             }
         }
-        drop(pool);
+        drop(st);
         let memfd =
             sys::sealed_memfd(data).map_err(io_err("preparing a large message", &self.display))?;
-        let _guard = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.send_stamped(Kind::Memfd, 0, len, &[], Some(memfd.as_fd()))
+        let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.send_stamped(&mut st, Kind::Memfd, 0, len, &[], Some(memfd.as_fd()))
     }
 
     /// Sends the message filled into `lease` (under the send lock).
-    fn send_lease(&self, p: &mut MemfdPool, lease: memfd_pool::Lease, len: u32) -> Result<()> {
+    fn send_lease(&self, st: &mut SendState, lease: memfd_pool::Lease, len: u32) -> Result<()> {
+        let deadline = self.deadline();
+        self.leave_ring(st, deadline)?;
         let token = lease.token().to_le_bytes();
-        self.send_stamped(Kind::Memfd, FLAG_RECYCLE, len, &token, Some(p.fd(&lease)))?;
+        let p = st.pool.as_mut().expect("a lease comes from the pool");
+        let header = Header {
+            kind: Kind::Memfd,
+            flags: FLAG_RECYCLE,
+            len,
+            stamp: sys::monotonic_ns(),
+        };
+        self.send(header, &token, Some(p.fd(&lease)), deadline)?;
         p.sent(lease);
         Ok(())
     }
 
-    /// Stamps a frame and sends it, waiting for room up to the write
-    /// timeout. The caller holds the send lock, so stamps on this
-    /// connection only grow.
+    fn deadline(&self) -> Option<Instant> {
+        self.write_timeout.map(|t| Instant::now() + t)
+    }
+
+    /// Stamps a frame and sends it, through the ring when it can, waiting
+    /// for room up to the write timeout. The caller holds the send lock,
+    /// so stamps on this connection only grow.
     fn send_stamped(
         &self,
+        st: &mut SendState,
         kind: Kind,
         flags: u16,
         len: u32,
         payload: &[u8],
         memfd: Option<BorrowedFd<'_>>,
     ) -> Result<()> {
-        let deadline = self.write_timeout.map(|t| Instant::now() + t);
+        let deadline = self.deadline();
+        if memfd.is_none() && HEADER_LEN + payload.len() <= ring::FRAME_MAX && self.ring_open(st) {
+            let stamped = |ring: &mut RingWriter| {
+                let header = Header {
+                    kind,
+                    flags,
+                    len,
+                    stamp: sys::monotonic_ns(),
+                };
+                ring.push_frame(&header.encode(), payload)
+            };
+            return self.ring_push(st, deadline, stamped);
+        }
+        self.leave_ring(st, deadline)?;
         let header = Header {
             kind,
             flags,
@@ -417,33 +516,197 @@ impl Writer {
         self.send(header, payload, memfd, deadline)
     }
 
+    /// Moves the lane on (offers a ring, takes the reader's answer); true
+    /// when the ring is open.
+    fn ring_open(&self, st: &mut SendState) -> bool {
+        match &mut st.lane {
+            Lane::Off => false,
+            Lane::Open { .. } => true,
+            Lane::Ready => {
+                st.lane = match self.offer_ring() {
+                    Ok(ring) => Lane::Offered { ring, checks: 0 },
+                    // Out of memory or descriptors, or a full socket: the
+                    // socket carries everything then.
+                    Err(_) => Lane::Off,
+                };
+                false
+            }
+            Lane::Offered { checks, .. } => {
+                *checks += 1;
+                let gave_up = *checks > OFFER_CHECKS;
+                let n = self.collect(st);
+                let answer = if n.closed { Some(false) } else { n.answer };
+                match (std::mem::replace(&mut st.lane, Lane::Off), answer) {
+                    (Lane::Offered { ring, .. }, Some(true)) => {
+                        st.lane = Lane::Open {
+                            ring,
+                            on_ring: false,
+                            checked_ns: sys::monotonic_ns(),
+                        };
+                        true
+                    }
+                    (offered, None) if !gave_up => {
+                        st.lane = offered;
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    /// Sends the reader a ring and its wake eventfd (see `frame.rs`).
+    fn offer_ring(&self) -> Result<RingWriter> {
+        let (ring, memfd) =
+            RingWriter::create().map_err(io_err("creating a message ring", &self.display))?;
+        let deadline = Some(Instant::now());
+        for (kind, fd) in [
+            (Kind::Ring, memfd.as_fd()),
+            (Kind::RingWake, ring.wake_fd()),
+        ] {
+            let header = Header {
+                kind,
+                flags: 0,
+                len: 0,
+                stamp: 0,
+            };
+            self.send_on(self.fd.as_fd(), header, &[], Some(fd), deadline)?;
+        }
+        Ok(ring)
+    }
+
+    /// Writes one record into the open ring (`push` stamps and writes it;
+    /// false when there is no room), waiting for room up to `deadline`.
+    fn ring_push(
+        &self,
+        st: &mut SendState,
+        deadline: Option<Instant>,
+        mut push: impl FnMut(&mut RingWriter) -> bool,
+    ) -> Result<()> {
+        let Lane::Open {
+            on_ring,
+            checked_ns,
+            ..
+        } = &mut st.lane
+        else {
+            unreachable!("ring_push on an open ring");
+        };
+        if !*on_ring {
+            let to_ring = Header {
+                kind: Kind::ToRing,
+                flags: 0,
+                len: 0,
+                stamp: 0,
+            };
+            self.send_one(self.fd.as_fd(), to_ring, &[], None, deadline)?;
+            *on_ring = true;
+        }
+        let mut check = {
+            let now = sys::monotonic_ns();
+            let due = now.wrapping_sub(*checked_ns) >= CHECK_NS;
+            if due {
+                *checked_ns = now;
+            }
+            due
+        };
+        let closed = || Error::ReaderClosed {
+            name: self.display.clone(),
+        };
+        loop {
+            // The reader's notices: releases, room, and whether it is there.
+            if check && self.collect(st).closed {
+                return Err(closed());
+            }
+            let Lane::Open { ring, .. } = &mut st.lane else {
+                unreachable!("the ring stays open");
+            };
+            if ring.reader_closed() {
+                return Err(closed());
+            }
+            let mut pushed = push(ring);
+            if !pushed {
+                // Full: ask for a room notice, then look once more (the
+                // reader may have made room just before it saw the ask).
+                ring.want_room();
+                pushed = push(ring);
+            }
+            if pushed {
+                ring.publish();
+                return Ok(());
+            }
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let ready = remaining.is_none_or(|r| !r.is_zero())
+                && sys::wait_readable(self.fd.as_fd(), remaining)
+                    .map_err(io_err("waiting for room", &self.display))?;
+            if !ready {
+                return Err(Error::TimedOut {
+                    name: self.display.clone(),
+                    op: "writing to",
+                    timeout: self.write_timeout.unwrap_or_default(),
+                });
+            }
+            check = true;
+        }
+    }
+
+    /// Before a frame goes on the socket: if the reader is reading the
+    /// ring, a hand-off record sends it back to the socket.
+    fn leave_ring(&self, st: &mut SendState, deadline: Option<Instant>) -> Result<()> {
+        if !matches!(st.lane, Lane::Open { on_ring: true, .. }) {
+            return Ok(());
+        }
+        self.ring_push(st, deadline, RingWriter::push_handoff)?;
+        if let Lane::Open { on_ring, .. } = &mut st.lane {
+            *on_ring = false;
+        }
+        Ok(())
+    }
+
     /// A buffer for `data`: an idle one at hand, else, after taking the
     /// reader's release notices (one receive call for however many have
     /// come), an idle or a new one.
-    fn lease(&self, p: &mut MemfdPool, data: &[u8]) -> std::io::Result<Option<memfd_pool::Lease>> {
-        if let Some(lease) = p.reuse(data)? {
-            return Ok(Some(lease));
+    fn lease(&self, st: &mut SendState, data: &[u8]) -> io::Result<Option<memfd_pool::Lease>> {
+        if let Some(p) = &mut st.pool {
+            if let Some(lease) = p.reuse(data)? {
+                return Ok(Some(lease));
+            }
         }
-        self.collect_releases(p);
-        p.fill(data)
+        self.collect(st);
+        st.pool.as_mut().map_or(Ok(None), |p| p.fill(data))
     }
 
-    /// Takes the reader's release notices off the connection: those buffers
-    /// may be filled again. Anything else the reader sent is ignored. False
-    /// when the reader has closed the connection.
-    fn collect_releases(&self, pool: &mut MemfdPool) -> bool {
+    /// Takes the reader's notices off the connection: released buffers may
+    /// be filled again, room notices need nothing more.
+    fn collect(&self, st: &mut SendState) -> Notices {
         let mut buf = [0u8; HEADER_LEN];
+        let mut answer = None;
         loop {
             match sys::recv_packet(self.fd.as_fd(), &mut buf) {
                 Ok(sys::Recv::Frame { len, .. }) => {
-                    if let Ok(h) = Header::decode(&buf[..len.min(HEADER_LEN)]) {
-                        if h.kind == Kind::Release {
-                            pool.release(h.stamp);
+                    match Header::decode(&buf[..len.min(HEADER_LEN)]) {
+                        Ok(h) if h.kind == Kind::Release => {
+                            if let Some(p) = &mut st.pool {
+                                p.release(h.stamp);
+                            }
                         }
+                        Ok(h) if h.kind == Kind::RingAnswer => {
+                            answer = Some(h.flags & FLAG_ACCEPTED != 0);
+                        }
+                        _ => {}
                     }
                 }
-                Ok(sys::Recv::WouldBlock) => return true,
-                Ok(sys::Recv::Closed) | Err(_) => return false,
+                Ok(sys::Recv::WouldBlock) => {
+                    return Notices {
+                        closed: false,
+                        answer,
+                    };
+                }
+                Ok(sys::Recv::Closed) | Err(_) => {
+                    return Notices {
+                        closed: true,
+                        answer,
+                    };
+                }
             }
         }
     }
@@ -485,11 +748,10 @@ impl Writer {
         // Mid-sized messages travel faster alone in a reusable buffer than
         // copied into a batch (see `MEMFD_MIN`), when the reader takes
         // buffers back.
-        let pooled = self
-            .send_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some();
+        let pooled = {
+            let st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+            st.pool.is_some() && !matches!(st.lane, Lane::Open { .. })
+        };
         let alone = |m: &[u8]| m.len() + 4 > Self::BATCH_BYTES || (pooled && m.len() >= MEMFD_MIN);
         let mut i = 0;
         while i < messages.len() {
@@ -509,8 +771,8 @@ impl Writer {
                 push_batch(&mut buf, messages[i].as_ref());
                 i += 1;
             }
-            let _guard = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-            self.send_stamped(Kind::Batch, 0, buf.len() as u32, &buf, None)
+            let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.send_stamped(&mut st, Kind::Batch, 0, buf.len() as u32, &buf, None)
                 .map_err(|e| (sent, e))?;
             sent += i - start;
         }
@@ -542,8 +804,15 @@ impl Writer {
                 max: (INLINE_MAX - 600) as u64,
             });
         }
-        let _guard = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.send_stamped(Kind::Inline, FLAG_ORIGIN, buf.len() as u32, &buf, None)
+        let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.send_stamped(
+            &mut st,
+            Kind::Inline,
+            FLAG_ORIGIN,
+            buf.len() as u32,
+            &buf,
+            None,
+        )
     }
 
     fn send(

@@ -505,7 +505,10 @@ fn namespace_directory_removed_while_running_gives_clear_errors() {
     }
     drop(w);
     drop(r);
-    assert_eq!(own_fd_count(), fds0);
+    // Nothing leaked. (Not `==`: the pipe of a child that an earlier test
+    // killed may still have been open, in its reader thread, at the start.)
+    let fds = own_fd_count();
+    assert!(fds <= fds0, "{fds} descriptors open, {fds0} before");
     // The directory comes back with the next resolve, and works.
     let ns = Namespace::at(&dir).unwrap();
     let mut r = Reader::create_in(&ns, &a, &ReaderOptions::default()).unwrap();

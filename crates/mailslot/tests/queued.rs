@@ -393,7 +393,8 @@ fn close_delivers_everything_when_a_reader_is_there() {
     for i in 0..1000 {
         w.send(tag(Priority::Normal, i), Priority::Normal).unwrap();
     }
-    assert!(w.close(LONG).is_empty());
+    let u = w.close(LONG);
+    assert!(u.is_empty(), "{u:?}");
     let got = read_n(&mut r, 1000);
     assert_each_priority_in_order(&got, 0, 1000);
     assert_eq!(r.info().unwrap().count, 0);

@@ -1,0 +1,483 @@
+//! The shared-memory lane: a writer's ring of frames in a memory file.
+//!
+//! A socket send costs a buffer allocation, a copy into the kernel, a lock
+//! and a wake-up for every message, and the reader pays a receive call for
+//! each. Through a ring in memory both sides share, a message costs one
+//! copy in and one copy out, and no system call at all while the reader
+//! keeps up. Each writer connection has its own ring (single producer,
+//! single consumer); the socket stays for the handshake, for frames that
+//! carry a descriptor (large messages) and for end-of-stream.
+//!
+//! Layout of the memory file (`FILE_LEN` bytes, sealed against shrinking
+//! and growing, created by the writer and mapped by both):
+//!
+//! | off | field | written by |
+//! |-----|-------|------------|
+//! | 0 | `tail`: bytes ever written (u64) | writer |
+//! | 64 | `head`: bytes ever consumed (u64) | reader |
+//! | 128 | reader waiting: wake me through the eventfd (u32) | both |
+//! | 192 | writer waiting: tell me when there is room (u32) | both |
+//! | 256 | reader closed the connection (u32) | reader |
+//! | 4096 | `DATA` bytes of records | writer |
+//!
+//! A record starts at a multiple of 8: `u32 len`, `u32 tag`, then for a
+//! frame record `len` bytes of a local frame (header and body, exactly as
+//! on the socket), padded to 8. A wrap record fills the rest of the ring
+//! when the next record would not fit before its end; a hand-off record
+//! says the writer's next frames are on the socket (see `frame.rs`).
+//!
+//! Waking: before the reader sleeps it sets "reader waiting" and looks at
+//! the tail once more; after the writer publishes a record it looks at the
+//! flag and, if set, clears it and signals the eventfd. Both use
+//! sequentially consistent operations, so one of them always sees the
+//! other. "Writer waiting" works the same way the other way round, and the
+//! reader answers it with a room frame on the socket.
+//!
+//! The reader trusts nothing in the ring: it keeps its own copy of how far
+//! it has read, checks every record against the tail and the ring's size,
+//! and copies bytes out with raw copies (never a reference), so a writer
+//! that scribbles over its ring can only garble its own messages or lose
+//! its connection.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::frame::{HEADER_LEN, INLINE_MAX};
+use crate::sys::{self, SharedMap};
+
+/// Bytes of records in a ring.
+pub(crate) const DATA: usize = 256 << 10;
+/// Where the records start.
+const DATA_OFF: usize = 4096;
+/// Size of the memory file.
+pub(crate) const FILE_LEN: u64 = (DATA_OFF + DATA) as u64;
+
+const TAIL: usize = 0;
+const HEAD: usize = 64;
+const READER_WAITING: usize = 128;
+const WRITER_WAITING: usize = 192;
+const CLOSED: usize = 256;
+
+const REC_HDR: usize = 8;
+const TAG_FRAME: u32 = 1;
+const TAG_HANDOFF: u32 = 2;
+const TAG_WRAP: u32 = 3;
+
+/// Largest frame a record holds: the largest inline frame.
+pub(crate) const FRAME_MAX: usize = HEADER_LEN + INLINE_MAX;
+
+fn padded(n: usize) -> usize {
+    (n + 7) & !7
+}
+
+/// The writer's end.
+#[derive(Debug)]
+pub(crate) struct RingWriter {
+    map: SharedMap,
+    /// Signalled when the reader asked to be woken.
+    wake: sys::EventFd,
+    tail: u64,
+    /// The reader's head as last read (refreshed only when short of room).
+    head: u64,
+}
+
+impl RingWriter {
+    /// A new ring and the memory file to pass to the reader (its wake
+    /// eventfd is [`wake_fd`](RingWriter::wake_fd)).
+    pub(crate) fn create() -> io::Result<(RingWriter, OwnedFd)> {
+        let fd = sys::fixed_size_memfd(FILE_LEN)?;
+        let map = SharedMap::new(fd.as_fd(), true)?;
+        Ok((
+            RingWriter {
+                map,
+                wake: sys::EventFd::new()?,
+                tail: 0,
+                head: 0,
+            },
+            fd,
+        ))
+    }
+
+    /// The eventfd to pass to the reader.
+    pub(crate) fn wake_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.wake.as_fd()
+    }
+
+    fn tail_word(&self) -> &AtomicU64 {
+        self.map.atomic_u64(TAIL)
+    }
+
+    /// Writes a frame record (`header` then `body`) if there is room; does
+    /// not publish it (see [`publish`](RingWriter::publish)).
+    pub(crate) fn push_frame(&mut self, header: &[u8], body: &[u8]) -> bool {
+        let len = header.len() + body.len();
+        debug_assert!(len <= FRAME_MAX);
+        let Some(at) = self.reserve(REC_HDR + padded(len)) else {
+            return false;
+        };
+        self.put_record_header(at, len as u32, TAG_FRAME);
+        self.map.write_at(DATA_OFF + at + REC_HDR, header);
+        self.map
+            .write_at(DATA_OFF + at + REC_HDR + header.len(), body);
+        true
+    }
+
+    /// Writes a hand-off record if there is room (not yet published).
+    pub(crate) fn push_handoff(&mut self) -> bool {
+        let Some(at) = self.reserve(REC_HDR) else {
+            return false;
+        };
+        self.put_record_header(at, 0, TAG_HANDOFF);
+        true
+    }
+
+    fn put_record_header(&self, at: usize, len: u32, tag: u32) {
+        let mut h = [0u8; REC_HDR];
+        h[..4].copy_from_slice(&len.to_le_bytes());
+        h[4..].copy_from_slice(&tag.to_le_bytes());
+        self.map.write_at(DATA_OFF + at, &h);
+    }
+
+    /// Makes room for a record of `size` bytes; returns its index in the
+    /// data area. A record that would not fit before the end of the ring
+    /// goes to its start, after a wrap record that fills the rest; the wrap
+    /// is published at once, so the reader can pass it and give its space
+    /// back even while there is no room yet for the record.
+    fn reserve(&mut self, size: usize) -> Option<usize> {
+        let at = (self.tail % DATA as u64) as usize;
+        let to_end = DATA - at;
+        if size > to_end {
+            if !self.room_for(to_end) {
+                return None;
+            }
+            self.put_record_header(at, 0, TAG_WRAP);
+            self.tail += to_end as u64;
+            self.publish();
+            return self.reserve(size);
+        }
+        if !self.room_for(size) {
+            return None;
+        }
+        self.tail += size as u64;
+        Some(at)
+    }
+
+    fn room_for(&mut self, needed: usize) -> bool {
+        let free = |head: u64, tail: u64| {
+            let used = tail.wrapping_sub(head);
+            // A head beyond the tail or more than a ring behind is garbage.
+            if used > DATA as u64 {
+                0
+            } else {
+                DATA - used as usize
+            }
+        };
+        if free(self.head, self.tail) >= needed {
+            return true;
+        }
+        self.head = self.map.atomic_u64(HEAD).load(Ordering::SeqCst);
+        free(self.head, self.tail) >= needed
+    }
+
+    /// Publishes what was pushed, and signals the eventfd if the reader
+    /// asked to be woken. True if it did (one system call).
+    pub(crate) fn publish(&mut self) -> bool {
+        self.tail_word().store(self.tail, Ordering::SeqCst);
+        let waiting: &AtomicU32 = self.map.atomic_u32(READER_WAITING);
+        let wake = waiting.load(Ordering::SeqCst) != 0 && waiting.swap(0, Ordering::SeqCst) != 0;
+        if wake {
+            // Cannot fail but for a counter at its maximum, which a reader
+            // that never reads it would need centuries to reach.
+            let _ = self.wake.signal();
+        }
+        wake
+    }
+
+    /// Asks the reader for a room frame once it has consumed something.
+    /// The caller tries to push again before it waits for the frame.
+    pub(crate) fn want_room(&self) {
+        self.map
+            .atomic_u32(WRITER_WAITING)
+            .store(1, Ordering::SeqCst);
+    }
+
+    /// The reader has closed this connection.
+    pub(crate) fn reader_closed(&self) -> bool {
+        self.map.atomic_u32(CLOSED).load(Ordering::Relaxed) != 0
+    }
+
+    /// Whether the reader has consumed everything written.
+    #[cfg(test)]
+    pub(crate) fn is_drained(&mut self) -> bool {
+        self.head = self.map.atomic_u64(HEAD).load(Ordering::SeqCst);
+        self.head == self.tail
+    }
+}
+
+/// One record, as the reader finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Record {
+    /// A frame of `len` bytes at `off` (an offset for [`RingReader::copy`]).
+    Frame { off: usize, len: usize },
+    /// The writer's next frames are on the socket.
+    Handoff,
+}
+
+/// The writer broke the ring's rules.
+#[derive(Debug)]
+pub(crate) struct Corrupt(#[allow(dead_code)] &'static str);
+
+/// The reader's end.
+#[derive(Debug)]
+pub(crate) struct RingReader {
+    map: SharedMap,
+    /// How far records have been parsed (the reader's own count).
+    read: u64,
+    /// The head as last published.
+    head: u64,
+}
+
+impl RingReader {
+    /// Maps a ring passed by a writer: a memory file of exactly
+    /// `FILE_LEN` bytes that cannot shrink or grow.
+    pub(crate) fn open(fd: &OwnedFd) -> io::Result<RingReader> {
+        let st = sys::fstat(fd.as_fd())?;
+        if st.st_size as u64 != FILE_LEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "ring memory file has the wrong size",
+            ));
+        }
+        let map = SharedMap::new(fd.as_fd(), true)?;
+        let start = map.atomic_u64(TAIL).load(Ordering::SeqCst);
+        if start != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "ring was used before it was offered",
+            ));
+        }
+        Ok(RingReader {
+            map,
+            read: 0,
+            head: 0,
+        })
+    }
+
+    /// Whether the writer has published records not yet parsed.
+    pub(crate) fn has_records(&self) -> bool {
+        self.map.atomic_u64(TAIL).load(Ordering::SeqCst) != self.read
+    }
+
+    /// How far records have been parsed.
+    pub(crate) fn position(&self) -> u64 {
+        self.read
+    }
+
+    /// The tail the writer has published.
+    pub(crate) fn tail(&self) -> u64 {
+        self.map.atomic_u64(TAIL).load(Ordering::SeqCst)
+    }
+
+    /// Parses the next record, if the writer has published one; a record
+    /// fully checked against the ring's size and the published tail.
+    pub(crate) fn next(&mut self) -> Result<Option<Record>, Corrupt> {
+        loop {
+            let tail = self.map.atomic_u64(TAIL).load(Ordering::Acquire);
+            if tail == self.read {
+                return Ok(None);
+            }
+            let ahead = tail.wrapping_sub(self.read);
+            if tail % 8 != 0 || ahead > DATA as u64 || tail.wrapping_sub(self.head) > DATA as u64 {
+                return Err(Corrupt("ring tail out of range"));
+            }
+            let at = (self.read % DATA as u64) as usize;
+            let mut h = [0u8; REC_HDR];
+            self.map.read_at(DATA_OFF + at, &mut h);
+            let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            let tag = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+            let size = match tag {
+                TAG_WRAP if len == 0 => DATA - at,
+                TAG_HANDOFF if len == 0 => REC_HDR,
+                TAG_FRAME if (HEADER_LEN..=FRAME_MAX).contains(&len) => REC_HDR + padded(len),
+                _ => return Err(Corrupt("bad ring record")),
+            };
+            if size > DATA - at || size as u64 > ahead {
+                return Err(Corrupt("ring record beyond the tail"));
+            }
+            self.read += size as u64;
+            match tag {
+                TAG_WRAP => continue,
+                TAG_HANDOFF => return Ok(Some(Record::Handoff)),
+                _ => {
+                    return Ok(Some(Record::Frame {
+                        off: DATA_OFF + at + REC_HDR,
+                        len,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Copies `dst.len()` bytes from `off` (within a parsed frame).
+    pub(crate) fn copy(&self, off: usize, dst: &mut [u8]) {
+        self.map.read_at(off, dst);
+    }
+
+    /// Gives the writer back everything up to `pos` (a position returned
+    /// by [`position`](RingReader::position)); true when the writer waits
+    /// for room (the caller then sends it a room frame).
+    pub(crate) fn release(&mut self, pos: u64) -> bool {
+        if pos == self.head {
+            return false;
+        }
+        self.head = pos;
+        self.map.atomic_u64(HEAD).store(pos, Ordering::SeqCst);
+        let waiting = self.map.atomic_u32(WRITER_WAITING);
+        waiting.load(Ordering::SeqCst) != 0 && waiting.swap(0, Ordering::SeqCst) != 0
+    }
+
+    /// Asks to be woken by the next record. The caller looks for records
+    /// once more afterwards, then sleeps.
+    pub(crate) fn want_wake(&self) {
+        self.map
+            .atomic_u32(READER_WAITING)
+            .store(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for RingReader {
+    /// Tells the writer that nobody reads this ring any more.
+    fn drop(&mut self) {
+        self.map.atomic_u32(CLOSED).store(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (RingWriter, RingReader) {
+        let (w, fd) = RingWriter::create().unwrap();
+        let r = RingReader::open(&fd).unwrap();
+        (w, r)
+    }
+
+    fn frame(r: &RingReader, rec: Record) -> Vec<u8> {
+        let Record::Frame { off, len } = rec else {
+            panic!("not a frame: {rec:?}");
+        };
+        let mut v = vec![0u8; len];
+        r.copy(off, &mut v);
+        v
+    }
+
+    #[test]
+    fn records_arrive_in_order_across_the_wrap() {
+        let (mut w, mut r) = pair();
+        let mut expected = 0u64;
+        for round in 0..10_000u64 {
+            let body = vec![(round % 251) as u8; (round % 700) as usize];
+            let head = round.to_le_bytes();
+            let mut header = [0u8; HEADER_LEN];
+            header[..8].copy_from_slice(&head);
+            assert!(w.push_frame(&header, &body));
+            assert!(!w.publish(), "the reader never asked to be woken");
+            let rec = r.next().unwrap().expect("a record");
+            let got = frame(&r, rec);
+            assert_eq!(&got[..8], &head);
+            assert_eq!(&got[HEADER_LEN..], &body[..]);
+            r.release(r.position());
+            expected += 1;
+        }
+        assert_eq!(expected, 10_000);
+        assert!(w.is_drained());
+    }
+
+    #[test]
+    fn a_full_ring_refuses_until_released_and_then_wakes() {
+        let (mut w, mut r) = pair();
+        let body = vec![7u8; 1000];
+        let mut n = 0;
+        while w.push_frame(&[0u8; HEADER_LEN], &body) {
+            n += 1;
+        }
+        w.publish();
+        assert_eq!(n, DATA / (REC_HDR + padded(HEADER_LEN + 1000)));
+        w.want_room();
+        assert!(!w.push_frame(&[0u8; HEADER_LEN], &body));
+        assert!(r.next().unwrap().is_some());
+        assert!(r.release(r.position()), "the writer asked for room");
+        assert!(!r.release(r.position()));
+        assert!(w.push_frame(&[0u8; HEADER_LEN], &body));
+    }
+
+    #[test]
+    fn a_largest_frame_fits_wherever_the_tail_is() {
+        let (mut w, mut r) = pair();
+        let big = vec![1u8; FRAME_MAX - HEADER_LEN];
+        for small in [0usize, 100, 5000, 70_000, 150_000, 200_000] {
+            // Move the tail, give everything back, then write the largest.
+            let mut left = small;
+            while left > 0 {
+                let n = left.min(60_000);
+                assert!(w.push_frame(&[0u8; HEADER_LEN], &vec![0u8; n]));
+                left -= n;
+            }
+            w.publish();
+            while r.next().unwrap().is_some() {}
+            r.release(r.position());
+            let mut pushed = w.push_frame(&[0u8; HEADER_LEN], &big);
+            if !pushed {
+                // Only the wrap went in: once the reader passes it, the
+                // frame fits.
+                assert!(r.next().unwrap().is_none());
+                r.release(r.position());
+                pushed = w.push_frame(&[0u8; HEADER_LEN], &big);
+            }
+            assert!(pushed, "after {small}");
+            w.publish();
+            let rec = r.next().unwrap().expect("the large frame");
+            assert_eq!(frame(&r, rec).len(), FRAME_MAX);
+            r.release(r.position());
+        }
+    }
+
+    #[test]
+    fn reader_wake_flag_is_taken_once() {
+        let (mut w, r) = pair();
+        r.want_wake();
+        assert!(w.push_handoff());
+        assert!(w.publish());
+        assert!(w.push_handoff());
+        assert!(!w.publish());
+    }
+
+    #[test]
+    fn garbage_is_refused_not_followed() {
+        let (w, mut r) = pair();
+        // Tail not a multiple of 8.
+        w.map.atomic_u64(TAIL).store(12, Ordering::SeqCst);
+        assert!(r.next().is_err());
+        // A record longer than what was published.
+        let (w, mut r) = pair();
+        w.put_record_header(0, 4000, TAG_FRAME);
+        w.map.atomic_u64(TAIL).store(64, Ordering::SeqCst);
+        assert!(r.next().is_err());
+        // An unknown tag.
+        let (w, mut r) = pair();
+        w.put_record_header(0, 0, 99);
+        w.map.atomic_u64(TAIL).store(8, Ordering::SeqCst);
+        assert!(r.next().is_err());
+        // A tail more than a ring ahead.
+        let (w, mut r) = pair();
+        w.map
+            .atomic_u64(TAIL)
+            .store(DATA as u64 + 8, Ordering::SeqCst);
+        assert!(r.next().is_err());
+        // Closing is seen by the writer.
+        let (w, r) = pair();
+        drop(r);
+        assert!(w.reader_closed());
+    }
+}
