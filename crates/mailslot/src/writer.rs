@@ -378,15 +378,19 @@ impl Writer {
             return self.write_large(data, len);
         }
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        // Mid-sized: a free reusable buffer beats a socket buffer of that
-        // size (never wait for one; inline is fine too). Not when the ring
-        // takes it: that is cheaper still.
-        if data.len() >= MEMFD_MIN && !matches!(st.lane, Lane::Open { .. }) && st.pool.is_some() {
+        // Not through the ring (not open yet, or not taken), mid-sized: a
+        // free reusable buffer beats a socket buffer of that size (never
+        // wait for one; inline on the socket is fine too).
+        if self.ring_open(&mut st) {
+            return self.send_stamped(&mut st, Kind::Inline, 0, len, data, None);
+        }
+        if data.len() >= MEMFD_MIN && st.pool.is_some() {
             if let Ok(Some(lease)) = self.lease(&mut st, data) {
                 return self.send_lease(&mut st, lease, len);
             }
         }
-        self.send_stamped(&mut st, Kind::Inline, 0, len, data, None)
+        let deadline = self.deadline();
+        self.send_socket(&mut st, Kind::Inline, 0, len, data, None, deadline)
     }
 
     /// Keeps this writer's messages on the socket (no ring): for users of
@@ -502,10 +506,26 @@ impl Writer {
                     len,
                     stamp: sys::monotonic_ns(),
                 };
-                ring.push_frame(&header.encode(), payload)
+                ring.push_frame(&header.encode(), payload, kind == Kind::Inline)
             };
             return self.ring_push(st, deadline, stamped);
         }
+        self.send_socket(st, kind, flags, len, payload, memfd, deadline)
+    }
+
+    /// Stamps a frame and sends it on the socket (after a hand-off record
+    /// if the reader is reading the ring).
+    #[allow(clippy::too_many_arguments)]
+    fn send_socket(
+        &self,
+        st: &mut SendState,
+        kind: Kind,
+        flags: u16,
+        len: u32,
+        payload: &[u8],
+        memfd: Option<BorrowedFd<'_>>,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
         self.leave_ring(st, deadline)?;
         let header = Header {
             kind,

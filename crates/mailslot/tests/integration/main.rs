@@ -31,6 +31,7 @@ fn child_entry() {
         "writer" => child_commands(&ns, &name.expect("slot")),
         "stress" => processes::stress_writer(&ns, &name.expect("slot")),
         "fds" => messages::descriptor_hygiene(&ns),
+        "mixed" => messages::mixed_writer(&ns, &name.expect("slot")),
         other => panic!("unknown child role {other}"),
     }
 }

@@ -354,9 +354,25 @@ pub fn descriptor_hygiene(ns: &mailslot::Namespace) {
     assert_eq!(reader.read(&mut vec![0; 1 << 20]).unwrap(), 1 << 20);
     assert_eq!(reader.read_message().unwrap().data.len(), 200_000);
     assert_eq!(reader.info().unwrap().count, 3);
+    reader.read_message().unwrap();
+    reader.read_message().unwrap();
+    assert_eq!(reader.read_message().unwrap().data.len(), 100_000);
+    // By now the reader has taken the writer's ring (and its eventfd):
+    // these go through it, and its descriptors are checked too.
+    for m in [&b"ring 1"[..], b"ring 2", &[4u8; 40_000]] {
+        w.write(m).unwrap();
+        assert!(reader.read_message().unwrap().data == m, "ring message");
+    }
+    for (fd, flags) in descriptors() {
+        if !before.contains(&fd) {
+            assert!(
+                flags & O_CLOEXEC != 0,
+                "descriptor {fd} is not close-on-exec"
+            );
+        }
+    }
     // The last (memfd) message is never read: dropping the reader frees it.
-    reader.read_message().unwrap();
-    reader.read_message().unwrap();
+    w.write(&vec![5u8; 1 << 20]).unwrap();
     drop(w);
     drop(reader);
     let after: Vec<u32> = descriptors().into_iter().map(|(fd, _)| fd).collect();
@@ -370,4 +386,125 @@ fn library_descriptors_are_close_on_exec_and_none_leak() {
     let mut child = Spawn::new("fds", tmp.path()).start();
     assert_eq!(child.recv(), "ok");
     child.finish_within(PATIENCE);
+}
+
+/// Child role `mixed`: writes `COUNT` messages whose sizes hop between the
+/// paths a message can take (ring, socket inline, reusable and one-off
+/// memory files, batches), each tagged with its sequence number and filled
+/// from it, so the reader can check every byte and the order.
+pub fn mixed_writer(ns: &mailslot::Namespace, name: &mailslot::SlotName) {
+    let count = crate::util::env_u64("COUNT");
+    let w = Writer::open_in(ns, name).unwrap();
+    let mut rng = Rng::new(crate::util::env_u64("SEED"));
+    let mut seq = 0u64;
+    while seq < count {
+        if rng.below(10) == 0 {
+            let n = (1 + rng.below(20)).min(count - seq);
+            let batch: Vec<Vec<u8>> = (0..n)
+                .map(|i| mixed_message(seq + i, mixed_size(&mut rng).min(2000)))
+                .collect();
+            w.write_batch(&batch).unwrap();
+            seq += n;
+        } else {
+            w.write(&mixed_message(seq, mixed_size(&mut rng))).unwrap();
+            seq += 1;
+        }
+    }
+    say("done");
+}
+
+fn mixed_size(rng: &mut Rng) -> usize {
+    const SIZES: [usize; 14] = [
+        0,
+        1,
+        8,
+        64,
+        65,
+        1000,
+        16_384,
+        16_385,
+        32_768,
+        61_440,
+        65_536,
+        65_537,
+        300_000,
+        3 << 20,
+    ];
+    let s = SIZES[rng.below(SIZES.len() as u64) as usize];
+    // The largest only now and then, to keep the test quick.
+    if s > 1 << 20 && rng.below(8) != 0 {
+        100
+    } else {
+        s
+    }
+}
+
+/// Message `seq` of `len` bytes: the sequence number, then bytes from it.
+fn mixed_message(seq: u64, len: usize) -> Vec<u8> {
+    let mut m: Vec<u8> = (0..len).map(|i| (seq as usize * 31 + i) as u8).collect();
+    let tag = seq.to_le_bytes();
+    let n = len.min(8);
+    m[..n].copy_from_slice(&tag[..n]);
+    m
+}
+
+/// Messages of every size and path from two writer processes, one stream
+/// each: every message arrives whole, once, in its writer's order, while
+/// the writers keep moving between the ring and the socket.
+#[test]
+fn mixed_sizes_keep_order_across_ring_and_socket() -> TestResult {
+    let (tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\mixed");
+    let mut reader = Reader::create_in(
+        &ns,
+        &name,
+        &ReaderOptions::default().read_timeout(Some(PATIENCE)),
+    )?;
+    const COUNT: u64 = 3000;
+    let mut writers: Vec<_> = [1u64, 2]
+        .iter()
+        .map(|&seed| {
+            Spawn::new("mixed", tmp.path())
+                .slot(r"mixed")
+                .env("COUNT", COUNT)
+                .env("SEED", seed)
+                .start()
+        })
+        .collect();
+    let pids: Vec<u32> = writers.iter().map(|w| w.pid()).collect();
+    let mut next = [0u64; 2];
+    let mut lens = [0usize; 2];
+    while next.iter().any(|&n| n < COUNT) {
+        let m = reader.read_message()?;
+        let w = pids
+            .iter()
+            .position(|&p| p == m.sender.pid)
+            .expect("a message from one of the writers");
+        let seq = next[w];
+        let want = mixed_message(seq, m.data.len());
+        assert!(
+            m.data == want,
+            "writer {w}: message {seq} ({} bytes) is not the next one",
+            m.data.len()
+        );
+        lens[w] += m.data.len();
+        next[w] += 1;
+    }
+    for w in &mut writers {
+        assert_eq!(w.recv(), "done");
+    }
+    for w in writers {
+        w.finish_within(PATIENCE);
+    }
+    match reader.read_message_timeout(Some(Duration::ZERO)) {
+        Err(Error::TimedOut { .. }) => {}
+        Ok(m) => panic!(
+            "an extra message of {} bytes from pid {}",
+            m.data.len(),
+            m.sender.pid
+        ),
+        Err(e) => panic!("{e}"),
+    }
+    eprintln!("mixed: {COUNT} messages per writer, {lens:?} bytes");
+    Ok(())
 }

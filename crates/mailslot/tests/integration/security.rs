@@ -493,3 +493,214 @@ fn announced_descriptor_arriving_later_is_still_received() -> TestResult {
     assert_eq!(reader.rejected_frames(), 0);
     Ok(())
 }
+
+// --- The ring lane, spoken by hand (layout: `crates/mailslot/src/ring.rs`). ---
+
+fn with_payload(mut h: Vec<u8>, p: &[u8]) -> Vec<u8> {
+    h.extend_from_slice(p);
+    h
+}
+
+const RING_DATA: u64 = 2 << 20;
+const RING_DATA_OFF: u64 = 4096;
+
+/// A ring memory file as a writer makes it: 4 KiB of control words, then
+/// the records; sealed against shrinking and growing.
+fn ring_file(len: u64) -> std::io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(
+        "test-ring",
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+    )?;
+    rustix::fs::ftruncate(&fd, len)?;
+    rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW)?;
+    Ok(fd)
+}
+
+/// Offers `ring` and `wake` on `raw` the way a writer does (each frame
+/// announced), has the reader take the offer, and returns its answer.
+fn offer_ring(reader: &mut Reader, raw: &OwnedFd, ring: &OwnedFd, wake: &OwnedFd) -> bool {
+    rustix::net::send(raw, &header(4, 0, 0), SendFlags::NOSIGNAL).unwrap();
+    send_with_fd(raw, &header(5, 0, 0), ring);
+    rustix::net::send(raw, &header(4, 0, 0), SendFlags::NOSIGNAL).unwrap();
+    send_with_fd(raw, &header(6, 0, 0), wake);
+    assert!(matches!(
+        reader.try_read(&mut [0; 16]),
+        Err(Error::TimedOut { .. })
+    ));
+    let mut answer = [0u8; 16];
+    let (_, n) = rustix::net::recv(raw, &mut answer, RecvFlags::DONTWAIT).unwrap();
+    assert_eq!((n, answer[0], answer[1]), (16, 0xA7, 7), "a ring answer");
+    answer[2] & 1 != 0
+}
+
+/// Writes a record at ring position `pos`: `u32 len`, `u32 tag`, bytes.
+fn put_record(ring: &OwnedFd, pos: u64, tag: u32, bytes: &[u8]) -> u64 {
+    let mut rec = (bytes.len() as u32).to_le_bytes().to_vec();
+    rec.extend_from_slice(&tag.to_le_bytes());
+    rec.extend_from_slice(bytes);
+    while rec.len() % 8 != 0 {
+        rec.push(0);
+    }
+    rustix::io::pwrite(ring, &rec, RING_DATA_OFF + pos % RING_DATA).unwrap();
+    pos + rec.len() as u64
+}
+
+fn publish(ring: &OwnedFd, wake: &OwnedFd, tail: u64) {
+    rustix::io::pwrite(ring, &tail.to_le_bytes(), 0).unwrap();
+    rustix::io::write(wake, &1u64.to_ne_bytes()).unwrap();
+}
+
+fn eventfd() -> OwnedFd {
+    rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap()
+}
+
+/// A ring written by hand, record by record as documented, is read; one
+/// that breaks the rules costs only its own connection.
+#[test]
+fn hand_made_ring_is_read_and_a_corrupt_one_is_cut_off() -> TestResult {
+    let (tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\ring\raw");
+    let mut reader = Reader::create_in(&ns, &name, &now().max_message_size(100))?;
+    let good = Writer::open_in(&ns, &name)?;
+
+    // A well-formed ring: one inline frame in a record, then the answer
+    // of the reader's `info` counts it, and it reads as sent.
+    let raw = raw_client(tmp.path(), &name);
+    let (ring, wake) = (ring_file(RING_DATA_OFF + RING_DATA)?, eventfd());
+    assert!(offer_ring(&mut reader, &raw, &ring, &wake), "accepted");
+    rustix::net::send(&raw, &header(8, 0, 0), SendFlags::NOSIGNAL)?;
+    let mut frame = header(0, 0, 3);
+    frame.extend_from_slice(b"abc");
+    let tail = put_record(&ring, 0, 1, &frame);
+    assert_eq!(tail, 32);
+    publish(&ring, &wake, tail);
+    let st = reader.info()?;
+    assert_eq!((st.count, st.next_size), (1, Some(3)));
+    let m = reader.read_message()?;
+    assert_eq!(m.data, b"abc");
+    assert_eq!(m.sender.pid, std::process::id());
+    // The reader gave the record back: the head (offset 64) is the tail.
+    let mut head = [0u8; 8];
+    rustix::io::pread(&ring, &mut head, 64)?;
+    assert_eq!(u64::from_le_bytes(head), 32);
+    // A hand-off record sends the reader back to the socket.
+    let tail = put_record(&ring, tail, 2, &[]);
+    publish(&ring, &wake, tail);
+    rustix::net::send(
+        &raw,
+        &with_payload(header(0, 0, 4), b"sock"),
+        SendFlags::NOSIGNAL,
+    )?;
+    assert_eq!(reader.read_message()?.data, b"sock");
+    assert_eq!(reader.rejected_frames(), 0);
+
+    // Offers the reader turns down, politely: the connection stays.
+    let raw2 = raw_client(tmp.path(), &name);
+    let small = ring_file(RING_DATA_OFF + 4096)?;
+    assert!(
+        !offer_ring(&mut reader, &raw2, &small, &eventfd()),
+        "wrong size"
+    );
+    rustix::net::send(
+        &raw2,
+        &with_payload(header(0, 0, 2), b"ok"),
+        SendFlags::NOSIGNAL,
+    )?;
+    assert_eq!(reader.read_message()?.data, b"ok");
+    let unsealed = memfd(
+        &vec![0u8; (RING_DATA_OFF + RING_DATA) as usize],
+        SealFlags::empty(),
+    )?;
+    assert!(
+        !offer_ring(&mut reader, &raw2, &unsealed, &eventfd()),
+        "unsealed"
+    );
+    assert_eq!(reader.rejected_frames(), 0);
+
+    // Rings that break the rules: each loses its connection, counted.
+    let mut inline_big = header(0, 0, 101);
+    inline_big.extend_from_slice(&[7u8; 101]);
+    let in_ring_memfd = header(1, 0, 10);
+    type Corrupt = Box<dyn Fn(&OwnedFd) -> u64>;
+    let cases: Vec<(&str, Corrupt)> = vec![
+        ("tail not a multiple of 8", Box::new(|_| 12)),
+        ("tail more than a ring ahead", Box::new(|_| RING_DATA + 8)),
+        ("unknown tag", Box::new(|r| put_record(r, 0, 99, &[]))),
+        (
+            "record longer than what was published",
+            Box::new(|r| {
+                put_record(r, 0, 1, &[0u8; 64]);
+                16
+            }),
+        ),
+        (
+            "record past the end of the ring",
+            Box::new(|r| {
+                let at = RING_DATA - 16;
+                put_record(r, at, 1, &header(0, 0, 0));
+                // The tail covers it, so only the ring's end is crossed.
+                rustix::io::pwrite(r, &(RING_DATA as u32).to_le_bytes(), RING_DATA_OFF + at)
+                    .unwrap();
+                RING_DATA + 64
+            }),
+        ),
+        (
+            "garbage frame",
+            Box::new(|r| put_record(r, 0, 1, &[0x55; 24])),
+        ),
+        (
+            "over the slot's maximum",
+            Box::new(move |r| put_record(r, 0, 1, &inline_big)),
+        ),
+        (
+            "memfd frame in the ring",
+            Box::new(move |r| put_record(r, 0, 1, &in_ring_memfd)),
+        ),
+        (
+            "reader-to-writer kind",
+            Box::new(|r| put_record(r, 0, 1, &header(9, 0, 0))),
+        ),
+    ];
+    let mut rejected = reader.rejected_frames();
+    for (what, corrupt) in cases {
+        let bad = raw_client(tmp.path(), &name);
+        let (ring, wake) = (ring_file(RING_DATA_OFF + RING_DATA)?, eventfd());
+        assert!(
+            offer_ring(&mut reader, &bad, &ring, &wake),
+            "{what}: accepted"
+        );
+        rustix::net::send(&bad, &header(8, 0, 0), SendFlags::NOSIGNAL)?;
+        let tail = corrupt(&ring);
+        publish(&ring, &wake, tail);
+        good.write(what.as_bytes())?;
+        assert_eq!(reader.read_message()?.data, what.as_bytes(), "{what}");
+        rejected += 1;
+        assert_eq!(reader.rejected_frames(), rejected, "{what}: counted");
+        // The reader closed that connection, and marked the ring closed.
+        let mut b = [0u8; 16];
+        rustix::net::sockopt::set_socket_timeout(
+            &bad,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(PATIENCE),
+        )?;
+        let gone = loop {
+            match rustix::net::recv(&bad, &mut b, RecvFlags::empty()) {
+                Ok((_, 0)) => break true,
+                Ok(_) => continue,
+                Err(rustix::io::Errno::AGAIN) => break false,
+                Err(_) => break true,
+            }
+        };
+        assert!(gone, "{what}: disconnected");
+        let mut closed = [0u8; 4];
+        rustix::io::pread(&ring, &mut closed, 256)?;
+        assert_eq!(u32::from_le_bytes(closed), 1, "{what}: ring marked closed");
+    }
+    // A to-ring frame without a ring is a broken protocol too.
+    let bad = raw_client(tmp.path(), &name);
+    rustix::net::send(&bad, &header(8, 0, 0), SendFlags::NOSIGNAL)?;
+    good.write(b"after")?;
+    assert_eq!(reader.read_message()?.data, b"after");
+    assert_eq!(reader.rejected_frames(), rejected + 1);
+    Ok(())
+}
