@@ -42,13 +42,17 @@
 //! # How it works
 //!
 //! The reader owns an `AF_UNIX` `SOCK_SEQPACKET` socket in the namespace
-//! directory; each writer holds one connection. Each message carries its
-//! writer's `CLOCK_MONOTONIC` stamp, and the reader merges the per-writer
-//! queues in stamp order, so writes that happen one after another, from any
-//! processes, are read in that order. Messages over 64 KiB travel in memory
-//! files passed with the frame: buffers the writer reuses once the reader
-//! has copied a message out (see [`Writer::set_large_message_cache`]), or
-//! sealed one-off files. See `ARCHITECTURE.md` for the full design.
+//! directory; each writer holds one connection, which tells the reader who
+//! the writer is and when it has gone. Messages up to 64 KiB then travel
+//! through a ring in memory the two share, one per connection, with no
+//! system call per message while the reader keeps up. Each message carries
+//! its writer's `CLOCK_MONOTONIC` stamp, and the reader merges the
+//! per-writer queues in stamp order, so writes that happen one after
+//! another, from any processes, are read in that order. Messages over 64
+//! KiB travel in memory files passed on the socket: buffers the writer
+//! reuses once the reader has copied a message out (see
+//! [`Writer::set_large_message_cache`]), or sealed one-off files. See
+//! `ARCHITECTURE.md` for the full design.
 //!
 //! # Remote destinations
 //!

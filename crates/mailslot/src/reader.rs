@@ -94,9 +94,10 @@ impl ReaderOptions {
 
     /// Bound on the messages and bytes the reader holds in its own memory.
     ///
-    /// Beyond it, messages wait in each writer's socket buffer (about 200 KiB
-    /// per writer, charged to the writer), and writers block when theirs is
-    /// full: backpressure, never loss. To keep delivery in order the reader
+    /// Beyond it, messages wait in each writer's ring (shared memory the
+    /// writer made: 256 KiB of small messages, up to 2 MiB of large ones)
+    /// or socket buffer (about 200 KiB), charged to the writer, and writers
+    /// block when theirs is full: backpressure, never loss. To keep delivery in order the reader
     /// may hold one extra frame per connected writer past the bound: one
     /// message, or one coalesced batch of up to 64 KiB of messages.
     pub fn queue_limit(mut self, messages: usize, bytes: usize) -> Self {

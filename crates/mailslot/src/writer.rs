@@ -362,7 +362,14 @@ impl Writer {
     /// maximum fails with [`Error::MessageTooLarge`] and nothing is queued.
     /// When the reader's queue is full this waits for room (up to the write
     /// timeout, then [`Error::TimedOut`] with nothing sent); when the reader
-    /// has gone it fails with [`Error::ReaderClosed`].
+    /// has gone it fails with [`Error::ReaderClosed`]. (A reader killed
+    /// outright is noticed within 20 µs of the writer's last look at its
+    /// connection: a write in that window may succeed, unread, like one
+    /// just before the reader died. See ARCHITECTURE.md, "The ring".)
+    ///
+    /// Messages up to 64 KiB normally go through shared memory (a ring
+    /// per connection), larger ones through memory files; do not use one
+    /// `Writer` on both sides of a `fork()`.
     pub fn write(&self, data: &[u8]) -> Result<()> {
         #[cfg(feature = "network")]
         if let Some(r) = &self.remote {
@@ -972,7 +979,11 @@ impl Writer {
 // --- Readiness for the async writer (issue 4, `async_io.rs`). ---
 
 impl AsFd for Writer {
-    /// The connection's socket: writable when a write may make progress.
+    /// The connection's socket: writable when a write may make progress,
+    /// for a writer that stays on the socket
+    /// ([`AsyncWriter`](crate::AsyncWriter) makes sure of that). A writer
+    /// whose messages go through its ring waits for room on the socket's
+    /// readability instead.
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
     }
