@@ -1027,7 +1027,9 @@ impl Reader {
                 break;
             }
             let before = conn.queue.len();
-            if let (true, Some(rc)) = (on_ring, conn.ring.as_mut()) {
+            // Decode one frame, from the ring or the socket: was it valid,
+            // and how long.
+            let (ok, len) = if let (true, Some(rc)) = (on_ring, conn.ring.as_mut()) {
                 if ring_budget.is_some_and(|b| rc.ring.position() >= b) {
                     break;
                 }
@@ -1079,12 +1081,7 @@ impl Reader {
                             &mut conn.queue,
                             &mut self.spare,
                         );
-                        if !ok {
-                            conn.queue.truncate(before);
-                            broken = true;
-                            break;
-                        }
-                        got_bytes += len;
+                        (ok, len)
                     }
                 }
             } else {
@@ -1172,14 +1169,15 @@ impl Reader {
                         &mut conn.queue,
                         &mut self.spare,
                     );
-                if !ok {
-                    conn.queue.truncate(before);
-                    // A writer that breaks the protocol loses its connection.
-                    broken = true;
-                    break;
-                }
-                got_bytes += len;
+                (ok, len)
+            };
+            if !ok {
+                conn.queue.truncate(before);
+                // A writer that breaks the protocol loses its connection.
+                broken = true;
+                break;
             }
+            got_bytes += len;
             // The network socket carries only messages with an origin.
             if conn.net_only && conn.queue.range(before..).any(|p| p.origin.is_none()) {
                 conn.queue.truncate(before);
