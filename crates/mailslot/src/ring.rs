@@ -16,7 +16,7 @@
 //! | 0 | `tail`: bytes ever written (u64) | writer |
 //! | 64 | `head`: bytes ever consumed (u64) | reader |
 //! | 128 | reader waiting: wake me through the eventfd (u32) | both |
-//! | 192 | writer waiting: tell me when there is room (u32) | both |
+//! | 192 | writer waiting: tell me when the head reaches this (u64; 0: not) | both |
 //! | 256 | reader closed the connection (u32) | reader |
 //! | 4096 | `DATA` (2 MiB) bytes of records | writer |
 //!
@@ -33,7 +33,11 @@
 //! flag and, if set, clears it and signals the eventfd. Both use
 //! sequentially consistent operations, so one of them always sees the
 //! other. "Writer waiting" works the same way the other way round, and the
-//! reader answers it with a room frame on the socket.
+//! reader answers it with a room frame on the socket once its head has
+//! reached the position the writer asked for: a little past where the
+//! waiting record fits, so that the writer, once woken, has room for many
+//! records, not one (waking it for every record freed cost 15% of the
+//! 64 B throughput).
 //!
 //! The reader trusts nothing in the ring: it keeps its own copy of how far
 //! it has read, checks every record against the tail and the ring's size,
@@ -59,6 +63,9 @@ pub(crate) const DATA: usize = 2 << 20;
 /// queue, takes at most about as many per writer as a socket buffer holds.
 const SOFT: usize = 256 << 10;
 const SMALL_RECORD: usize = 16 << 10;
+/// A waiting writer asks to be woken when this much more than its record
+/// needs has been freed (or everything has).
+const ROOM_SLACK: u64 = (SOFT / 4) as u64;
 /// Where the records start.
 const DATA_OFF: usize = 4096;
 /// Size of the memory file.
@@ -91,6 +98,8 @@ pub(crate) struct RingWriter {
     tail: u64,
     /// The reader's head as last read (refreshed only when short of room).
     head: u64,
+    /// The head at which the last record that found no room would fit.
+    needs_head: u64,
 }
 
 impl RingWriter {
@@ -105,6 +114,7 @@ impl RingWriter {
                 wake: sys::EventFd::new()?,
                 tail: 0,
                 head: 0,
+                needs_head: 0,
             },
             fd,
         ))
@@ -195,7 +205,11 @@ impl RingWriter {
             return true;
         }
         self.head = self.map.atomic_u64(HEAD).load(Ordering::SeqCst);
-        free(self.head, self.tail) >= needed
+        if free(self.head, self.tail) >= needed {
+            return true;
+        }
+        self.needs_head = (self.tail + needed as u64).saturating_sub(DATA as u64);
+        false
     }
 
     /// Publishes what was pushed, and signals the eventfd if the reader
@@ -212,12 +226,14 @@ impl RingWriter {
         wake
     }
 
-    /// Asks the reader for a room frame once it has consumed something.
-    /// The caller tries to push again before it waits for the frame.
+    /// After a push found no room: asks the reader for a room frame once
+    /// it has freed that much and some more. The caller tries to push again
+    /// before it waits for the frame.
     pub(crate) fn want_room(&self) {
+        let at = (self.needs_head + ROOM_SLACK).min(self.tail).max(1);
         self.map
-            .atomic_u32(WRITER_WAITING)
-            .store(1, Ordering::SeqCst);
+            .atomic_u64(WRITER_WAITING)
+            .store(at, Ordering::SeqCst);
     }
 
     /// The reader has closed this connection.
@@ -351,8 +367,9 @@ impl RingReader {
         }
         self.head = pos;
         self.map.atomic_u64(HEAD).store(pos, Ordering::SeqCst);
-        let waiting = self.map.atomic_u32(WRITER_WAITING);
-        waiting.load(Ordering::SeqCst) != 0 && waiting.swap(0, Ordering::SeqCst) != 0
+        let waiting = self.map.atomic_u64(WRITER_WAITING);
+        let at = waiting.load(Ordering::SeqCst);
+        at != 0 && pos >= at && waiting.swap(0, Ordering::SeqCst) != 0
     }
 
     /// Asks to be woken by the next record. The caller looks for records
@@ -430,8 +447,19 @@ mod tests {
         assert_eq!(n, SOFT / (REC_HDR + padded(HEADER_LEN + 1000)));
         w.want_room();
         assert!(!w.push_frame(&[0u8; HEADER_LEN], &body, true));
+        // One record freed: room for it, but not yet the slack asked for.
         assert!(r.next().unwrap().is_some());
-        assert!(r.release(r.position()), "the writer asked for room");
+        assert!(!r.release(r.position()), "woken for one record");
+        let woken_at = loop {
+            assert!(r.next().unwrap().is_some(), "never woken");
+            if r.release(r.position()) {
+                break r.position();
+            }
+        };
+        assert!(
+            (ROOM_SLACK..ROOM_SLACK + 2048).contains(&woken_at),
+            "woken after {woken_at} bytes"
+        );
         assert!(!r.release(r.position()));
         assert!(w.push_frame(&[0u8; HEADER_LEN], &body, true));
     }

@@ -504,19 +504,20 @@ impl Writer {
         payload: &[u8],
         memfd: Option<BorrowedFd<'_>>,
     ) -> Result<()> {
-        let deadline = self.deadline();
         if memfd.is_none() && HEADER_LEN + payload.len() <= ring::FRAME_MAX && self.ring_open(st) {
-            let stamped = |ring: &mut RingWriter| {
+            let stamped = |ring: &mut RingWriter, stamp| {
                 let header = Header {
                     kind,
                     flags,
                     len,
-                    stamp: sys::monotonic_ns(),
+                    stamp,
                 };
                 ring.push_frame(&header.encode(), payload, kind == Kind::Inline)
             };
-            return self.ring_push(st, deadline, stamped);
+            // Most writes never wait: the deadline is worked out when one does.
+            return self.ring_push(st, None, stamped);
         }
+        let deadline = self.deadline();
         self.send_socket(st, kind, flags, len, payload, memfd, deadline)
     }
 
@@ -602,20 +603,16 @@ impl Writer {
         Ok(ring)
     }
 
-    /// Writes one record into the open ring (`push` stamps and writes it;
-    /// false when there is no room), waiting for room up to `deadline`.
+    /// Writes one record into the open ring (`push` writes it with the
+    /// stamp it is given; false when there is no room), waiting for room up
+    /// to `deadline` (`None`: the write timeout from the first wait on).
     fn ring_push(
         &self,
         st: &mut SendState,
-        deadline: Option<Instant>,
-        mut push: impl FnMut(&mut RingWriter) -> bool,
+        mut deadline: Option<Instant>,
+        mut push: impl FnMut(&mut RingWriter, u64) -> bool,
     ) -> Result<()> {
-        let Lane::Open {
-            on_ring,
-            checked_ns,
-            ..
-        } = &mut st.lane
-        else {
+        let Lane::Open { on_ring, .. } = &mut st.lane else {
             unreachable!("ring_push on an open ring");
         };
         if !*on_ring {
@@ -625,24 +622,26 @@ impl Writer {
                 len: 0,
                 stamp: 0,
             };
+            deadline = deadline.or_else(|| self.deadline());
             self.send_one(self.fd.as_fd(), to_ring, &[], None, deadline)?;
             *on_ring = true;
         }
-        let mut check = {
-            let now = sys::monotonic_ns();
-            let due = now.wrapping_sub(*checked_ns) >= CHECK_NS;
-            if due {
-                *checked_ns = now;
-            }
-            due
-        };
         let closed = || Error::ReaderClosed {
             name: self.display.clone(),
         };
+        let mut waited = false;
         loop {
-            // The reader's notices: releases, room, and whether it is there.
-            if check && self.collect(st).closed {
-                return Err(closed());
+            // One clock read: the stamp, and whether to look at the socket.
+            let now = sys::monotonic_ns();
+            let Lane::Open { checked_ns, .. } = &mut st.lane else {
+                unreachable!("the ring stays open");
+            };
+            if waited || now.wrapping_sub(*checked_ns) >= CHECK_NS {
+                *checked_ns = now;
+                // The reader's notices: releases, room, and whether it is there.
+                if self.collect(st).closed {
+                    return Err(closed());
+                }
             }
             let Lane::Open { ring, .. } = &mut st.lane else {
                 unreachable!("the ring stays open");
@@ -650,17 +649,18 @@ impl Writer {
             if ring.reader_closed() {
                 return Err(closed());
             }
-            let mut pushed = push(ring);
+            let mut pushed = push(ring, now);
             if !pushed {
                 // Full: ask for a room notice, then look once more (the
                 // reader may have made room just before it saw the ask).
                 ring.want_room();
-                pushed = push(ring);
+                pushed = push(ring, now);
             }
             if pushed {
                 ring.publish();
                 return Ok(());
             }
+            deadline = deadline.or_else(|| self.deadline());
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let ready = remaining.is_none_or(|r| !r.is_zero())
                 && sys::wait_readable(self.fd.as_fd(), remaining)
@@ -672,7 +672,7 @@ impl Writer {
                     timeout: self.write_timeout.unwrap_or_default(),
                 });
             }
-            check = true;
+            waited = true;
         }
     }
 
@@ -682,7 +682,7 @@ impl Writer {
         if !matches!(st.lane, Lane::Open { on_ring: true, .. }) {
             return Ok(());
         }
-        self.ring_push(st, deadline, RingWriter::push_handoff)?;
+        self.ring_push(st, deadline, |ring, _| ring.push_handoff())?;
         if let Lane::Open { on_ring, .. } = &mut st.lane {
             *on_ring = false;
         }
