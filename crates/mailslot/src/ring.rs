@@ -270,6 +270,9 @@ pub(crate) struct RingReader {
     read: u64,
     /// The head as last published.
     head: u64,
+    /// The writer's tail as last read and checked: records up to it are
+    /// parsed without touching the tail's cache line again.
+    tail: u64,
 }
 
 impl RingReader {
@@ -295,6 +298,7 @@ impl RingReader {
             map,
             read: 0,
             head: 0,
+            tail: 0,
         })
     }
 
@@ -317,14 +321,21 @@ impl RingReader {
     /// fully checked against the ring's size and the published tail.
     pub(crate) fn next(&mut self) -> Result<Option<Record>, Corrupt> {
         loop {
-            let tail = self.map.atomic_u64(TAIL).load(Ordering::Acquire);
-            if tail == self.read {
-                return Ok(None);
+            if self.tail == self.read {
+                let tail = self.map.atomic_u64(TAIL).load(Ordering::Acquire);
+                if tail == self.read {
+                    return Ok(None);
+                }
+                let ahead = tail.wrapping_sub(self.read);
+                if tail % 8 != 0
+                    || ahead > DATA as u64
+                    || tail.wrapping_sub(self.head) > DATA as u64
+                {
+                    return Err(Corrupt("ring tail out of range"));
+                }
+                self.tail = tail;
             }
-            let ahead = tail.wrapping_sub(self.read);
-            if tail % 8 != 0 || ahead > DATA as u64 || tail.wrapping_sub(self.head) > DATA as u64 {
-                return Err(Corrupt("ring tail out of range"));
-            }
+            let ahead = self.tail - self.read;
             let at = (self.read % DATA as u64) as usize;
             let mut h = [0u8; REC_HDR];
             self.map.read_at(DATA_OFF + at, &mut h);
