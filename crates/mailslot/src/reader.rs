@@ -649,25 +649,30 @@ impl Reader {
             };
             self.pump(wait, false)?;
             if self.heads.is_empty() && !self.needs_pump {
+                let timed_out = match (deadline, timeout) {
+                    (Some(d), Some(t)) if Instant::now() >= d => Some(t),
+                    _ => None,
+                };
+                if timed_out.is_none() && !self.waker.flag.load(Ordering::SeqCst) {
+                    continue;
+                }
+                // The caller may wait on our descriptor next: have the
+                // rings' writers signal it (and read what they have first).
+                if self.rings > 0 && self.arm_rings() {
+                    continue;
+                }
                 if self.waker.flag.swap(false, Ordering::SeqCst) {
                     self.waker.efd.drain();
                     return Err(Error::Interrupted {
                         name: self.display.clone(),
                     });
                 }
-                if let (Some(d), Some(t)) = (deadline, timeout) {
-                    if Instant::now() >= d {
-                        // The caller may wait on our descriptor next: have
-                        // the rings' writers signal it.
-                        if self.rings > 0 && self.arm_rings() {
-                            continue;
-                        }
-                        return Err(Error::TimedOut {
-                            name: self.display.clone(),
-                            op: "reading from",
-                            timeout: t,
-                        });
-                    }
+                if let Some(t) = timed_out {
+                    return Err(Error::TimedOut {
+                        name: self.display.clone(),
+                        op: "reading from",
+                        timeout: t,
+                    });
                 }
             }
         }
@@ -1464,7 +1469,11 @@ impl Drop for Reader {
 }
 
 impl AsFd for Reader {
-    /// The reader's epoll descriptor: readable when a read may make progress.
+    /// The reader's epoll descriptor: readable when a read may make
+    /// progress. Wait on it only after a read has returned
+    /// [`Error::TimedOut`] (or [`Error::Interrupted`]): messages may already
+    /// wait in the reader's memory or in a writer's ring, where it sees
+    /// nothing, and only such a read asks the writers to signal it.
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.poller.as_fd()
     }

@@ -513,3 +513,59 @@ fn waker_interrupts_a_forever_read_within_100ms() -> TestResult {
     assert!(matches!(e, Error::TimedOut { .. }), "{e}");
     Ok(())
 }
+
+/// The reader's descriptor (for `poll`/epoll users) is woken by a writer
+/// whose messages go through its ring, once a read has returned `TimedOut`.
+#[test]
+fn descriptor_wakes_for_ring_messages_after_a_read_found_nothing() -> TestResult {
+    use std::os::fd::AsFd;
+    let (_tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\ring\poll");
+    let mut reader = Reader::create_in(&ns, &name, &now_opts())?;
+    let w = Writer::open_in(&ns, &name)?;
+    // The first write offers a ring, the reader takes it while reading,
+    // and the next write goes through it.
+    for m in [&b"offer"[..], b"ring"] {
+        w.write(m)?;
+        assert_eq!(reader.read_message_timeout(Some(PATIENCE))?.data, m);
+    }
+    for round in 0..20 {
+        assert!(matches!(
+            reader.try_read(&mut [0; 16]),
+            Err(Error::TimedOut { .. })
+        ));
+        let msg = format!("round {round}");
+        let waiter = {
+            let writer = &w;
+            let msg = msg.clone();
+            std::thread::scope(|s| {
+                let t = s.spawn(move || {
+                    // Give the poll below a head start now and then; the
+                    // wake must come either way.
+                    if round % 2 == 0 {
+                        std::thread::yield_now();
+                    }
+                    writer.write(msg.as_bytes()).unwrap();
+                });
+                let fd = reader.as_fd();
+                let mut fds = [rustix::event::PollFd::new(
+                    &fd,
+                    rustix::event::PollFlags::IN,
+                )];
+                let limit = rustix::time::Timespec {
+                    tv_sec: PATIENCE.as_secs() as i64,
+                    tv_nsec: 0,
+                };
+                let n = rustix::event::poll(&mut fds, Some(&limit)).unwrap();
+                t.join().unwrap();
+                n
+            })
+        };
+        assert_eq!(
+            waiter, 1,
+            "round {round}: the descriptor never became readable"
+        );
+        assert_eq!(reader.read_message()?.data, msg.as_bytes());
+    }
+    Ok(())
+}
