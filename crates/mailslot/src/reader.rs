@@ -1358,8 +1358,8 @@ fn decode_frame(
 }
 
 /// Decodes a frame record of a ring into `queue`; false if the writer
-/// broke the protocol. A large inline message stays in the ring until it
-/// is read; anything else is copied out and decoded like a socket frame.
+/// broke the protocol (the caller then drops what was queued). Messages
+/// over 64 B, alone or in a batch, stay in the ring until they are read.
 #[allow(clippy::too_many_arguments)]
 fn decode_ring_frame(
     ring: &RingReader,
@@ -1377,21 +1377,53 @@ fn decode_ring_frame(
     let Ok(h) = Header::decode_head(&head, body) else {
         return false;
     };
-    if h.kind == Kind::Inline && h.flags == 0 && body > SMALL_MAX {
-        if max != 0 && body > max as usize {
-            return false;
+    let too_big = |n: usize| max != 0 && n > max as usize;
+    // A message at `at` of `n` bytes: small ones copied now, the rest left
+    // in the ring until read.
+    let message = |at: usize, n: usize| Pending {
+        stamp: h.stamp,
+        payload: if n <= SMALL_MAX {
+            let mut data = [0u8; SMALL_MAX];
+            ring.copy(at, &mut data[..n]);
+            Payload::Small { len: n as u8, data }
+        } else {
+            Payload::Ring { off: at, len: n }
+        },
+        origin: None,
+        ring_end: 0,
+    };
+    match h.kind {
+        Kind::Inline if h.flags == 0 => {
+            if too_big(body) {
+                return false;
+            }
+            queue.push_back(message(off + HEADER_LEN, body));
+            return true;
         }
-        queue.push_back(Pending {
-            stamp: h.stamp,
-            payload: Payload::Ring {
-                off: off + HEADER_LEN,
-                len: body,
-            },
-            origin: None,
-            ring_end: 0,
-        });
-        return true;
+        // Split in place: `u32` length + bytes, repeated (see `frame.rs`).
+        Kind::Batch if h.flags == 0 => {
+            let end = off + len;
+            let mut at = off + HEADER_LEN;
+            while at < end {
+                let mut n = [0u8; 4];
+                if end - at < n.len() {
+                    return false;
+                }
+                ring.copy(at, &mut n);
+                let n = u32::from_le_bytes(n) as usize;
+                at += 4;
+                if n > end - at || too_big(n) {
+                    return false;
+                }
+                queue.push_back(message(at, n));
+                at += n;
+            }
+            return true;
+        }
+        _ => {}
     }
+    // Anything else (an origin block, or a kind the ring must not carry)
+    // is copied out and decoded like a socket frame.
     let Some(frame) = scratch.get_mut(..len) else {
         return false;
     };

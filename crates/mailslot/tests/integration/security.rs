@@ -583,6 +583,23 @@ fn hand_made_ring_is_read_and_a_corrupt_one_is_cut_off() -> TestResult {
     let mut head = [0u8; 8];
     rustix::io::pread(&ring, &mut head, 64)?;
     assert_eq!(u64::from_le_bytes(head), 32);
+    // A batch record: each message read on its own, small or not.
+    let long = [b'L'; 80];
+    let mut batch = Vec::new();
+    for m in [&b"x"[..], &long, b""] {
+        batch.extend_from_slice(&(m.len() as u32).to_le_bytes());
+        batch.extend_from_slice(m);
+    }
+    let tail = put_record(
+        &ring,
+        tail,
+        1,
+        &with_payload(header(2, 0, batch.len() as u32), &batch),
+    );
+    publish(&ring, &wake, tail);
+    assert_eq!(reader.read_message()?.data, b"x");
+    assert_eq!(reader.read_message()?.data, long);
+    assert_eq!(reader.read_message()?.data, b"");
     // A hand-off record sends the reader back to the socket.
     let tail = put_record(&ring, tail, 2, &[]);
     publish(&ring, &wake, tail);
@@ -647,6 +664,29 @@ fn hand_made_ring_is_read_and_a_corrupt_one_is_cut_off() -> TestResult {
         (
             "garbage frame",
             Box::new(|r| put_record(r, 0, 1, &[0x55; 24])),
+        ),
+        (
+            "batch length beyond the record",
+            Box::new(|r| {
+                put_record(
+                    r,
+                    0,
+                    1,
+                    &with_payload(header(2, 0, 8), &[200, 0, 0, 0, 1, 2, 3, 4]),
+                )
+            }),
+        ),
+        (
+            "batch with a cut length",
+            Box::new(|r| put_record(r, 0, 1, &with_payload(header(2, 0, 3), &[1, 0, 9]))),
+        ),
+        (
+            "batch message over the slot's maximum",
+            Box::new(|r| {
+                let mut b = 101u32.to_le_bytes().to_vec();
+                b.extend_from_slice(&[1u8; 101]);
+                put_record(r, 0, 1, &with_payload(header(2, 0, b.len() as u32), &b))
+            }),
         ),
         (
             "over the slot's maximum",
