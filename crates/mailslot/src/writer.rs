@@ -385,12 +385,12 @@ impl Writer {
             return self.write_large(data, len);
         }
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        // Not through the ring (not open yet, or not taken), mid-sized: a
-        // free reusable buffer beats a socket buffer of that size (never
-        // wait for one; inline on the socket is fine too).
         if self.ring_open(&mut st) {
             return self.send_stamped(&mut st, Kind::Inline, 0, len, data, None);
         }
+        // Not through the ring (not open yet, or not taken), mid-sized: a
+        // free reusable buffer beats a socket buffer of that size (never
+        // wait for one; inline on the socket is fine too).
         if data.len() >= MEMFD_MIN && st.pool.is_some() {
             if let Ok(Some(lease)) = self.lease(&mut st, data) {
                 return self.send_lease(&mut st, lease, len);
