@@ -262,6 +262,14 @@ struct RingConn {
     held: usize,
 }
 
+impl RingConn {
+    /// The reader is reading this ring and the writer has put records in
+    /// it that are not parsed yet.
+    fn ready(&self) -> bool {
+        self.reading && self.ring.has_records()
+    }
+}
+
 struct Conn {
     fd: OwnedFd,
     sender: Sender,
@@ -861,7 +869,7 @@ impl Reader {
                 let ready = self.conns[idx]
                     .as_ref()
                     .and_then(|c| c.ring.as_ref())
-                    .is_some_and(|r| r.reading && r.ring.has_records());
+                    .is_some_and(RingConn::ready);
                 if ready && self.wants_fill(idx, all) {
                     self.fill(idx, all, false);
                 }
@@ -881,7 +889,7 @@ impl Reader {
     /// to [`SPIN`] (yielding the processor to anyone who wants it), then
     /// asks each writer to wake us and looks once more. Returns the
     /// timeout to wait with: zero when a ring has records.
-    fn before_sleep(&mut self, timeout: Option<Duration>) -> Option<Duration> {
+    fn before_sleep(&self, timeout: Option<Duration>) -> Option<Duration> {
         let spin = timeout.map_or(SPIN, |t| t.min(SPIN));
         let start = Instant::now();
         loop {
@@ -900,11 +908,10 @@ impl Reader {
     }
 
     fn rings_have_records(&self) -> bool {
-        self.conns.iter().flatten().any(|c| {
-            c.ring
-                .as_ref()
-                .is_some_and(|r| r.reading && r.ring.has_records())
-        })
+        self.conns
+            .iter()
+            .flatten()
+            .any(|c| c.ring.as_ref().is_some_and(RingConn::ready))
     }
 
     /// Asks every writer with a ring to signal its eventfd for its next

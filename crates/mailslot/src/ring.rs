@@ -260,7 +260,7 @@ pub(crate) enum Record {
 
 /// The writer broke the ring's rules.
 #[derive(Debug)]
-pub(crate) struct Corrupt(#[allow(dead_code)] &'static str);
+pub(crate) struct Corrupt;
 
 /// The reader's end.
 #[derive(Debug)]
@@ -331,7 +331,8 @@ impl RingReader {
                     || ahead > DATA as u64
                     || tail.wrapping_sub(self.head) > DATA as u64
                 {
-                    return Err(Corrupt("ring tail out of range"));
+                    // Not a record boundary, or more than a ring ahead.
+                    return Err(Corrupt);
                 }
                 self.tail = tail;
             }
@@ -345,10 +346,12 @@ impl RingReader {
                 TAG_WRAP if len == 0 => DATA - at,
                 TAG_HANDOFF if len == 0 => REC_HDR,
                 TAG_FRAME if (HEADER_LEN..=FRAME_MAX).contains(&len) => REC_HDR + padded(len),
-                _ => return Err(Corrupt("bad ring record")),
+                // An unknown tag, or a length that tag cannot have.
+                _ => return Err(Corrupt),
             };
             if size > DATA - at || size as u64 > ahead {
-                return Err(Corrupt("ring record beyond the tail"));
+                // Past the end of the ring, or beyond what was published.
+                return Err(Corrupt);
             }
             self.read += size as u64;
             match tag {
