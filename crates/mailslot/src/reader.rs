@@ -160,7 +160,7 @@ pub struct SlotStatus {
     /// Size of the next message: `None` when the slot is empty, `Some(0)` for
     /// a zero-length message.
     pub next_size: Option<usize>,
-    /// Number of messages waiting, including those still in kernel buffers.
+    /// Number of messages waiting, including those still in kernel buffers or writers' rings.
     pub count: usize,
     /// The current read timeout (`None` = forever).
     pub read_timeout: Option<Duration>,
@@ -620,8 +620,8 @@ impl Reader {
     }
 
     /// Reports max size, next size, count and timeout (Windows'
-    /// `GetMailslotInfo`). Exact: messages still in kernel buffers are
-    /// fetched and counted first.
+    /// `GetMailslotInfo`). Exact: messages still in kernel buffers or in
+    /// writers' rings are fetched and counted first.
     pub fn info(&mut self) -> Result<SlotStatus> {
         self.pump(Some(Duration::ZERO), true)?;
         // Make sure the head is really the next message (see `pass`).
