@@ -160,7 +160,8 @@ pub struct SlotStatus {
     /// Size of the next message: `None` when the slot is empty, `Some(0)` for
     /// a zero-length message.
     pub next_size: Option<usize>,
-    /// Number of messages waiting, including those still in kernel buffers or writers' rings.
+    /// Number of messages waiting, including those still in kernel buffers
+    /// or writers' rings.
     pub count: usize,
     /// The current read timeout (`None` = forever).
     pub read_timeout: Option<Duration>,
