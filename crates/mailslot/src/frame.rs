@@ -125,6 +125,22 @@ impl std::fmt::Display for FrameError {
 }
 
 impl Header {
+    /// A header of `kind` with `flags` and `len`, not stamped yet (stamp 0,
+    /// which is also what control frames carry).
+    pub(crate) fn new(kind: Kind, flags: u16, len: u32) -> Header {
+        Header {
+            kind,
+            flags,
+            len,
+            stamp: 0,
+        }
+    }
+
+    /// The same header with this stamp.
+    pub(crate) fn stamped(self, stamp: u64) -> Header {
+        Header { stamp, ..self }
+    }
+
     /// Encodes the header.
     pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];

@@ -1452,13 +1452,7 @@ fn control_frame(packet: &[u8]) -> Option<Kind> {
 /// Sends a header-only notice to a writer. Never waits: a writer that does
 /// not take its notices (or has gone) only loses what they would tell it.
 fn notify(fd: BorrowedFd<'_>, kind: Kind, flags: u16, stamp: u64) {
-    let notice = Header {
-        kind,
-        flags,
-        len: 0,
-        stamp,
-    }
-    .encode();
+    let notice = Header::new(kind, flags, 0).stamped(stamp).encode();
     let _ = sys::send_frame(fd, &notice, &[], None, true);
 }
 

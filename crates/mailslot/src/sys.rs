@@ -523,26 +523,19 @@ impl Poller {
 
     /// `epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLRDHUP)`, level-triggered.
     pub(crate) fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        epoll::add(
-            &self.fd,
-            fd,
-            epoll::EventData::new_u64(token),
-            epoll::EventFlags::IN | epoll::EventFlags::RDHUP,
-        )
-        .map_err(to_io)
+        self.add_with(fd, token, epoll::EventFlags::RDHUP)
     }
 
     /// `epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLET)`: one event per
     /// signal of an eventfd, so it never needs to be read (and a peer that
     /// holds the other copy cannot make a read block).
     pub(crate) fn add_edge(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        epoll::add(
-            &self.fd,
-            fd,
-            epoll::EventData::new_u64(token),
-            epoll::EventFlags::IN | epoll::EventFlags::ET,
-        )
-        .map_err(to_io)
+        self.add_with(fd, token, epoll::EventFlags::ET)
+    }
+
+    fn add_with(&self, fd: BorrowedFd<'_>, token: u64, extra: epoll::EventFlags) -> io::Result<()> {
+        let events = epoll::EventFlags::IN | extra;
+        epoll::add(&self.fd, fd, epoll::EventData::new_u64(token), events).map_err(to_io)
     }
 
     /// `epoll_ctl(EPOLL_CTL_DEL, fd)`.

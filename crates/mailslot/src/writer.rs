@@ -386,7 +386,7 @@ impl Writer {
         }
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
         if self.ring_open(&mut st) {
-            return self.send_stamped(&mut st, Kind::Inline, 0, len, data, None);
+            return self.send_stamped(&mut st, Header::new(Kind::Inline, 0, len), data, None);
         }
         // Not through the ring (not open yet, or not taken), mid-sized: a
         // free reusable buffer beats a socket buffer of that size (never
@@ -397,7 +397,13 @@ impl Writer {
             }
         }
         let deadline = self.deadline();
-        self.send_socket(&mut st, Kind::Inline, 0, len, data, None, deadline)
+        self.send_socket(
+            &mut st,
+            Header::new(Kind::Inline, 0, len),
+            data,
+            None,
+            deadline,
+        )
     }
 
     /// Keeps this writer's messages on the socket (no ring): for users of
@@ -468,7 +474,8 @@ impl Writer {
         let memfd =
             sys::sealed_memfd(data).map_err(io_err("preparing a large message", &self.display))?;
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.send_stamped(&mut st, Kind::Memfd, 0, len, &[], Some(memfd.as_fd()))
+        let head = Header::new(Kind::Memfd, 0, len);
+        self.send_stamped(&mut st, head, &[], Some(memfd.as_fd()))
     }
 
     /// Sends the message filled into `lease` (under the send lock).
@@ -477,12 +484,7 @@ impl Writer {
         self.leave_ring(st, deadline)?;
         let token = lease.token().to_le_bytes();
         let p = st.pool.as_mut().expect("a lease comes from the pool");
-        let header = Header {
-            kind: Kind::Memfd,
-            flags: FLAG_RECYCLE,
-            len,
-            stamp: sys::monotonic_ns(),
-        };
+        let header = Header::new(Kind::Memfd, FLAG_RECYCLE, len).stamped(sys::monotonic_ns());
         self.send(header, &token, Some(p.fd(&lease)), deadline)?;
         p.sent(lease);
         Ok(())
@@ -498,50 +500,34 @@ impl Writer {
     fn send_stamped(
         &self,
         st: &mut SendState,
-        kind: Kind,
-        flags: u16,
-        len: u32,
+        head: Header,
         payload: &[u8],
         memfd: Option<BorrowedFd<'_>>,
     ) -> Result<()> {
         if memfd.is_none() && HEADER_LEN + payload.len() <= ring::FRAME_MAX && self.ring_open(st) {
+            let single = head.kind == Kind::Inline;
             let stamped = |ring: &mut RingWriter, stamp| {
-                let header = Header {
-                    kind,
-                    flags,
-                    len,
-                    stamp,
-                };
-                ring.push_frame(&header.encode(), payload, kind == Kind::Inline)
+                ring.push_frame(&head.stamped(stamp).encode(), payload, single)
             };
             // Most writes never wait: the deadline is worked out when one does.
             return self.ring_push(st, None, stamped);
         }
         let deadline = self.deadline();
-        self.send_socket(st, kind, flags, len, payload, memfd, deadline)
+        self.send_socket(st, head, payload, memfd, deadline)
     }
 
     /// Stamps a frame and sends it on the socket (after a hand-off record
     /// if the reader is reading the ring).
-    #[allow(clippy::too_many_arguments)]
     fn send_socket(
         &self,
         st: &mut SendState,
-        kind: Kind,
-        flags: u16,
-        len: u32,
+        head: Header,
         payload: &[u8],
         memfd: Option<BorrowedFd<'_>>,
         deadline: Option<Instant>,
     ) -> Result<()> {
         self.leave_ring(st, deadline)?;
-        let header = Header {
-            kind,
-            flags,
-            len,
-            stamp: sys::monotonic_ns(),
-        };
-        self.send(header, payload, memfd, deadline)
+        self.send(head.stamped(sys::monotonic_ns()), payload, memfd, deadline)
     }
 
     /// Moves the lane on (offers a ring, takes the reader's answer); true
@@ -592,13 +578,13 @@ impl Writer {
             (Kind::Ring, memfd.as_fd()),
             (Kind::RingWake, ring.wake_fd()),
         ] {
-            let header = Header {
-                kind,
-                flags: 0,
-                len: 0,
-                stamp: 0,
-            };
-            self.send_on(self.fd.as_fd(), header, &[], Some(fd), deadline)?;
+            self.send_on(
+                self.fd.as_fd(),
+                Header::new(kind, 0, 0),
+                &[],
+                Some(fd),
+                deadline,
+            )?;
         }
         Ok(ring)
     }
@@ -616,12 +602,7 @@ impl Writer {
             unreachable!("ring_push on an open ring");
         };
         if !*on_ring {
-            let to_ring = Header {
-                kind: Kind::ToRing,
-                flags: 0,
-                len: 0,
-                stamp: 0,
-            };
+            let to_ring = Header::new(Kind::ToRing, 0, 0);
             deadline = deadline.or_else(|| self.deadline());
             self.send_one(self.fd.as_fd(), to_ring, &[], None, deadline)?;
             *on_ring = true;
@@ -799,7 +780,8 @@ impl Writer {
                 i += 1;
             }
             let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-            self.send_stamped(&mut st, Kind::Batch, 0, buf.len() as u32, &buf, None)
+            let head = Header::new(Kind::Batch, 0, buf.len() as u32);
+            self.send_stamped(&mut st, head, &buf, None)
                 .map_err(|e| (sent, e))?;
             sent += i - start;
         }
@@ -832,14 +814,8 @@ impl Writer {
             });
         }
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.send_stamped(
-            &mut st,
-            Kind::Inline,
-            FLAG_ORIGIN,
-            buf.len() as u32,
-            &buf,
-            None,
-        )
+        let head = Header::new(Kind::Inline, FLAG_ORIGIN, buf.len() as u32);
+        self.send_stamped(&mut st, head, &buf, None)
     }
 
     fn send(
@@ -907,12 +883,7 @@ impl Writer {
         deadline: Option<Instant>,
     ) -> Result<()> {
         if memfd.is_some() && self.announce {
-            let announce = Header {
-                kind: Kind::Announce,
-                flags: 0,
-                len: 0,
-                stamp: 0,
-            };
+            let announce = Header::new(Kind::Announce, 0, 0);
             self.send_one(fd, announce, &[], None, deadline)?;
         }
         self.send_one(fd, header, payload, memfd, deadline)
