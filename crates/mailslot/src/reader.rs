@@ -538,16 +538,32 @@ impl Reader {
         buf: &mut [u8],
         timeout: Option<Duration>,
     ) -> Result<(usize, Sender)> {
-        let idx = self.wait_head(timeout)?;
-        let needed = self.head_len(idx);
-        if buf.len() < needed {
-            return Err(Error::BufferTooSmall {
-                name: self.display.clone(),
-                needed,
-                got: buf.len(),
-            });
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let idx = self.wait_head(left.or(timeout))?;
+            let needed = self.head_len(idx);
+            if buf.len() < needed {
+                return Err(Error::BufferTooSmall {
+                    name: self.display.clone(),
+                    needed,
+                    got: buf.len(),
+                });
+            }
+            let (idx, p, sender) = self.take_head();
+            // A message its writer made unreadable costs that writer its
+            // connection, never the reader: read on.
+            if self.take_into(idx, p, &mut buf[..needed]).is_ok() {
+                return Ok((needed, sender));
+            }
         }
-        let (idx, p, sender) = self.take_head();
+    }
+
+    /// Copies the taken message `p` of connection `idx` into `buf` (its
+    /// exact length) and gives its resources back. A message that cannot
+    /// be read (a memory file its writer made unreadable) cuts that
+    /// connection off.
+    fn take_into(&mut self, idx: usize, p: Pending, buf: &mut [u8]) -> io::Result<()> {
         let r = match p.payload {
             Payload::Small { len, data } => {
                 buf[..usize::from(len)].copy_from_slice(&data[..usize::from(len)]);
@@ -570,9 +586,22 @@ impl Reader {
                 r
             }
         };
+        if r.is_err() {
+            self.cut_off(idx);
+        }
         self.after_take(idx, p.ring_end);
-        r.map_err(io_err("reading a large message", &self.display))?;
-        Ok((needed, sender))
+        r
+    }
+
+    /// Closes connection `idx` because its writer broke the protocol
+    /// (counted in [`rejected_frames`](Reader::rejected_frames)); what it
+    /// queued before stays readable.
+    fn cut_off(&mut self, idx: usize) {
+        if let Some(conn) = self.conns[idx].as_mut() {
+            self.rejected += 1;
+            conn.eof = true;
+            let _ = rustix::net::shutdown(&conn.fd, rustix::net::Shutdown::Both);
+        }
     }
 
     /// Reads without waiting: [`Error::TimedOut`] at once when empty.
@@ -598,26 +627,30 @@ impl Reader {
 
     /// Like [`read_message`](Reader::read_message) with an explicit timeout.
     pub fn read_message_timeout(&mut self, timeout: Option<Duration>) -> Result<Message> {
-        self.wait_head(timeout)?;
-        let (idx, p, sender) = self.take_head();
-        let (data, r) = match p.payload {
-            Payload::Small { len, data } => (data[..usize::from(len)].to_vec(), Ok(())),
-            Payload::Inline(v) => (v, Ok(())),
-            Payload::Ring { off, len } => {
-                let mut v = vec![0u8; len];
-                self.copy_ring(idx, off, &mut v);
-                (v, Ok(()))
-            }
-            Payload::Memfd { fd, len, token, id } => {
-                let mut v = vec![0u8; len];
-                let r = self.copy_large(idx, &fd, id, &mut v);
-                self.give_back(idx, token);
-                (v, r)
-            }
-        };
-        self.after_take(idx, p.ring_end);
-        r.map_err(io_err("reading a large message", &self.display))?;
-        Ok(Message { data, sender })
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            self.wait_head(left.or(timeout))?;
+            let (idx, p, sender) = self.take_head();
+            let data = match p.payload {
+                Payload::Small { len, data } => {
+                    self.after_take(idx, p.ring_end);
+                    data[..usize::from(len)].to_vec()
+                }
+                Payload::Inline(v) => {
+                    self.after_take(idx, p.ring_end);
+                    v
+                }
+                _ => {
+                    let mut v = vec![0u8; p.payload.len()];
+                    if self.take_into(idx, p, &mut v).is_err() {
+                        continue;
+                    }
+                    v
+                }
+            };
+            return Ok(Message { data, sender });
+        }
     }
 
     /// Reports max size, next size, count and timeout (Windows'

@@ -672,6 +672,16 @@ pub(crate) fn check_memfd(
     writable: bool,
     sealed_before: impl FnOnce(u64, u64) -> bool,
 ) -> io::Result<Stat> {
+    // A descriptor opened write-only (e.g. through `/proc/PID/fd`) passes
+    // every seal check and then fails every read: refuse it here, where it
+    // costs only its own connection.
+    let mode = rustix::fs::fcntl_getfl(fd).map_err(to_io)? & rustix::fs::OFlags::RWMODE;
+    if mode != rustix::fs::OFlags::RDONLY && mode != rustix::fs::OFlags::RDWR {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "passed memory file is not open for reading",
+        ));
+    }
     let st = fstat(fd)?;
     let size = st.st_size as u64;
     if size != len && !(writable && size > len) {

@@ -4,6 +4,7 @@
 //! Child processes are this binary run again with `--exact child_entry`
 //! (see [`util`]); `child_entry` does nothing when run as a normal test.
 
+mod attacks;
 mod messages;
 mod processes;
 mod security;

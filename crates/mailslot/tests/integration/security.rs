@@ -242,20 +242,20 @@ fn list_shows_live_slots_and_clean_stale_removes_a_sigkilled_readers_files() -> 
 }
 
 /// A raw `SOCK_SEQPACKET` client of the slot's socket.
-fn raw_client(dir: &Path, name: &SlotName) -> OwnedFd {
+pub(crate) fn raw_client(dir: &Path, name: &SlotName) -> OwnedFd {
     let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
     let addr = SocketAddrUnix::new(dir.join(format!("{}.sock", name.file_stem()))).unwrap();
     rustix::net::connect(&fd, &addr).unwrap();
     fd
 }
 
-const ALL_SEALS: SealFlags = SealFlags::SEAL
+pub(crate) const ALL_SEALS: SealFlags = SealFlags::SEAL
     .union(SealFlags::SHRINK)
     .union(SealFlags::GROW)
     .union(SealFlags::WRITE);
 
 /// A memory file holding `data`, with `seals` added.
-fn memfd(data: &[u8], seals: SealFlags) -> std::io::Result<OwnedFd> {
+pub(crate) fn memfd(data: &[u8], seals: SealFlags) -> std::io::Result<OwnedFd> {
     let fd = rustix::fs::memfd_create(
         "test",
         rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
@@ -267,7 +267,7 @@ fn memfd(data: &[u8], seals: SealFlags) -> std::io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn header(kind: u8, flags: u16, len: u32) -> Vec<u8> {
+pub(crate) fn header(kind: u8, flags: u16, len: u32) -> Vec<u8> {
     let mut h = vec![0xA7, kind];
     h.extend_from_slice(&flags.to_le_bytes());
     h.extend_from_slice(&len.to_le_bytes());
@@ -275,7 +275,7 @@ fn header(kind: u8, flags: u16, len: u32) -> Vec<u8> {
     h
 }
 
-fn send_with_fd(sock: &OwnedFd, bytes: &[u8], fd: &OwnedFd) {
+pub(crate) fn send_with_fd(sock: &OwnedFd, bytes: &[u8], fd: &OwnedFd) {
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     let fds = [rustix::fd::AsFd::as_fd(fd)];
