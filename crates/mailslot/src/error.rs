@@ -90,6 +90,15 @@ pub enum Error {
         /// The slot.
         name: String,
     },
+    /// The reader refused this writer's connection; nothing written on it
+    /// is read. `detail` says why and what to do.
+    #[error("mailslot {name} refused the connection: {detail}")]
+    Refused {
+        /// The slot.
+        name: String,
+        /// Why, and what to do.
+        detail: String,
+    },
     /// A waiting read was woken by [`Waker::wake`](crate::Waker::wake).
     #[error("read on mailslot {name} was interrupted by its waker")]
     Interrupted {

@@ -40,6 +40,10 @@
 //! reader to writer, says the ring has room again. Kinds 5-9 are header
 //! only.
 //!
+//! Kinds 10 and 11, reader to writer and header only, answer a connection:
+//! welcome (sent on the network socket, so the daemon learns its messages
+//! will be read) or refused (flags: why; the reader then closes it).
+//!
 //! An origin block (flag bit 0, inline kind only) tells where a message came
 //! from on the network; the daemon sets it and readers believe it only from
 //! trusted users: `u8 version (1)`, `IPv4 (4)`, `port u16`, `u8 n` + source
@@ -77,7 +81,40 @@ pub(crate) enum Kind {
     ToRing,
     /// Reader to writer: the ring has room again.
     Room,
+    /// Reader to writer, on the network socket: the connection is taken
+    /// and its messages will be read (the daemon counts them delivered).
+    Welcome,
+    /// Reader to writer: the connection is refused and about to be closed
+    /// (flags: a [`Refusal`] reason).
+    Refused,
 }
+
+/// Why a reader refused a connection (the flags of a refused frame).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The writer's uid holds its share of the reader's connections.
+    TooManyConnections = 1,
+    /// A network delivery from a uid the reader does not trust.
+    Untrusted = 2,
+}
+
+impl Refusal {
+    /// The reason coded in a refused frame's flags.
+    pub(crate) fn from_flags(flags: u16) -> Option<Refusal> {
+        match flags {
+            1 => Some(Refusal::TooManyConnections),
+            2 => Some(Refusal::Untrusted),
+            _ => None,
+        }
+    }
+}
+
+/// Largest message an origin block may come with: what one unfragmented
+/// UDP datagram can carry after the IP, UDP, NetBIOS datagram (header and
+/// two encoded names) and SMB transaction headers and the shortest
+/// mailslot name. A bigger "network" message cannot have come from the
+/// network.
+pub(crate) const REMOTE_DATA_MAX: usize = 65_535 - 20 - 8 - 14 - 2 * 34 - 32 - 35 - 11;
 
 /// Header flag (ring answer kind): the reader reads the ring.
 pub(crate) const FLAG_ACCEPTED: u16 = 1;
@@ -156,6 +193,8 @@ impl Header {
             Kind::RingAnswer => 7,
             Kind::ToRing => 8,
             Kind::Room => 9,
+            Kind::Welcome => 10,
+            Kind::Refused => 11,
         };
         b[2..4].copy_from_slice(&self.flags.to_le_bytes());
         b[4..8].copy_from_slice(&self.len.to_le_bytes());
@@ -189,6 +228,8 @@ impl Header {
             7 => Kind::RingAnswer,
             8 => Kind::ToRing,
             9 => Kind::Room,
+            10 => Kind::Welcome,
+            11 => Kind::Refused,
             k => return Err(FrameError::Kind(k)),
         };
         let flags = u16::from_le_bytes([b[2], b[3]]);
@@ -204,7 +245,9 @@ impl Header {
             | Kind::RingWake
             | Kind::RingAnswer
             | Kind::ToRing
-            | Kind::Room => 0,
+            | Kind::Room
+            | Kind::Welcome
+            | Kind::Refused => 0,
         };
         if actual != expected {
             return Err(FrameError::Length {
@@ -390,8 +433,8 @@ mod tests {
         p[0] = 0;
         assert_eq!(Header::decode(&p), Err(FrameError::Magic(0)));
         p[0] = MAGIC;
-        p[1] = 10;
-        assert_eq!(Header::decode(&p), Err(FrameError::Kind(10)));
+        p[1] = 12;
+        assert_eq!(Header::decode(&p), Err(FrameError::Kind(12)));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::error::{Error, Result, io_err};
 use crate::frame::{
     self, FLAG_ACCEPTED, FLAG_ORIGIN, FLAG_RECYCLE, HEADER_LEN, Header, INLINE_MAX, Kind,
-    RemoteOrigin, split_batch,
+    REMOTE_DATA_MAX, Refusal, RemoteOrigin, split_batch,
 };
 use crate::name::SlotName;
 use crate::namespace::{Claim, Meta, Namespace};
@@ -332,11 +332,29 @@ pub struct Reader {
     dir_owner: u32,
     // Network socket (issue 6): `STEM.net.sock` and who may use it.
     net_listener: Option<OwnedFd>,
-    trusted_uids: Vec<u32>,
+    /// The slot owner's uid (exempt from the per-uid share, like root).
+    owner: u32,
+    /// Connections held per writer uid, and the most one uid may hold.
+    per_uid: std::collections::HashMap<u32, usize>,
+    uid_share: usize,
+    /// Connections refused (untrusted on the network socket, or beyond
+    /// their uid's share).
+    refused_conns: u64,
     /// Out of descriptors (or memory) to accept with: the listeners are off
     /// the poller until then, or until a connection closes, so that their
     /// waiting backlog does not make every wait return at once.
     accept_paused_until: Option<Instant>,
+}
+
+/// At most this many connections are accepted per listener and wake.
+const ACCEPT_PER_WAKE: usize = 16;
+
+/// The most connections one writer uid (other than root and the slot's
+/// owner) may hold: a quarter of the descriptors the reader may open,
+/// less a reserve, so that users who hold idle connections cannot lock
+/// others out. `nofile`: the descriptor limit.
+fn uid_share(nofile: u64) -> usize {
+    (nofile.saturating_sub(64) / 4).max(16) as usize
 }
 
 /// How long accepting pauses after running out of descriptors.
@@ -432,7 +450,6 @@ impl Reader {
         } else {
             None
         };
-        let trusted_uids = crate::namespace::trusted_uids(&ns);
         let dir_owner = sys::fstat(ns.fd())
             .map_err(io_err("inspecting the directory", &display))?
             .st_uid;
@@ -445,7 +462,10 @@ impl Reader {
             instance,
             net_listener,
             accept_paused_until: None,
-            trusted_uids,
+            owner: sys::euid(),
+            per_uid: std::collections::HashMap::new(),
+            uid_share: uid_share(sys::nofile_limit()),
+            refused_conns: 0,
             dir_owner,
             refused_remote: 0,
             name: name.clone(),
@@ -509,6 +529,15 @@ impl Reader {
         self.rejected
     }
 
+    /// Connections refused so far: network deliveries from users the slot
+    /// does not trust, and writers beyond their user's share of the
+    /// reader's connections (a quarter of its descriptor limit; root and
+    /// the slot's owner have no share limit). A refused writer's writes
+    /// fail with [`Error::Refused`].
+    pub fn refused_connections(&self) -> u64 {
+        self.refused_conns
+    }
+
     /// Network messages discarded because this slot refuses them
     /// ([`ReaderOptions::accept_remote`]).
     pub fn refused_remote(&self) -> u64 {
@@ -540,8 +569,7 @@ impl Reader {
     ) -> Result<(usize, Sender)> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let idx = self.wait_head(left.or(timeout))?;
+            let idx = self.wait_head(deadline, timeout)?;
             let needed = self.head_len(idx);
             if buf.len() < needed {
                 return Err(Error::BufferTooSmall {
@@ -629,8 +657,7 @@ impl Reader {
     pub fn read_message_timeout(&mut self, timeout: Option<Duration>) -> Result<Message> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            self.wait_head(left.or(timeout))?;
+            self.wait_head(deadline, timeout)?;
             let (idx, p, sender) = self.take_head();
             let data = match p.payload {
                 Payload::Small { len, data } => {
@@ -673,9 +700,13 @@ impl Reader {
         })
     }
 
-    /// Waits until a head message is deliverable; returns its connection.
-    fn wait_head(&mut self, timeout: Option<Duration>) -> Result<usize> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+    /// Waits until a head message is deliverable, until `deadline` (which
+    /// is `timeout` from the read's start); returns its connection.
+    fn wait_head(
+        &mut self,
+        deadline: Option<Instant>,
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
         loop {
             if !self.needs_pump {
                 if let Some(idx) = self.deliverable_head() {
@@ -962,7 +993,10 @@ impl Reader {
     }
 
     fn accept_all(&mut self, net: bool, all: bool) -> Result<()> {
-        loop {
+        // A bounded number per wake: a user who connects and closes in a
+        // loop must not keep the reader from the writers it has (the
+        // listener stays readable, so the rest come next pass).
+        for _ in 0..ACCEPT_PER_WAKE {
             let listener = match (net, &self.net_listener) {
                 (false, _) => &self.listener,
                 (true, Some(l)) => l,
@@ -983,13 +1017,27 @@ impl Reader {
             let Ok(cred) = sys::peer_cred(fd.as_fd()) else {
                 continue;
             };
-            let trusted = cred.uid == 0
-                || cred.uid == self.dir_owner
-                || (net && self.trusted_uids.contains(&cred.uid));
-            if net && !trusted {
+            let trusted = cred.uid == 0 || cred.uid == self.dir_owner || (net && self.trusts(cred.uid));
+            let refusal = if net && !trusted {
                 // Only the daemon may use the network socket.
+                Some(Refusal::Untrusted)
+            } else if cred.uid != 0
+                && cred.uid != self.owner
+                && self.per_uid.get(&cred.uid).copied().unwrap_or(0) >= self.uid_share
+            {
+                Some(Refusal::TooManyConnections)
+            } else {
+                None
+            };
+            if let Some(why) = refusal {
+                // Said before the close, so the writer can tell why.
+                notify(fd.as_fd(), Kind::Refused, why as u16, 0);
+                self.refused_conns += 1;
                 continue;
             }
+            // The writer (the daemon above all) learns that what it writes
+            // will be read: see `Writer::wait_accepted`.
+            notify(fd.as_fd(), Kind::Welcome, 0, 0);
             let conn = Conn {
                 fd,
                 sender: Sender {
@@ -1019,10 +1067,19 @@ impl Reader {
                 self.free.push(idx);
                 continue;
             }
+            *self.per_uid.entry(cred.uid).or_insert(0) += 1;
             self.conns[idx] = Some(conn);
             // It may have written already.
             self.fill(idx, all, true);
         }
+        Ok(())
+    }
+
+    /// Whether `uid` may deliver network messages: it is listed in the
+    /// namespace's trusted-uids file as it is now (read at each network
+    /// connection, so a daemon started after the reader is trusted).
+    fn trusts(&self, uid: u32) -> bool {
+        crate::namespace::trusted_uids(&self.ns).contains(&uid)
     }
 
     /// Receives messages of connection `idx` into its queue: from its
@@ -1279,6 +1336,12 @@ impl Reader {
 
     fn remove_conn(&mut self, idx: usize) {
         if let Some(c) = self.conns[idx].take() {
+            if let Some(n) = self.per_uid.get_mut(&c.sender.uid) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_uid.remove(&c.sender.uid);
+                }
+            }
             let _ = self.poller.delete(c.fd.as_fd());
             if let Some(r) = &c.ring {
                 let _ = self.poller.delete(r.wake.as_fd());
@@ -1334,8 +1397,11 @@ fn decode_frame(
             let (origin, data) = if h.flags & FLAG_ORIGIN != 0 {
                 // Only the daemon (root, or the directory's owner) may say a
                 // message came from the network.
+                // ... and only what fits one datagram can have come from it.
                 match RemoteOrigin::decode(body) {
-                    Some((o, rest)) if trusted => (Some(Box::new(o)), rest),
+                    Some((o, rest)) if trusted && rest.len() <= REMOTE_DATA_MAX => {
+                        (Some(Box::new(o)), rest)
+                    }
                     _ => return false,
                 }
             } else {

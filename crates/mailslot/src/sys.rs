@@ -281,6 +281,14 @@ pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
     }
 }
 
+/// `getrlimit(RLIMIT_NOFILE)`: the soft limit on open descriptors
+/// (1024 when unknown or unlimited beyond any use).
+pub(crate) fn nofile_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1 << 20)
+}
+
 /// Credentials of a connected peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Cred {

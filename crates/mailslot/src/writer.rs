@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, io_err};
 use crate::frame::{
-    FLAG_ACCEPTED, FLAG_ORIGIN, FLAG_RECYCLE, HEADER_LEN, Header, INLINE_MAX, Kind, RemoteOrigin,
-    push_batch,
+    FLAG_ACCEPTED, FLAG_ORIGIN, FLAG_RECYCLE, HEADER_LEN, Header, INLINE_MAX, Kind, Refusal,
+    RemoteOrigin, push_batch,
 };
 use crate::memfd_pool::{self, MemfdPool};
 use crate::name::SlotName;
@@ -69,14 +69,24 @@ pub struct Writer {
 struct SendState {
     pool: Option<MemfdPool>,
     lane: Lane,
+    /// The reader has taken the connection (its welcome came).
+    welcomed: bool,
+    /// The reader refused the connection, with this reason.
+    refused: Option<u16>,
 }
 
 impl SendState {
-    fn socket_only() -> SendState {
+    fn new(pool: Option<MemfdPool>, lane: Lane) -> SendState {
         SendState {
-            pool: None,
-            lane: Lane::Off,
+            pool,
+            lane,
+            welcomed: false,
+            refused: None,
         }
+    }
+
+    fn socket_only() -> SendState {
+        SendState::new(None, Lane::Off)
     }
 }
 
@@ -173,16 +183,15 @@ impl Writer {
                         accept_remote: meta.accept_remote,
                         announce: meta.announce,
                         write_timeout: None,
-                        send_lock: Mutex::new(SendState {
-                            pool: meta
-                                .recycle
+                        send_lock: Mutex::new(SendState::new(
+                            meta.recycle
                                 .then(|| MemfdPool::new(memfd_pool::DEFAULT_BYTES)),
-                            lane: if meta.ring && meta.announce && suffix == "sock" {
+                            if meta.ring && meta.announce && suffix == "sock" {
                                 Lane::Ready
                             } else {
                                 Lane::Off
                             },
-                        }),
+                        )),
                         shared: None,
                         #[cfg(feature = "network")]
                         remote: None,
@@ -607,9 +616,6 @@ impl Writer {
             self.send_one(self.fd.as_fd(), to_ring, &[], None, deadline)?;
             *on_ring = true;
         }
-        let closed = || Error::ReaderClosed {
-            name: self.display.clone(),
-        };
         let mut waited = false;
         loop {
             // One clock read: the stamp, and whether to look at the socket.
@@ -621,14 +627,14 @@ impl Writer {
                 *checked_ns = now;
                 // The reader's notices: releases, room, and whether it is there.
                 if self.collect(st).closed {
-                    return Err(closed());
+                    return Err(self.gone(st.refused));
                 }
             }
             let Lane::Open { ring, .. } = &mut st.lane else {
                 unreachable!("the ring stays open");
             };
             if ring.reader_closed() {
-                return Err(closed());
+                return Err(self.gone(None));
             }
             let mut pushed = push(ring, now);
             if !pushed {
@@ -700,6 +706,8 @@ impl Writer {
                         Ok(h) if h.kind == Kind::RingAnswer => {
                             answer = Some(h.flags & FLAG_ACCEPTED != 0);
                         }
+                        Ok(h) if h.kind == Kind::Welcome => st.welcomed = true,
+                        Ok(h) if h.kind == Kind::Refused => st.refused = Some(h.flags),
                         _ => {}
                     }
                 }
@@ -716,6 +724,63 @@ impl Writer {
                     };
                 }
             }
+        }
+    }
+
+    /// The error for a connection the reader has closed: refused (with
+    /// why), or gone.
+    fn gone(&self, refused: Option<u16>) -> Error {
+        let detail = match refused.and_then(Refusal::from_flags) {
+            None => {
+                return Error::ReaderClosed {
+                    name: self.display.clone(),
+                };
+            }
+            Some(Refusal::TooManyConnections) => format!(
+                "uid {} holds its share of the reader's connections; close some writers (or run as the slot's owner)",
+                sys::euid()
+            ),
+            Some(Refusal::Untrusted) => format!(
+                "uid {} may not deliver network messages (only root, the directory's owner and the uids in .trusted-uids may)",
+                sys::euid()
+            ),
+        };
+        Error::Refused {
+            name: self.display.clone(),
+            detail,
+        }
+    }
+
+    /// Waits up to `timeout` (`None`: forever) until the reader has taken
+    /// this writer's connection: `Ok(true)` once it has (everything
+    /// written on it will be read unless the reader goes away first),
+    /// `Ok(false)` when the time ran out (the reader has not looked yet:
+    /// it is busy, or out of descriptors; what was written waits for it),
+    /// [`Error::Refused`] or [`Error::ReaderClosed`] when it will never be.
+    /// A write returns as soon as the message is in the connection; this
+    /// says whether the connection itself is in the reader's hands. For a
+    /// shared slot, the first instance's answer.
+    pub fn wait_accepted(&self, timeout: Option<Duration>) -> Result<bool> {
+        #[cfg(feature = "network")]
+        if self.remote.is_some() {
+            return Ok(true);
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let n = self.collect(&mut st);
+            if st.welcomed {
+                return Ok(true);
+            }
+            if n.closed || st.refused.is_some() {
+                return Err(self.gone(st.refused));
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                return Ok(false);
+            }
+            sys::wait_readable(self.fd.as_fd(), left)
+                .map_err(io_err("waiting for the reader", &self.display))?;
         }
     }
 
@@ -937,9 +1002,7 @@ impl Writer {
                             | io::ErrorKind::NotConnected
                     ) =>
                 {
-                    return Err(Error::ReaderClosed {
-                        name: self.display.clone(),
-                    });
+                    return Err(self.gone(refusal_on(fd)));
                 }
                 Err(e) => return Err(io_err("sending a message", &self.display)(e)),
             }
@@ -964,4 +1027,18 @@ impl std::os::fd::AsRawFd for Writer {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         std::os::fd::AsRawFd::as_raw_fd(&self.fd)
     }
+}
+
+/// Takes what the reader left on a connection it closed; the reason if it
+/// refused the connection.
+fn refusal_on(fd: BorrowedFd<'_>) -> Option<u16> {
+    let mut buf = [0u8; HEADER_LEN];
+    while let Ok(sys::Recv::Frame { len, .. }) = sys::recv_packet(fd, &mut buf) {
+        if let Ok(h) = Header::decode(&buf[..len.min(HEADER_LEN)]) {
+            if h.kind == Kind::Refused {
+                return Some(h.flags);
+            }
+        }
+    }
+    None
 }
