@@ -9,6 +9,9 @@ use mailslot::{Destination, Priority, QueuedOptions, QueuedWriter, Writer};
 use crate::output::Encoding;
 use crate::{Failure, namespace};
 
+/// How long `send` waits, at least, for the reader to take its connection.
+const ACCEPT_WAIT: Duration = Duration::from_secs(5);
+
 /// Arguments of `mailslot send`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -19,7 +22,7 @@ pub struct Args {
     /// Send this file's bytes as one message.
     #[arg(long, value_name = "FILE", conflicts_with = "messages")]
     pub file: Option<PathBuf>,
-    /// How long a write may wait for room in a full slot, in milliseconds (default: as long as it takes).
+    /// How long opening and each write may wait for room in a full slot, in milliseconds (default: as long as it takes). Success also needs the reader to take the connection, awaited at least 5 s.
     #[arg(long, value_name = "MS")]
     pub timeout: Option<u64>,
     /// How to encode text messages (utf16le for .NET readers). --file is sent as is.
@@ -65,10 +68,21 @@ pub fn run(args: Args, dir: Option<&Path>) -> Result<u8, Failure> {
     match &dest {
         Destination::Local(slot) => {
             let ns = namespace(dir)?;
-            let mut w = Writer::open_in(&ns, slot)?;
-            w.set_write_timeout(args.timeout.map(Duration::from_millis));
+            let timeout = args.timeout.map(Duration::from_millis);
+            let w = Writer::open_in_with_timeout(&ns, slot, timeout)?;
             for_each_message(&args, |m| w.write(m).map_err(Failure::from))?;
-            Ok(0)
+            // Success only once the reader holds the connection: a reader
+            // out of descriptors, or one that refuses us, has not got them.
+            let wait = timeout.unwrap_or(ACCEPT_WAIT).max(ACCEPT_WAIT);
+            if w.wait_accepted(Some(wait))? {
+                Ok(0)
+            } else {
+                Err(Failure::op(format!(
+                    "the messages were written to {}, but its reader has not taken the connection within {} (it is busy, or out of descriptors); they are delivered only if it does",
+                    slot.path(),
+                    humantime::format_duration(wait)
+                )))
+            }
         }
         _ => {
             let mut messages = Vec::new();

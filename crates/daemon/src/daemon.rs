@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use mailslot::{Error as SlotError, Namespace, RemoteOrigin, SlotName, Writer};
 
+use crate::confirm::{Outcome, Unconfirmed};
 use crate::nbns;
 use crate::receiver::{Decision, Delivery, LogLimit, LogPermit, NameTable, Receiver};
 use crate::sys;
@@ -205,6 +206,7 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
         }
     ));
     let mut buf = vec![0u8; 65536];
+    let mut waiting = Unconfirmed::default();
     let mut last_stats = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         // SIGUSR1, and every minute with --verbose.
@@ -213,12 +215,15 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
             log(format_args!("stats: {}", rx.stats));
             last_stats = Instant::now();
         }
-        let mut fds = Vec::with_capacity(2);
+        let mut fds = Vec::with_capacity(2 + waiting.fds().count());
         if let Some(s) = &sock {
             fds.push(rustix::event::PollFd::new(s, rustix::event::PollFlags::IN));
         }
         if let Some(s) = &nbns_sock {
             fds.push(rustix::event::PollFd::new(s, rustix::event::PollFlags::IN));
+        }
+        for fd in waiting.fds() {
+            fds.push(rustix::event::PollFd::from_borrowed_fd(fd, rustix::event::PollFlags::IN));
         }
         let timeout = rustix::time::Timespec {
             tv_sec: 1,
@@ -230,7 +235,20 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
         }
         drop(fds);
         if let Some(s) = &sock {
-            receive_ready(s, &mut buf, &mut rx, &mut limit, start, ns, opts.verbose)?;
+            receive_ready(
+                s,
+                &mut buf,
+                &mut rx,
+                &mut waiting,
+                &mut limit,
+                start,
+                ns,
+                opts.verbose,
+            )?;
+        }
+        if !waiting.is_empty() {
+            let now = start.elapsed();
+            report(waiting.settle(now), &mut rx, &mut limit, now, opts.verbose);
         }
         if let Some(s) = &nbns_sock {
             answer_queries(s, &mut buf, rx.names(), opts.verbose);
@@ -241,10 +259,12 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn receive_ready(
     sock: &UdpSocket,
     buf: &mut [u8],
     rx: &mut Receiver,
+    waiting: &mut Unconfirmed,
     limit: &mut LogLimit,
     start: Instant,
     ns: &Namespace,
@@ -283,22 +303,22 @@ fn receive_ready(
         };
         match rx.receive(&buf[..n], from, now) {
             Decision::Deliver(d) => {
-                let outcome = deliver(ns, &d);
-                match outcome {
-                    None => {
-                        rx.stats.delivered += 1;
-                        if verbose {
-                            note(format!(
-                                "delivered {} bytes from {} {} to {} on {}",
-                                d.data.len(),
-                                d.from,
-                                d.source_name,
-                                d.destination_name,
-                                d.slot.path()
-                            ));
+                match deliver(ns, &d) {
+                    // Delivered once the reader takes the connection.
+                    Ok(w) => {
+                        let what = format!(
+                            "{} bytes from {} {} to {} on {}",
+                            d.data.len(),
+                            d.from,
+                            d.source_name,
+                            d.destination_name,
+                            d.slot.path()
+                        );
+                        if let Some(gone) = waiting.push(w, now, what) {
+                            report(vec![gone], rx, limit, now, verbose);
                         }
                     }
-                    Some(reason) => {
+                    Err(reason) => {
                         rx.stats.count(reason);
                         if verbose || reason == "delivery-error" {
                             note(format!(
@@ -323,8 +343,43 @@ fn receive_ready(
     Ok(())
 }
 
-/// Hands one message to its slot; `None` when delivered, else the drop reason.
-fn deliver(ns: &Namespace, d: &Delivery) -> Option<&'static str> {
+/// Counts and logs what became of deliveries: delivered only once their
+/// reader took them; refusals are always logged (rate-limited).
+fn report(
+    settled: Vec<(Outcome, String)>,
+    rx: &mut Receiver,
+    limit: &mut LogLimit,
+    now: Duration,
+    verbose: bool,
+) {
+    for (outcome, what) in settled {
+        let line = match &outcome {
+            Outcome::Delivered => {
+                rx.stats.delivered += 1;
+                verbose.then(|| format!("delivered {what}"))
+            }
+            Outcome::Refused(why) => Some(format!("the reader refused {what}: {why}")),
+            other => verbose.then(|| {
+                format!("not delivered: {what}: {}", other.counter().unwrap_or(""))
+            }),
+        };
+        if let Some(c) = outcome.counter() {
+            rx.stats.count(c);
+        }
+        if let Some(line) = line {
+            if let LogPermit::Log { suppressed } = limit.check(now) {
+                if suppressed > 0 {
+                    log(format_args!("({suppressed} similar lines suppressed)"));
+                }
+                log(format_args!("{line}"));
+            }
+        }
+    }
+}
+
+/// Hands one message to its slot's connection; the writer (whose reader
+/// has yet to take it), else the drop reason.
+fn deliver(ns: &Namespace, d: &Delivery) -> Result<Writer, &'static str> {
     let origin = RemoteOrigin::new(
         *d.from.ip(),
         d.from.port(),
@@ -339,25 +394,27 @@ fn deliver(ns: &Namespace, d: &Delivery) -> Option<&'static str> {
             let meta = ns.dir().join(format!("{}.meta", d.slot.file_stem()));
             let refuses = std::fs::read_to_string(meta)
                 .is_ok_and(|m| m.len() < 4096 && m.contains("\naccept_remote=0"));
-            return Some(if refuses {
+            return Err(if refuses {
                 "refuses-network"
             } else {
                 "no-reader"
             });
         }
-        Err(_) => return Some("delivery-error"),
+        Err(SlotError::TimedOut { .. }) => return Err("slot-full"),
+        Err(_) => return Err("delivery-error"),
     };
     if !w.accepts_remote() {
-        return Some("refuses-network");
+        return Err("refuses-network");
     }
     // Never wait: a full slot loses the datagram, like a full mailslot on Windows.
     w.set_write_timeout(Some(Duration::ZERO));
     match w.write_remote(&d.data, &origin) {
-        Ok(()) => None,
-        Err(SlotError::TimedOut { .. }) => Some("slot-full"),
-        Err(SlotError::MessageTooLarge { .. }) => Some("too-large-for-slot"),
-        Err(SlotError::ReaderClosed { .. }) => Some("no-reader"),
-        Err(_) => Some("delivery-error"),
+        Ok(()) => Ok(w),
+        Err(SlotError::TimedOut { .. }) => Err("slot-full"),
+        Err(SlotError::MessageTooLarge { .. }) => Err("too-large-for-slot"),
+        Err(SlotError::ReaderClosed { .. }) => Err("no-reader"),
+        Err(SlotError::Refused { .. }) => Err("refused-by-reader"),
+        Err(_) => Err("delivery-error"),
     }
 }
 

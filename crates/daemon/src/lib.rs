@@ -98,6 +98,7 @@
 #![deny(missing_docs)]
 
 pub mod client;
+mod confirm;
 pub mod config;
 pub mod daemon;
 pub mod nbns;

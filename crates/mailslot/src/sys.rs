@@ -267,6 +267,46 @@ pub(crate) fn connect(fd: BorrowedFd<'_>, addr: &SocketAddrUnix) -> io::Result<(
     }
 }
 
+/// `connect(fd, addr)` waiting at most `timeout` (`None`: as long as it
+/// takes) for room in the listener's backlog: zero connects without
+/// waiting (`O_NONBLOCK`), anything else bounds the kernel's wait with
+/// `SO_SNDTIMEO`. A full backlog past the bound fails with `WouldBlock`.
+pub(crate) fn connect_bounded(
+    fd: BorrowedFd<'_>,
+    addr: &SocketAddrUnix,
+    timeout: Option<Duration>,
+) -> io::Result<()> {
+    match timeout {
+        None => connect(fd, addr),
+        Some(t) if t.is_zero() => {
+            set_nonblocking(fd, true)?;
+            let r = connect(fd, addr);
+            set_nonblocking(fd, false)?;
+            r
+        }
+        Some(t) => {
+            let t = t.max(Duration::from_micros(1));
+            rustix::net::sockopt::set_socket_timeout(fd, rustix::net::sockopt::Timeout::Send, Some(t))
+                .map_err(to_io)?;
+            let r = connect(fd, addr);
+            rustix::net::sockopt::set_socket_timeout(fd, rustix::net::sockopt::Timeout::Send, None)
+                .map_err(to_io)?;
+            r
+        }
+    }
+}
+
+/// `fcntl(fd, F_SETFL, ±O_NONBLOCK)`.
+fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd).map_err(to_io)?;
+    let flags = if on {
+        flags | rustix::fs::OFlags::NONBLOCK
+    } else {
+        flags - rustix::fs::OFlags::NONBLOCK
+    };
+    rustix::fs::fcntl_setfl(fd, flags).map_err(to_io)
+}
+
 /// `accept4(fd, SOCK_CLOEXEC | SOCK_NONBLOCK)`; `Ok(None)` when none is pending.
 pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
     loop {

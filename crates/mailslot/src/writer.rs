@@ -128,7 +128,21 @@ impl Writer {
 
     /// Opens the slot `name` in the namespace `ns`.
     pub fn open_in(ns: &Namespace, name: &SlotName) -> Result<Writer> {
-        Writer::connect_in(ns, name, "sock")
+        Writer::connect_in(ns, name, "sock", None)
+    }
+
+    /// Opens the slot `name` in `ns` with a write timeout
+    /// ([`set_write_timeout`](Writer::set_write_timeout)) that bounds the
+    /// open too: connecting waits at most `timeout` for room in a reader's
+    /// connection queue, then fails with [`Error::TimedOut`].
+    pub fn open_in_with_timeout(
+        ns: &Namespace,
+        name: &SlotName,
+        timeout: Option<Duration>,
+    ) -> Result<Writer> {
+        let mut w = Writer::connect_in(ns, name, "sock", timeout)?;
+        w.write_timeout = timeout;
+        Ok(w)
     }
 
     /// Opens the network socket of the slot `name` (`STEM.net.sock`): how
@@ -137,17 +151,28 @@ impl Writer {
     /// connection only from trusted uids and only for messages with an
     /// origin. Fails with [`Error::NotFound`] when the slot does not exist
     /// or refuses network messages (it then has no network socket).
+    ///
+    /// Never waits: a reader whose connection queue is full fails it at
+    /// once with [`Error::TimedOut`] (the daemon must not block on one slot).
     pub fn open_network_in(ns: &Namespace, name: &SlotName) -> Result<Writer> {
-        Writer::connect_in(ns, name, "net.sock")
+        let mut w = Writer::connect_in(ns, name, "net.sock", Some(Duration::ZERO))?;
+        w.write_timeout = Some(Duration::ZERO);
+        Ok(w)
     }
 
-    fn connect_in(ns: &Namespace, name: &SlotName, suffix: &str) -> Result<Writer> {
+    fn connect_in(
+        ns: &Namespace,
+        name: &SlotName,
+        suffix: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Writer> {
         let display = name.path();
         let stem = name.file_stem();
         let sock = format!("{stem}.{suffix}");
         if let Ok(meta) = Meta::read(ns, &stem) {
             if meta.shared {
-                return Writer::connect_shared(ns, &stem, display, meta, suffix == "net.sock");
+                let net = suffix == "net.sock";
+                return Writer::connect_shared(ns, &stem, display, meta, net, timeout);
             }
         }
         // The metadata must belong to the reader we connected to; a reader
@@ -156,8 +181,13 @@ impl Writer {
             let fd = sys::seqpacket_socket(false).map_err(io_err("creating a socket", &display))?;
             let addr = sys::unix_addr(ns.dir(), ns.fd(), &sock)
                 .map_err(io_err("building the socket address", &display))?;
-            if let Err(e) = sys::connect(fd.as_fd(), &addr) {
+            if let Err(e) = sys::connect_bounded(fd.as_fd(), &addr, timeout) {
                 return Err(match e.kind() {
+                    io::ErrorKind::WouldBlock => Error::TimedOut {
+                        name: display,
+                        op: "connecting to",
+                        timeout: timeout.unwrap_or_default(),
+                    },
                     io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
                         Error::NotFound { name: display }
                     }
@@ -209,10 +239,18 @@ impl Writer {
         display: String,
         meta: Meta,
         net: bool,
+        timeout: Option<Duration>,
     ) -> Result<Writer> {
-        let targets = match crate::shared::SharedTargets::open(ns, stem, net) {
+        let targets = match crate::shared::SharedTargets::open(ns, stem, net, timeout) {
             Ok(Some(t)) => t,
             Ok(None) => return Err(Error::NotFound { name: display }),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err(Error::TimedOut {
+                    name: display,
+                    op: "connecting to",
+                    timeout: timeout.unwrap_or_default(),
+                });
+            }
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 return Err(Error::PermissionDenied {
                     name: display,
@@ -907,10 +945,19 @@ impl Writer {
         deadline: Option<Instant>,
     ) -> Result<()> {
         let mut t = targets.lock().unwrap_or_else(|p| p.into_inner());
-        t.refresh().map_err(io_err(
-            "looking for the shared slot's readers",
-            &self.display,
-        ))?;
+        match t.refresh(deadline) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err(Error::TimedOut {
+                    name: self.display.clone(),
+                    op: "connecting to",
+                    timeout: self.write_timeout.unwrap_or_default(),
+                });
+            }
+            Err(e) => {
+                return Err(io_err("looking for the shared slot's readers", &self.display)(e));
+            }
+        }
         let mut dead = Vec::new();
         let mut failure = None;
         for (i, fd) in t.conns() {
