@@ -3,13 +3,15 @@
 //! shows the defence and that legitimate traffic still flows.
 
 use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::time::Duration;
 
-use mailslot::{Reader, ReaderOptions, Writer};
-use rustix::net::SendFlags;
+use mailslot::{Error, Reader, ReaderOptions, Writer};
+use rustix::net::{AddressFamily, SendFlags, SocketAddrUnix, SocketType};
 
 use crate::security::{ALL_SEALS, header, memfd, raw_client, send_with_fd};
-use crate::util::{TestResult, namespace, slot};
+use crate::util::{PATIENCE, Spawn, TestResult, namespace, nobody, shared_namespace, slot};
 
 fn now() -> ReaderOptions {
     ReaderOptions::default().read_timeout(Some(Duration::ZERO))
@@ -44,4 +46,214 @@ fn write_only_memory_file_costs_only_its_own_connection() -> TestResult {
     good.write(b"still")?;
     assert_eq!(reader.read_message()?.data, b"still");
     Ok(())
+}
+
+/// A uid that is neither root, nor a slot's owner, nor listed anywhere:
+/// `setpriv` needs no user entry for it.
+const STRANGER: (u32, u32) = (4343, 4343);
+/// Another one, playing the daemon's dedicated user.
+const DAEMON: (u32, u32) = (4242, 4242);
+
+/// Writes the namespace's trusted-uids file as the daemon does (root-owned,
+/// 0644, renamed into place).
+fn trust(dir: &Path, uid: u32) -> TestResult {
+    let tmp = dir.join(".trusted-uids.tmp");
+    std::fs::write(&tmp, format!("{uid}\n"))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+    std::fs::rename(tmp, dir.join(".trusted-uids"))?;
+    Ok(())
+}
+
+/// Item 4: a reader created before the daemon wrote `.trusted-uids` (a
+/// listener started first, as a new user would) still takes the daemon's
+/// deliveries: trust is evaluated when a connection arrives. A uid that is
+/// not trusted is refused and told so, and nothing it sends is read.
+#[test]
+fn trust_is_read_when_the_daemon_connects_and_strangers_are_refused() -> TestResult {
+    if nobody().is_none() {
+        eprintln!("skipped: needs root and setpriv");
+        return Ok(());
+    }
+    let (tmp, ns) = shared_namespace();
+    let name = slot(r"\\.\mailslot\attack\latetrust");
+    let mut reader = Reader::create_in(&ns, &name, &ReaderOptions::default())?;
+    // The daemon starts afterwards.
+    trust(tmp.path(), DAEMON.0)?;
+    let mut daemon = Spawn::new("writer", tmp.path())
+        .slot(r"attack\latetrust")
+        .user_ids(DAEMON.0, DAEMON.1)
+        .start();
+    assert!(daemon.recv().starts_with("id "));
+    assert_eq!(daemon.ask("netopen"), "ok");
+    assert_eq!(daemon.ask("remote from the LAN"), "ok");
+    let m = reader.read_message_timeout(Some(PATIENCE))?;
+    assert_eq!(m.data, b"from the LAN");
+    assert!(m.sender.remote.is_some(), "it carries its network origin");
+    assert_eq!(daemon.ask("accepted"), "ok", "the daemon learns it was taken");
+    daemon.finish();
+    // A stranger on the 0666 network socket: refused, told so, nothing read.
+    let mut stranger = Spawn::new("writer", tmp.path())
+        .slot(r"attack\latetrust")
+        .user_ids(STRANGER.0, STRANGER.1)
+        .start();
+    assert!(stranger.recv().starts_with("id "));
+    assert_eq!(stranger.ask("netopen"), "ok");
+    let _ = stranger.ask("remote forged");
+    let _ = reader.try_read(&mut [0; 64]);
+    assert!(matches!(
+        reader.read_message_timeout(Some(Duration::from_millis(200))),
+        Err(Error::TimedOut { .. })
+    ));
+    assert_eq!(stranger.ask("accepted"), "err Refused");
+    assert_eq!(reader.refused_connections(), 1);
+    stranger.finish();
+    Ok(())
+}
+
+/// Item 13: a user who opens more connections than the reader has
+/// descriptors used to lock every other writer out, while their writes
+/// "succeeded". Each uid now holds at most a quarter of the reader's
+/// descriptors; beyond it connections are refused (and told so), and
+/// another user's writer still gets through.
+#[test]
+fn idle_connections_of_one_user_do_not_lock_others_out() -> TestResult {
+    if nobody().is_none() {
+        eprintln!("skipped: needs root and setpriv");
+        return Ok(());
+    }
+    let (tmp, _ns) = shared_namespace();
+    let mut holder = Spawn::new("writer", tmp.path()).slot(r"attack\idle").start();
+    assert!(holder.recv().starts_with("id "));
+    assert_eq!(holder.ask("nofile 200"), "ok");
+    assert_eq!(holder.ask("create 666 0"), "ok");
+    holder.send("read");
+    let mut attacker = Spawn::new("writer", tmp.path())
+        .slot(r"attack\idle")
+        .user_ids(STRANGER.0, STRANGER.1)
+        .start();
+    assert!(attacker.recv().starts_with("id "));
+    // Far more than the reader's 200 descriptors.
+    assert_eq!(attacker.ask("nofile 1000"), "ok");
+    let crowd = attacker.ask("crowd 400");
+    let v: Vec<usize> = crowd
+        .split(' ')
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let (ok, refused, other) = (v[0], v[1], v[2]);
+    crate::util::say(format!(
+        "400 idle connections of one uid: {ok} taken, {refused} refused, {other} other"
+    ));
+    assert_eq!(ok, 34, "a quarter of (200 - 64) descriptors");
+    assert_eq!(refused, 400 - 34, "the rest are refused and told so");
+    let mut victim = Spawn::new("writer", tmp.path())
+        .slot(r"attack\idle")
+        .user_ids(DAEMON.0, DAEMON.1)
+        .start();
+    assert!(victim.recv().starts_with("id "));
+    assert_eq!(victim.ask("open"), "ok");
+    assert_eq!(victim.ask("write hello"), "ok");
+    assert_eq!(holder.recv(), "msg hello", "another user gets through");
+    assert_eq!(victim.ask("accepted"), "ok");
+    victim.finish();
+    attacker.finish();
+    holder.finish();
+    Ok(())
+}
+
+/// Item 1: another user who binds a socket named like a shared slot's
+/// instance (`STEM.r-*.sock`) in the sticky directory must get no copy of
+/// anything written to the owner's 0600 shared slot. Item 2: a socket
+/// whose backlog is full (the owner's own, stalled) must not block a
+/// writer past its timeout.
+#[test]
+fn planted_and_stalled_shared_instances_get_nothing_and_block_nobody() -> TestResult {
+    if nobody().is_none() {
+        eprintln!("skipped: needs root and setpriv");
+        return Ok(());
+    }
+    let (tmp, ns) = shared_namespace();
+    let name = slot(r"\\.\mailslot\attack\shared");
+    let opts = ReaderOptions::default().shared(true).read_timeout(Some(PATIENCE));
+    let mut real = Reader::create_in(&ns, &name, &opts)?;
+    let stem = name.file_stem();
+    // The stranger's planted instance: a listener that accepts and reports.
+    let planted = tmp.path().join(format!("{stem}.r-999999-0.sock"));
+    let mut spy = Spawn::new("spy", tmp.path())
+        .env("MAILSLOT_SPY_PATH", planted.display())
+        .user_ids(STRANGER.0, STRANGER.1)
+        .start();
+    assert_eq!(spy.recv(), "listening");
+    // The owner's own stalled instance: listening, never accepting, its
+    // backlog full.
+    let stalled_path = tmp.path().join(format!("{stem}.r-999998-0.sock"));
+    let stalled = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None)?;
+    rustix::net::bind(&stalled, &SocketAddrUnix::new(&stalled_path)?)?;
+    rustix::net::listen(&stalled, 0)?;
+    let mut fillers = Vec::new();
+    loop {
+        let c = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            rustix::net::SocketFlags::NONBLOCK,
+            None,
+        )?;
+        match rustix::net::connect(&c, &SocketAddrUnix::new(&stalled_path)?) {
+            Ok(()) => fillers.push(c),
+            Err(_) => break,
+        }
+    }
+    // A new instance bumps the generation: writers look again.
+    let _second = Reader::create_in(&ns, &name, &opts)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let dir = tmp.path().to_path_buf();
+    let writer_name = name.clone();
+    std::thread::spawn(move || {
+        let r = (|| {
+            let ns = mailslot::Namespace::at(&dir)?;
+            let w = Writer::open_in_with_timeout(
+                &ns,
+                &writer_name,
+                Some(Duration::from_millis(300)),
+            )?;
+            w.write(b"private")
+        })();
+        let _ = tx.send(r);
+    });
+    let r = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the writer must not block on a full backlog");
+    r?;
+    assert_eq!(real.read_message()?.data, b"private");
+    // The spy saw no connection at all.
+    assert_eq!(spy.ask("count"), "connections 0", "the planted socket got a connection");
+    spy.finish();
+    drop(fillers);
+    Ok(())
+}
+
+/// Child role `spy`: listens on `MAILSLOT_SPY_PATH` as whoever it runs as,
+/// says "listening", accepts in the background, and answers `count` with
+/// how many connections it got.
+pub(crate) fn spy() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::var("MAILSLOT_SPY_PATH").expect("spy: path");
+    let s = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).expect("socket");
+    rustix::net::bind(&s, &SocketAddrUnix::new(path.as_str()).expect("addr")).expect("bind");
+    rustix::net::listen(&s, 16).expect("listen");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok(c) = rustix::net::accept(&s) {
+            SEEN.fetch_add(1, Ordering::SeqCst);
+            held.push(c);
+        }
+    });
+    crate::util::say("listening");
+    for line in std::io::BufRead::lines(std::io::stdin().lock()) {
+        match line.expect("spy: stdin").as_str() {
+            "count" => crate::util::say(format!("connections {}", SEEN.load(Ordering::SeqCst))),
+            _ => break,
+        }
+    }
 }

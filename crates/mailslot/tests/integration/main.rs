@@ -33,6 +33,7 @@ fn child_entry() {
         "stress" => processes::stress_writer(&ns, &name.expect("slot")),
         "fds" => messages::descriptor_hygiene(&ns),
         "mixed" => messages::mixed_writer(&ns, &name.expect("slot")),
+        "spy" => attacks::spy(),
         other => panic!("unknown child role {other}"),
     }
 }
@@ -54,6 +55,7 @@ fn child_commands(ns: &Namespace, name: &SlotName) {
     ));
     let mut writer: Option<Writer> = None;
     let mut reader: Option<Reader> = None;
+    let mut crowd: Vec<Writer> = Vec::new();
     let answer = |r: mailslot::Result<()>| match r {
         Ok(()) => say("ok"),
         Err(e) => say(format!("err {}", kind(&e))),
@@ -64,6 +66,31 @@ fn child_commands(ns: &Namespace, name: &SlotName) {
         let w = || writer.as_ref().expect("child: open first");
         match cmd {
             "open" => answer(Writer::open_in(ns, name).map(|w| writer = Some(w))),
+            "netopen" => answer(Writer::open_network_in(ns, name).map(|w| writer = Some(w))),
+            "accepted" => match w().wait_accepted(Some(Duration::from_secs(10))) {
+                Ok(true) => say("ok"),
+                Ok(false) => say("err NotTaken"),
+                Err(e) => say(format!("err {}", kind(&e))),
+            },
+            "crowd" => {
+                // N more writers, kept open; how their connections fared.
+                let n: usize = arg.parse().expect("child: crowd N");
+                let (mut ok, mut refused, mut other) = (0, 0, 0);
+                for _ in 0..n {
+                    match Writer::open_in(ns, name) {
+                        Ok(w) => {
+                            match w.wait_accepted(Some(Duration::from_secs(10))) {
+                                Ok(true) => ok += 1,
+                                Err(mailslot::Error::Refused { .. }) => refused += 1,
+                                _ => other += 1,
+                            }
+                            crowd.push(w);
+                        }
+                        Err(_) => other += 1,
+                    }
+                }
+                say(format!("crowd {ok} {refused} {other}"))
+            }
             "write" => answer(w().write(arg.as_bytes())),
             "write0" => answer(w().write(b"")),
             "batch" => {
@@ -122,6 +149,9 @@ fn child_commands(ns: &Namespace, name: &SlotName) {
             "read" => {
                 let r = reader.as_mut().expect("child: create first");
                 match r.read_message_timeout(Some(Duration::from_secs(30))) {
+                    Ok(m) if m.sender.remote.is_some() => {
+                        say(format!("remote {}", String::from_utf8_lossy(&m.data)))
+                    }
                     Ok(m) => say(format!("msg {}", String::from_utf8_lossy(&m.data))),
                     Err(e) => say(format!("err {}", kind(&e))),
                 }

@@ -56,6 +56,7 @@ pub fn kind(e: &Error) -> &'static str {
         Error::TimedOut { .. } => "TimedOut",
         Error::ReaderClosed { .. } => "ReaderClosed",
         Error::Interrupted { .. } => "Interrupted",
+        Error::Refused { .. } => "Refused",
         Error::InvalidArgument { .. } => "InvalidArgument",
         Error::Namespace { .. } => "Namespace",
         Error::UnsafeFile { .. } => "UnsafeFile",
@@ -81,7 +82,7 @@ pub struct Spawn<'a> {
     dir: &'a Path,
     slot: Option<&'a str>,
     env: Vec<(&'a str, String)>,
-    as_nobody: bool,
+    ids: Option<(String, String)>,
 }
 
 impl<'a> Spawn<'a> {
@@ -91,7 +92,7 @@ impl<'a> Spawn<'a> {
             dir,
             slot: None,
             env: Vec::new(),
-            as_nobody: false,
+            ids: None,
         }
     }
 
@@ -108,15 +109,19 @@ impl<'a> Spawn<'a> {
 
     /// Runs the child as user `nobody` (through `setpriv`).
     pub fn user_nobody(mut self) -> Self {
-        self.as_nobody = true;
+        self.ids = Some(("nobody".to_string(), "nogroup".to_string()));
+        self
+    }
+
+    /// Runs the child as this uid and gid, which need no user entry
+    /// (through `setpriv`).
+    pub fn user_ids(mut self, uid: u32, gid: u32) -> Self {
+        self.ids = Some((uid.to_string(), gid.to_string()));
         self
     }
 
     pub fn start(self) -> Child {
-        let ids = self
-            .as_nobody
-            .then(|| ("nobody".to_string(), "nogroup".to_string()));
-        let mut cmd = harness::child_command(self.role, ids);
+        let mut cmd = harness::child_command(self.role, self.ids);
         cmd.env(mailslot::ENV_DIR, self.dir);
         if let Some(s) = self.slot {
             cmd.env(SLOT_ENV, s);
