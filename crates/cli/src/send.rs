@@ -9,9 +9,6 @@ use mailslot::{Destination, Priority, QueuedOptions, QueuedWriter, Writer};
 use crate::output::Encoding;
 use crate::{Failure, namespace};
 
-/// How long `send` waits, at least, for the reader to take its connection.
-const ACCEPT_WAIT: Duration = Duration::from_secs(5);
-
 /// Arguments of `mailslot send`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -22,7 +19,7 @@ pub struct Args {
     /// Send this file's bytes as one message.
     #[arg(long, value_name = "FILE", conflicts_with = "messages")]
     pub file: Option<PathBuf>,
-    /// How long opening and each write may wait for room in a full slot, in milliseconds (default: as long as it takes). Success also needs the reader to take the connection, awaited at least 5 s.
+    /// How long opening and each write may wait for room in a full slot, in milliseconds (default: as long as it takes).
     #[arg(long, value_name = "MS")]
     pub timeout: Option<u64>,
     /// How to encode text messages (utf16le for .NET readers). --file is sent as is.
@@ -71,18 +68,11 @@ pub fn run(args: Args, dir: Option<&Path>) -> Result<u8, Failure> {
             let timeout = args.timeout.map(Duration::from_millis);
             let w = Writer::open_in_with_timeout(&ns, slot, timeout)?;
             for_each_message(&args, |m| w.write(m).map_err(Failure::from))?;
-            // Success only once the reader holds the connection: a reader
-            // out of descriptors, or one that refuses us, has not got them.
-            let wait = timeout.unwrap_or(ACCEPT_WAIT).max(ACCEPT_WAIT);
-            if w.wait_accepted(Some(wait))? {
-                Ok(0)
-            } else {
-                Err(Failure::op(format!(
-                    "the messages were written to {}, but its reader has not taken the connection within {} (it is busy, or out of descriptors); they are delivered only if it does",
-                    slot.path(),
-                    humantime::format_duration(wait)
-                )))
-            }
+            // A reader that refused the connection (this uid holds its share
+            // of its connections) has said so by now if it has looked at it;
+            // one that has not looked yet takes the messages when it does.
+            w.wait_accepted(Some(Duration::ZERO))?;
+            Ok(0)
         }
         _ => {
             let mut messages = Vec::new();

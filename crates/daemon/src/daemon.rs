@@ -223,7 +223,10 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
             fds.push(rustix::event::PollFd::new(s, rustix::event::PollFlags::IN));
         }
         for fd in waiting.fds() {
-            fds.push(rustix::event::PollFd::from_borrowed_fd(fd, rustix::event::PollFlags::IN));
+            fds.push(rustix::event::PollFd::from_borrowed_fd(
+                fd,
+                rustix::event::PollFlags::IN,
+            ));
         }
         let timeout = rustix::time::Timespec {
             tv_sec: 1,
@@ -359,9 +362,9 @@ fn report(
                 verbose.then(|| format!("delivered {what}"))
             }
             Outcome::Refused(why) => Some(format!("the reader refused {what}: {why}")),
-            other => verbose.then(|| {
-                format!("not delivered: {what}: {}", other.counter().unwrap_or(""))
-            }),
+            other => {
+                verbose.then(|| format!("not delivered: {what}: {}", other.counter().unwrap_or("")))
+            }
         };
         if let Some(c) = outcome.counter() {
             rx.stats.count(c);

@@ -98,8 +98,8 @@
 #![deny(missing_docs)]
 
 pub mod client;
-mod confirm;
 pub mod config;
+mod confirm;
 pub mod daemon;
 pub mod nbns;
 pub mod receiver;

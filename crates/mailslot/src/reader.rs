@@ -702,11 +702,7 @@ impl Reader {
 
     /// Waits until a head message is deliverable, until `deadline` (which
     /// is `timeout` from the read's start); returns its connection.
-    fn wait_head(
-        &mut self,
-        deadline: Option<Instant>,
-        timeout: Option<Duration>,
-    ) -> Result<usize> {
+    fn wait_head(&mut self, deadline: Option<Instant>, timeout: Option<Duration>) -> Result<usize> {
         loop {
             if !self.needs_pump {
                 if let Some(idx) = self.deliverable_head() {
@@ -1017,7 +1013,8 @@ impl Reader {
             let Ok(cred) = sys::peer_cred(fd.as_fd()) else {
                 continue;
             };
-            let trusted = cred.uid == 0 || cred.uid == self.dir_owner || (net && self.trusts(cred.uid));
+            let trusted =
+                cred.uid == 0 || cred.uid == self.dir_owner || (net && self.trusts(cred.uid));
             let refusal = if net && !trusted {
                 // Only the daemon may use the network socket.
                 Some(Refusal::Untrusted)

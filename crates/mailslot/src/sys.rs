@@ -286,8 +286,12 @@ pub(crate) fn connect_bounded(
         }
         Some(t) => {
             let t = t.max(Duration::from_micros(1));
-            rustix::net::sockopt::set_socket_timeout(fd, rustix::net::sockopt::Timeout::Send, Some(t))
-                .map_err(to_io)?;
+            rustix::net::sockopt::set_socket_timeout(
+                fd,
+                rustix::net::sockopt::Timeout::Send,
+                Some(t),
+            )
+            .map_err(to_io)?;
             let r = connect(fd, addr);
             rustix::net::sockopt::set_socket_timeout(fd, rustix::net::sockopt::Timeout::Send, None)
                 .map_err(to_io)?;

@@ -955,7 +955,10 @@ impl Writer {
                 });
             }
             Err(e) => {
-                return Err(io_err("looking for the shared slot's readers", &self.display)(e));
+                return Err(io_err(
+                    "looking for the shared slot's readers",
+                    &self.display,
+                )(e));
             }
         }
         let mut dead = Vec::new();

@@ -89,7 +89,11 @@ fn trust_is_read_when_the_daemon_connects_and_strangers_are_refused() -> TestRes
     let m = reader.read_message_timeout(Some(PATIENCE))?;
     assert_eq!(m.data, b"from the LAN");
     assert!(m.sender.remote.is_some(), "it carries its network origin");
-    assert_eq!(daemon.ask("accepted"), "ok", "the daemon learns it was taken");
+    assert_eq!(
+        daemon.ask("accepted"),
+        "ok",
+        "the daemon learns it was taken"
+    );
     daemon.finish();
     // A stranger on the 0666 network socket: refused, told so, nothing read.
     let mut stranger = Spawn::new("writer", tmp.path())
@@ -122,7 +126,9 @@ fn idle_connections_of_one_user_do_not_lock_others_out() -> TestResult {
         return Ok(());
     }
     let (tmp, _ns) = shared_namespace();
-    let mut holder = Spawn::new("writer", tmp.path()).slot(r"attack\idle").start();
+    let mut holder = Spawn::new("writer", tmp.path())
+        .slot(r"attack\idle")
+        .start();
     assert!(holder.recv().starts_with("id "));
     assert_eq!(holder.ask("nofile 200"), "ok");
     assert_eq!(holder.ask("create 666 0"), "ok");
@@ -174,7 +180,9 @@ fn planted_and_stalled_shared_instances_get_nothing_and_block_nobody() -> TestRe
     }
     let (tmp, ns) = shared_namespace();
     let name = slot(r"\\.\mailslot\attack\shared");
-    let opts = ReaderOptions::default().shared(true).read_timeout(Some(PATIENCE));
+    let opts = ReaderOptions::default()
+        .shared(true)
+        .read_timeout(Some(PATIENCE));
     let mut real = Reader::create_in(&ns, &name, &opts)?;
     let stem = name.file_stem();
     // The stranger's planted instance: a listener that accepts and reports.
@@ -211,11 +219,8 @@ fn planted_and_stalled_shared_instances_get_nothing_and_block_nobody() -> TestRe
     std::thread::spawn(move || {
         let r = (|| {
             let ns = mailslot::Namespace::at(&dir)?;
-            let w = Writer::open_in_with_timeout(
-                &ns,
-                &writer_name,
-                Some(Duration::from_millis(300)),
-            )?;
+            let w =
+                Writer::open_in_with_timeout(&ns, &writer_name, Some(Duration::from_millis(300)))?;
             w.write(b"private")
         })();
         let _ = tx.send(r);
@@ -226,7 +231,11 @@ fn planted_and_stalled_shared_instances_get_nothing_and_block_nobody() -> TestRe
     r?;
     assert_eq!(real.read_message()?.data, b"private");
     // The spy saw no connection at all.
-    assert_eq!(spy.ask("count"), "connections 0", "the planted socket got a connection");
+    assert_eq!(
+        spy.ask("count"),
+        "connections 0",
+        "the planted socket got a connection"
+    );
     spy.finish();
     drop(fillers);
     Ok(())
@@ -256,4 +265,89 @@ pub(crate) fn spy() {
             _ => break,
         }
     }
+}
+
+/// Child role `churn`: connects to and closes `MAILSLOT_CHURN_PATH` in a
+/// loop until stdin closes (at most 60 s).
+pub(crate) fn churn() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let path = std::env::var("MAILSLOT_CHURN_PATH").expect("churn: path");
+    std::thread::spawn(|| {
+        let mut s = String::new();
+        let _ = std::io::stdin().read_line(&mut s);
+        STOP.store(true, Ordering::SeqCst);
+    });
+    let addr = SocketAddrUnix::new(path.as_str()).expect("addr");
+    crate::util::say("churning");
+    let start = std::time::Instant::now();
+    while !STOP.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(60) {
+        let flags = rustix::net::SocketFlags::NONBLOCK;
+        if let Ok(c) =
+            rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, flags, None)
+        {
+            if rustix::net::connect(&c, &addr).is_err() {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// Item 6: connect/close loops on the 0666 network socket by a user with
+/// no write permission used to take a reader 10x longer to read its
+/// writers' messages. Accepts per wake are bounded, so the writers keep
+/// their share.
+#[test]
+fn connect_churn_on_the_network_socket_does_not_starve_writers() -> TestResult {
+    if nobody().is_none() {
+        eprintln!("skipped: needs root and setpriv");
+        return Ok(());
+    }
+    let (tmp, ns) = shared_namespace();
+    let name = slot(r"\\.\mailslot\attack\churn");
+    let mut reader = Reader::create_in(&ns, &name, &ReaderOptions::default())?;
+    const N: usize = 100_000;
+    let run = |reader: &mut Reader| -> Result<Duration, Box<dyn std::error::Error>> {
+        let w = Writer::open_in(&ns, &name)?;
+        let t = std::time::Instant::now();
+        let feeder = std::thread::spawn(move || {
+            for i in 0..N {
+                w.write(&(i as u64).to_le_bytes()).expect("write");
+            }
+        });
+        let mut buf = [0u8; 8];
+        for i in 0..N {
+            reader.read(&mut buf)?;
+            assert_eq!(u64::from_le_bytes(buf), i as u64);
+        }
+        feeder.join().expect("feeder");
+        Ok(t.elapsed())
+    };
+    let quiet = run(&mut reader)?;
+    let net = tmp.path().join(format!("{}.net.sock", name.file_stem()));
+    let mut churners: Vec<_> = (0..2)
+        .map(|_| {
+            Spawn::new("churn", tmp.path())
+                .env("MAILSLOT_CHURN_PATH", net.display())
+                .user_ids(STRANGER.0, STRANGER.1)
+                .start()
+        })
+        .collect();
+    for c in &mut churners {
+        assert_eq!(c.recv(), "churning");
+    }
+    let churned = run(&mut reader)?;
+    for c in churners {
+        c.finish();
+    }
+    let refused = reader.refused_connections();
+    crate::util::say(format!(
+        "{N} messages: {quiet:?} quiet, {churned:?} with 2 connect/close loops ({refused} connections refused)"
+    ));
+    assert!(refused > 0, "the churners reached the reader");
+    assert!(
+        churned < quiet * 8,
+        "{churned:?} under churn against {quiet:?} without"
+    );
+    Ok(())
 }

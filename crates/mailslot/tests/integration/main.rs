@@ -34,6 +34,7 @@ fn child_entry() {
         "fds" => messages::descriptor_hygiene(&ns),
         "mixed" => messages::mixed_writer(&ns, &name.expect("slot")),
         "spy" => attacks::spy(),
+        "churn" => attacks::churn(),
         other => panic!("unknown child role {other}"),
     }
 }

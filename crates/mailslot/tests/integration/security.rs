@@ -411,10 +411,7 @@ fn hostile_raw_writer_is_disconnected_and_counted_while_others_get_through() -> 
         // The hostile connection was closed: end of stream, not "would block".
         let mut b = [0u8; 16];
         let r = recv_notice(&bad, &mut b[..]);
-        assert!(
-            matches!(r, Ok(0)),
-            "{what}: connection still open: {r:?}"
-        );
+        assert!(matches!(r, Ok(0)), "{what}: connection still open: {r:?}");
     }
     // A descriptor sent without an announce never reaches the reader (the
     // kernel closes it): a memfd frame then has none, and is refused...
