@@ -288,6 +288,8 @@ struct Conn {
     /// A ring the writer offered, waiting for its wake eventfd.
     offered: Option<OwnedFd>,
     ring: Option<RingConn>,
+    /// Messages in `queue` that hold a descriptor (memory files).
+    fds: usize,
 }
 
 /// The reading end of a mailslot (Windows' mailslot server).
@@ -340,11 +342,29 @@ pub struct Reader {
     /// Connections refused (untrusted on the network socket, or beyond
     /// their uid's share).
     refused_conns: u64,
+    /// Queued messages that hold a descriptor, and the most the reader
+    /// lets connections with other messages queued hold together.
+    held_fds: usize,
+    fd_budget: usize,
+    /// Connections whose next frame carries a descriptor the process had
+    /// no room for: off the poller until one frees or a moment passes.
+    starved: Vec<usize>,
+    starved_until: Option<Instant>,
+    fd_freed: bool,
     /// Out of descriptors (or memory) to accept with: the listeners are off
     /// the poller until then, or until a connection closes, so that their
     /// waiting backlog does not make every wait return at once.
     accept_paused_until: Option<Instant>,
 }
+
+/// Messages holding a descriptor that one connection may have queued
+/// while more of its frames carry descriptors (a writer reuses at most
+/// eight buffers).
+const FDS_PER_CONN: usize = 8;
+
+/// How long a connection whose descriptor found no room waits, at most,
+/// before it is tried again.
+const STARVE_PAUSE: Duration = Duration::from_millis(10);
 
 /// At most this many connections are accepted per listener and wake.
 const ACCEPT_PER_WAKE: usize = 16;
@@ -466,6 +486,11 @@ impl Reader {
             per_uid: std::collections::HashMap::new(),
             uid_share: uid_share(sys::nofile_limit()),
             refused_conns: 0,
+            held_fds: 0,
+            fd_budget: (sys::nofile_limit().saturating_sub(64) / 2).max(16) as usize,
+            starved: Vec::new(),
+            starved_until: None,
+            fd_freed: false,
             dir_owner,
             refused_remote: 0,
             name: name.clone(),
@@ -849,6 +874,11 @@ impl Reader {
         let Reverse((_, _, idx)) = self.heads.pop().expect("a head exists");
         let conn = self.conns[idx].as_mut().expect("head's connection exists");
         let p = conn.queue.pop_front().expect("head's queue is not empty");
+        if matches!(p.payload, Payload::Memfd { .. }) {
+            conn.fds -= 1;
+            self.held_fds -= 1;
+            self.fd_freed = true;
+        }
         let mut sender = conn.sender.clone();
         sender.remote = p.origin.as_deref().cloned();
         self.buffered_msgs -= 1;
@@ -895,6 +925,7 @@ impl Reader {
             }
             None => timeout,
         };
+        let timeout = self.resume_starved(timeout);
         let timeout = if timeout != Some(Duration::ZERO) && self.rings > 0 {
             self.before_sleep(timeout)
         } else {
@@ -1052,6 +1083,7 @@ impl Reader {
                 expect_fd: false,
                 offered: None,
                 ring: None,
+                fds: 0,
             };
             let idx = match self.free.pop() {
                 Some(i) => i,
@@ -1091,6 +1123,7 @@ impl Reader {
         let mut got = 0usize;
         let mut got_bytes = 0usize;
         let mut broken = false;
+        let mut starved = false;
         // Unbounded (`info()`) takes what the kernel held when it started and
         // no more: writers that keep refilling their buffers must not make
         // it read, and hold, without end (issue 8). Likewise for the ring.
@@ -1187,6 +1220,21 @@ impl Reader {
             } else {
                 if budget.is_some_and(|b| taken >= b) {
                     break;
+                }
+                if conn.expect_fd {
+                    // Descriptors are budgeted: a connection with messages
+                    // queued takes no more than its share now (the rest
+                    // wait in the kernel), and a descriptor the process has
+                    // no room for is left queued, never lost.
+                    if !conn.queue.is_empty()
+                        && (conn.fds >= FDS_PER_CONN || self.held_fds >= self.fd_budget)
+                    {
+                        break;
+                    }
+                    if matches!(sys::peek_frame_fd(conn.fd.as_fd()), sys::PeekFd::NoRoom) {
+                        starved = true;
+                        break;
+                    }
                 }
                 // Plain `recv` unless a descriptor was announced: it costs
                 // less, and drops any descriptor a writer sends unannounced.
@@ -1309,6 +1357,10 @@ impl Reader {
             for p in conn.queue.range(before..) {
                 self.buffered_msgs += 1;
                 self.buffered_bytes += p.payload.len();
+                if matches!(p.payload, Payload::Memfd { .. }) {
+                    conn.fds += 1;
+                    self.held_fds += 1;
+                }
             }
             got += added;
             if added > 0 {
@@ -1319,6 +1371,10 @@ impl Reader {
             self.rejected += 1;
             conn.eof = true;
             let _ = rustix::net::shutdown(&conn.fd, rustix::net::Shutdown::Both);
+        } else if starved {
+            let _ = self.poller.delete(conn.fd.as_fd());
+            self.starved.push(idx);
+            self.starved_until = Some(Instant::now() + STARVE_PAUSE);
         }
         if was_empty {
             if let Some(front) = conn.queue.front() {
@@ -1351,6 +1407,27 @@ impl Reader {
                 self.resume_accepting();
             }
         }
+    }
+
+    /// Puts connections that waited for room for a descriptor back on the
+    /// poller once one was freed or [`STARVE_PAUSE`] has passed; returns
+    /// the wait's timeout, bounded by that moment.
+    fn resume_starved(&mut self, timeout: Option<Duration>) -> Option<Duration> {
+        let Some(until) = self.starved_until else {
+            return timeout;
+        };
+        let left = until.saturating_duration_since(Instant::now());
+        if !self.fd_freed && !left.is_zero() {
+            return Some(timeout.map_or(left, |t| t.min(left)));
+        }
+        for idx in std::mem::take(&mut self.starved) {
+            if let Some(c) = self.conns.get(idx).and_then(Option::as_ref) {
+                let _ = self.poller.add(c.fd.as_fd(), idx as u64);
+            }
+        }
+        self.starved_until = None;
+        self.fd_freed = false;
+        timeout
     }
 
     fn pause_accepting(&mut self) {

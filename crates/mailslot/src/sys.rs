@@ -525,6 +525,48 @@ pub(crate) fn recv_frame(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Recv>
     })
 }
 
+/// Whether the next frame's descriptor could be received now.
+#[derive(Debug)]
+pub(crate) enum PeekFd {
+    /// It could (or the frame has none).
+    Fits,
+    /// This process is out of descriptors: the frame stays queued.
+    NoRoom,
+    /// Nothing queued.
+    WouldBlock,
+    /// The peer has closed its end (or the connection failed).
+    Closed,
+}
+
+/// `recvmsg(fd, 1 byte, MSG_DONTWAIT | MSG_PEEK | MSG_CMSG_CLOEXEC)`:
+/// whether the next frame's descriptor can be taken without losing it. A
+/// receive that cannot install the descriptor (`MSG_CTRUNC`, out of
+/// descriptors) would drop it with the frame; a peek leaves both queued.
+pub(crate) fn peek_frame_fd(fd: BorrowedFd<'_>) -> PeekFd {
+    let mut b = [0u8; 1];
+    let mut iov = [IoSliceMut::new(&mut b)];
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let flags = RecvFlags::DONTWAIT | RecvFlags::PEEK | RecvFlags::CMSG_CLOEXEC;
+    let r = loop {
+        match rustix::net::recvmsg(fd, &mut iov, &mut control, flags) {
+            Ok(r) => break r,
+            Err(rustix::io::Errno::INTR | rustix::io::Errno::CONNRESET) => continue,
+            Err(rustix::io::Errno::AGAIN) => return PeekFd::WouldBlock,
+            Err(_) => return PeekFd::Closed,
+        }
+    };
+    // The peeked copies of any descriptor are closed here.
+    let _ = control.drain().count();
+    if r.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
+        PeekFd::NoRoom
+    } else if r.bytes == 0 {
+        PeekFd::Closed
+    } else {
+        PeekFd::Fits
+    }
+}
+
 /// `ioctl(fd, FIONREAD)`: bytes waiting in a socket's receive queue (for
 /// `SOCK_SEQPACKET`, the sum over every queued packet).
 pub(crate) fn queued_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {

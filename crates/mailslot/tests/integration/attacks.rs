@@ -351,3 +351,65 @@ fn connect_churn_on_the_network_socket_does_not_starve_writers() -> TestResult {
     );
     Ok(())
 }
+
+/// Item 10: a writer that queues hundreds of small memory-file frames used
+/// up the reader's descriptors, so an innocent writer's large message then
+/// arrived without its descriptor, its connection was cut and it was told
+/// the reader had gone. Descriptors are now budgeted per connection, and a
+/// descriptor the reader has no room for is left queued until it has.
+#[test]
+fn a_writer_hoarding_descriptors_cannot_lose_another_writers_large_message() -> TestResult {
+    let (tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\attack\hoard");
+    let mut holder = Spawn::new("writer", tmp.path())
+        .slot(r"attack\hoard")
+        .start();
+    assert!(holder.recv().starts_with("id "));
+    assert_eq!(holder.ask("nofile 64"), "ok");
+    assert_eq!(holder.ask("create 600 0"), "ok");
+    // The innocent writer is connected first.
+    let innocent = Writer::open_in(&ns, &name)?;
+    innocent.write(b"hello")?;
+    assert_eq!(holder.ask("read"), "msg hello");
+    // The hoarder: more announced frames, each with a sealed memory file,
+    // than the reader has descriptors (all in its socket before it looks).
+    let raw = raw_client(tmp.path(), &name);
+    for _ in 0..60 {
+        let m = memfd(b"0123456789", ALL_SEALS)?;
+        rustix::net::send(&raw, &header(4, 0, 0), SendFlags::NOSIGNAL)?;
+        send_with_fd(&raw, &header(1, 0, 10), &m);
+    }
+    // The innocent writer's next message needs a descriptor too (> 64 KiB).
+    let big = vec![b'b'; 70_000];
+    innocent.write(&big)?;
+    let mut hoarded = 0;
+    loop {
+        let answer = holder.ask("read");
+        if answer == "msg 0123456789" {
+            hoarded += 1;
+            continue;
+        }
+        assert_eq!(
+            answer.len(),
+            4 + big.len(),
+            "the large message, whole: {answer:.40}"
+        );
+        assert!(answer[4..].bytes().all(|b| b == b'b'));
+        break;
+    }
+    crate::util::say(format!("{hoarded} of the hoarder's messages came first"));
+    // The innocent writer's connection is alive and well.
+    innocent.write(b"and more")?;
+    loop {
+        match holder.ask("read").as_str() {
+            "msg 0123456789" => hoarded += 1,
+            other => {
+                assert_eq!(other, "msg and more");
+                break;
+            }
+        }
+    }
+    drop(raw);
+    holder.finish();
+    Ok(())
+}
