@@ -359,8 +359,8 @@ pub struct Reader {
 
 /// Messages holding a descriptor that one connection may have queued
 /// while more of its frames carry descriptors (a writer reuses at most
-/// eight buffers).
-const FDS_PER_CONN: usize = 8;
+/// eight buffers; the rest are one-off memory files).
+const FDS_PER_CONN: usize = 16;
 
 /// How long a connection whose descriptor found no room waits, at most,
 /// before it is tried again.

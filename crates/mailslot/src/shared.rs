@@ -173,7 +173,12 @@ impl SharedTargets {
             return Ok(());
         }
         self.generation_seen = g;
-        let owner = slot_owner(&self.ns, &self.stem)?;
+        let owner = match slot_owner(&self.ns, &self.stem) {
+            Ok(uid) => uid,
+            // The slot is gone: no new instance to look for.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
         let mut waiting = false;
         for name in instance_sockets(self.ns.dir(), &self.stem, self.net)? {
             if self.conns.iter().any(|(n, _)| *n == name) {
