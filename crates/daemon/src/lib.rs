@@ -101,6 +101,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod nbns;
+pub mod nmbd;
 pub mod receiver;
 pub mod sys;
 
