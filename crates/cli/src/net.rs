@@ -344,7 +344,10 @@ pub fn run_daemon(args: DaemonArgs, dir: Option<&Path>) -> Result<u8, Failure> {
         user: args.user.clone().or(file.user.clone()),
         nbns_port: (args.nbns || file.nbns.unwrap_or(false)).then_some(args.nbns_port),
         verbose: args.verbose,
-        nmbd_socket_dir: args.nmbd_socket_dir.clone().or(file.nmbd_socket_dir.clone()),
+        nmbd_socket_dir: args
+            .nmbd_socket_dir
+            .clone()
+            .or(file.nmbd_socket_dir.clone()),
     };
     let ns = namespace(dir)?;
     mailslot_daemon::run(&opts, &ns).map_err(|e| Failure::op(e.to_string()))?;
