@@ -321,10 +321,12 @@ fn receive_ready(
 fn nmbd_fallback(addr: SocketAddrV4, e: io::Error) -> Result<nmbd::Link, DaemonError> {
     let dir = std::path::Path::new(nmbd::DEFAULT_SOCKET_DIR);
     let nmbd_socket = dir.join(nmbd::SOCKET_NAME);
+    // Samba is installed (the unit's socket then stays off) or nmbd runs.
+    let samba = dir.exists() || std::path::Path::new("/usr/sbin/nmbd").exists();
     let why = match e.kind() {
         io::ErrorKind::AddrInUse => "is in use, probably by Samba's nmbd",
-        io::ErrorKind::PermissionDenied if nmbd_socket.exists() => {
-            "is not ours to bind (not root, no socket from systemd) and nmbd runs"
+        io::ErrorKind::PermissionDenied if samba => {
+            "is not ours to bind (not root, no socket from systemd) and Samba's nmbd is installed"
         }
         _ => return Err(DaemonError::Bind { addr, source: e }),
     };
