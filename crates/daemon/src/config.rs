@@ -117,6 +117,15 @@ mod tests {
         .unwrap();
         assert_eq!(c.workgroup.as_deref(), Some("TESTGRP"));
         assert_eq!(c.port, Some(1138));
+        let c = FileConfig::parse(
+            "nmbd_socket_dir = \"/run/samba/nmbd\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.nmbd_socket_dir.as_deref(),
+            Some(Path::new("/run/samba/nmbd"))
+        );
         let e = FileConfig::parse("workgrup = \"X\"\n", Path::new("x.toml"))
             .unwrap_err()
             .to_string();

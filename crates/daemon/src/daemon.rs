@@ -116,7 +116,7 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
         None => match UdpSocket::bind(addr) {
             Ok(s) => Some(s),
             Err(e) => {
-                nmbd_link = Some(nmbd_fallback(addr, e)?);
+                nmbd_link = nmbd_fallback(addr, e)?;
                 None
             }
         },
@@ -241,13 +241,13 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
         }
         let mut wait = Duration::from_secs(1);
         if let Some(l) = &nmbd_link {
-            match l.fd() {
-                Some(fd) => fds.push(rustix::event::PollFd::from_borrowed_fd(
+            if let Some(fd) = l.fd() {
+                fds.push(rustix::event::PollFd::from_borrowed_fd(
                     fd,
                     rustix::event::PollFlags::IN,
-                )),
-                None => wait = wait.min(l.wait(start.elapsed()).unwrap_or(wait)),
+                ));
             }
+            wait = wait.min(l.wait(start.elapsed()).unwrap_or(wait));
         }
         let timeout = rustix::time::Timespec {
             tv_sec: wait.as_secs() as i64,
@@ -316,15 +316,24 @@ fn receive_ready(
 }
 
 /// Where to receive when UDP 138 cannot be bound: nmbd's unexpected socket
-/// in its default directory, when nmbd is what holds the port (in use, or
-/// not ours to bind and nmbd's socket exists). Anything else is an error.
-fn nmbd_fallback(addr: SocketAddrV4, e: io::Error) -> Result<nmbd::Link, DaemonError> {
+/// in its default directory when Samba is installed (nmbd holds the port,
+/// or it is not ours to bind and nmbd will serve it); `None` (receive
+/// nothing, say why) when another program holds the port; anything else is
+/// an error.
+fn nmbd_fallback(addr: SocketAddrV4, e: io::Error) -> Result<Option<nmbd::Link>, DaemonError> {
     let dir = std::path::Path::new(nmbd::DEFAULT_SOCKET_DIR);
     let nmbd_socket = dir.join(nmbd::SOCKET_NAME);
-    // Samba is installed (the unit's socket then stays off) or nmbd runs.
     let samba = dir.exists() || std::path::Path::new("/usr/sbin/nmbd").exists();
     let why = match e.kind() {
-        io::ErrorKind::AddrInUse => "is in use, probably by Samba's nmbd",
+        io::ErrorKind::AddrInUse if samba => "is in use, probably by Samba's nmbd",
+        io::ErrorKind::AddrInUse => {
+            log(format_args!(
+                "UDP {addr} is in use by another program (not Samba: neither {} nor /usr/sbin/nmbd exists); \
+                 running WITHOUT receiving remote mailslot datagrams. Stop that program, or give this daemon another --bind address or --port",
+                dir.display()
+            ));
+            return Ok(None);
+        }
         io::ErrorKind::PermissionDenied if samba => {
             "is not ours to bind (not root, no socket from systemd) and Samba's nmbd is installed"
         }
@@ -335,7 +344,7 @@ fn nmbd_fallback(addr: SocketAddrV4, e: io::Error) -> Result<nmbd::Link, DaemonE
          (nmbd keeps its own traffic: browser and NETLOGON); --nmbd-socket-dir DIR if smb.conf sets `nmbd:socket dir`",
         nmbd_socket.display()
     ));
-    Ok(nmbd::Link::new(dir))
+    Ok(Some(nmbd::Link::new(dir)))
 }
 
 /// Decides about one datagram from `from` and delivers it.

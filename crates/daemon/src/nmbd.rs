@@ -161,6 +161,20 @@ impl Decoder {
         self.buf.extend_from_slice(&bytes[..n]);
     }
 
+    /// True when [`Decoder::next_event`] has something to return (an event
+    /// or an error) without more bytes.
+    pub fn has_event(&self) -> bool {
+        let avail = &self.buf[self.start..];
+        if !self.acked {
+            return !avail.is_empty();
+        }
+        if avail.len() < HEADER_LEN {
+            return false;
+        }
+        let len = native_uint(&avail[..SIZE_T]);
+        len > MAX_PACKET as u64 || avail.len() as u64 >= HEADER_LEN as u64 + len
+    }
+
     /// The next complete event, `Ok(None)` when more bytes are needed.
     pub fn next_event(&mut self) -> Result<Option<Event>, FramingError> {
         let avail = &self.buf[self.start..];
@@ -344,9 +358,18 @@ impl Link {
         self.sock.as_ref().map(|s| s.as_fd())
     }
 
-    /// How long the caller may sleep before [`Link::maintain`] has work.
+    /// How long the caller may sleep before the link has work: `Some(0)`
+    /// when datagrams are already buffered (a [`Link::read`] stopped at its
+    /// budget), the time to the next attempt when disconnected, `None` when
+    /// only the socket can wake it.
     pub fn wait(&self, now: Duration) -> Option<Duration> {
-        self.sock.is_none().then(|| self.backoff.wait(now))
+        if self.sock.is_none() {
+            Some(self.backoff.wait(now))
+        } else if self.decoder.has_event() {
+            Some(Duration::ZERO)
+        } else {
+            None
+        }
     }
 
     /// Connects when disconnected and an attempt is due. Returns a note
@@ -479,10 +502,12 @@ mod tests {
             let mut got = Vec::new();
             for part in [&stream[..cut], &stream[cut..]] {
                 d.push(part);
-                while let Some(e) = d.next_event().unwrap() {
+                while d.has_event() {
+                    let e = d.next_event().unwrap().expect("has_event promised one");
                     got.push(e);
                 }
             }
+            assert!(!d.has_event(), "cut at {cut}");
             assert_eq!(got.len(), 4, "cut at {cut}");
             assert_eq!(got[0], Event::Accepted);
             let Event::Packet(p) = &got[1] else { panic!() };
