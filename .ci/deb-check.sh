@@ -16,8 +16,9 @@ command -v systemd-analyze >/dev/null || {
 bash dist/build-deb.sh
 deb=$(ls -t "${CARGO_TARGET_DIR:-target}"/debian/mailslot_*.deb | head -n1)
 dpkg -s mailslot >/dev/null 2>&1 && apt-get remove -y -qq mailslot >/dev/null
-# apt-get installs a local file given as a path with a slash: ./X.deb or /abs/X.deb.
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$(realpath "$deb")" >/dev/null
+# apt-get installs a local file given as a path with a slash: ./X.deb.
+case "$deb" in /*) ;; *) deb=./$deb ;; esac
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >/dev/null
 trap 'apt-get remove -y -qq mailslot >/dev/null 2>&1 || true' EXIT
 
 for f in /usr/bin/mailslot /usr/sbin/mailslotd /etc/mailslot/mailslotd.toml \

@@ -40,6 +40,47 @@ fn man_page(cmd: clap::Command, file: &Path) -> Result<(), Failure> {
     write(file, &out)
 }
 
+/// mailslot(1): clap_mangen's sections, with the subcommands listed by
+/// hand so that each names the page that exists (`mailslot-daemon(8)`, no
+/// page for `help` or hidden commands), and a SEE ALSO.
+fn top_man_page(cmd: &clap::Command, file: &Path) -> Result<(), Failure> {
+    let m = clap_mangen::Man::new(cmd.clone());
+    let mut out = Vec::new();
+    let fail = |e: std::io::Error| Failure::op(format!("rendering {}: {e}", file.display()));
+    m.render_title(&mut out).map_err(fail)?;
+    m.render_name_section(&mut out).map_err(fail)?;
+    m.render_synopsis_section(&mut out).map_err(fail)?;
+    m.render_description_section(&mut out).map_err(fail)?;
+    m.render_options_section(&mut out).map_err(fail)?;
+    let mut pages = Vec::new();
+    out.extend_from_slice(b".SH SUBCOMMANDS\n");
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let page = match sub.get_name() {
+            "daemon" => "mailslot-daemon(8)".to_string(),
+            name => format!("mailslot-{name}(1)"),
+        };
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        // roff: a leading dot or quote would be a request; backslashes escape.
+        let mut about = about.replace('\\', "\\e");
+        if about.starts_with(['.', '\'']) {
+            about.insert_str(0, "\\&");
+        }
+        out.extend_from_slice(format!(".TP\n\\fB{page}\\fR\n{about}\n").as_bytes());
+        pages.push(page);
+    }
+    m.render_extra_section(&mut out).map_err(fail)?;
+    m.render_version_section(&mut out).map_err(fail)?;
+    let see_also: Vec<String> = pages
+        .iter()
+        .map(|p| {
+            let (name, section) = p.trim_end_matches(')').split_once('(').unwrap_or((p, "1"));
+            format!(".BR {name} ({section})")
+        })
+        .collect();
+    out.extend_from_slice(format!(".SH \"SEE ALSO\"\n{}\n", see_also.join(",\n")).as_bytes());
+    write(file, &out)
+}
+
 /// Writes the man pages and completions under `args.out`.
 pub fn run(args: Args) -> Result<u8, Failure> {
     let cmd = crate::Cli::command();
@@ -47,7 +88,7 @@ pub fn run(args: Args) -> Result<u8, Failure> {
     let completions = args.out.join("completions");
     mkdir(&man)?;
     mkdir(&completions)?;
-    man_page(cmd.clone(), &man.join("mailslot.1"))?;
+    top_man_page(&cmd, &man.join("mailslot.1"))?;
     for sub in cmd.get_subcommands() {
         // Hidden commands are not documented; the daemon has mailslot-daemon(8).
         if sub.is_hide_set() || sub.get_name() == "daemon" {

@@ -153,7 +153,7 @@ fn beside_nmbd_unique_and_star_writes_arrive_once_nmbd_keeps_browsing_and_restar
     daemon.wait_err("connected; nmbd accepted the query", T);
 
     let mut c = lab.mailslot(&lab.a);
-    c.args(["listen", "testslot", "--format", "json", "--count", "4"]);
+    c.args(["listen", "testslot", "--format", "json", "--count", "5"]);
     let mut slot = Proc::spawn("listen testslot", c);
     slot.wait_err("listening on", T);
 
@@ -209,6 +209,25 @@ fn beside_nmbd_unique_and_star_writes_arrive_once_nmbd_keeps_browsing_and_restar
         t0.elapsed()
     );
 
+    // Sending works beside nmbd (an ephemeral port, not 138): a datagram
+    // from this very host, under another name, comes back through nmbd.
+    let out = lab
+        .mailslot(&lab.a)
+        .arg("send")
+        .args([r"\\PEERA\mailslot\testslot", "from A"])
+        .args(["--address", &ip_a, "--netbios-name", "PEERC"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = slot.json_lines(1, T);
+    assert_eq!(text(&got[0]), "from A", "{got:?}");
+    assert_eq!(got[0]["sender"]["source_name"], "PEERC<00>", "{got:?}");
+    assert_eq!(got[0]["sender"]["ip"], ip_a, "{got:?}");
+
     // nmbd keeps its own work: it becomes the local master browser and
     // takes a host announcement into its browse list.
     nmbd.wait_out("is now a local master browser", Duration::from_secs(150));
@@ -252,12 +271,12 @@ fn beside_nmbd_unique_and_star_writes_arrive_once_nmbd_keeps_browsing_and_restar
     assert_eq!(text(&got[0]), "after restart", "{got:?}");
     assert_from_peerb(&lab, &got[0], "PEERA<00>");
 
-    // Counters: 204 delivered, the stranger's datagram not ours, nothing
+    // Counters: 205 delivered, the stranger's datagram not ours, nothing
     // malformed.
     daemon.signal("USR1");
     let stats = daemon.wait_err("stats:", T);
     eprintln!("nmbd: daemon {stats}");
-    assert!(stats.contains(" delivered=204"), "{stats}");
+    assert!(stats.contains(" delivered=205"), "{stats}");
     assert!(stats.contains("not-our-name="), "{stats}");
     assert!(!stats.contains("malformed"), "{stats}");
 }

@@ -45,6 +45,13 @@ fn assets_writes_man_pages_and_completions_for_three_shells() {
     assert!(!dir.path().join("man/mailslot-daemon.1").exists());
     assert!(!dir.path().join("man/mailslot-assets.1").exists());
     assert!(!top.contains("assets"));
+    // Every page mailslot(1) names exists: the daemon's is in section 8.
+    assert!(top.contains("mailslot-daemon(8)"), "{top}");
+    assert!(
+        !top.contains("mailslot-daemon(1)") && !top.contains("mailslot-help"),
+        "{top}"
+    );
+    assert!(top.contains(".SH \"SEE ALSO\""), "{top}");
 
     let bash = read("completions/mailslot.bash");
     assert!(bash.contains("complete -F"), "{bash}");
