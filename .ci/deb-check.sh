@@ -64,6 +64,20 @@ bash -c 'source /usr/share/bash-completion/completions/mailslot && complete -p m
     || fail "the bash completion does not load"
 echo "ok: mailslotd, man pages, completions"
 
+# The installed daemon starts as its user (an unprivileged port: no root).
+nsdir=$(mktemp -d) && chmod 1777 "$nsdir"
+log=$(mktemp)
+setpriv --reuid=mailslot --regid=mailslot --clear-groups \
+    /usr/sbin/mailslotd --dir "$nsdir" --port 11138 --netbios-name DEBCHECK 2>"$log" &
+pid=$!
+for _ in $(seq 100); do grep -q 'ready:' "$log" && break; sleep 0.1; done
+kill "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+grep -q "ready: receiving on 0.0.0.0:11138 .*uid $uid" "$log" \
+    || fail "mailslotd did not start as mailslot: $(cat "$log")"
+rm -rf "$nsdir" "$log"
+echo "ok: mailslotd runs as mailslot"
+
 trap - EXIT
 apt-get remove -y -qq mailslot >/dev/null
 for f in /usr/bin/mailslot /usr/sbin/mailslotd /usr/lib/systemd/system/mailslotd.service \
