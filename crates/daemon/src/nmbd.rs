@@ -52,9 +52,14 @@ pub const DGRAM_PACKET: i32 = 1;
 /// length means we lost the framing (or are not talking to nmbd).
 pub const MAX_PACKET: usize = 64 * 1024;
 
+/// Whether we know nmbd's native struct layout on this target: 64-bit
+/// Linux (x86-64, aarch64, ...), where `size_t` and `time_t` are 8 bytes.
+/// 32-bit Debian now has a 64-bit `time_t` with per-architecture alignment;
+/// there the link refuses to guess and says so.
+pub const LAYOUT_KNOWN: bool = cfg!(target_pointer_width = "64");
+
 const SIZE_T: usize = size_of::<usize>();
-/// `time_t` is as wide as a pointer on the Linux ABIs we build for (LP64,
-/// and ILP32 with 32-bit `time_t`).
+/// `time_t`: as wide as a pointer where [`LAYOUT_KNOWN`].
 const TIME_T: usize = size_of::<usize>();
 
 /// `struct nb_packet_query`: `int`, `size_t`, `int`, padded to `size_t`.
@@ -379,9 +384,15 @@ impl Link {
         if self.sock.is_some() || !self.backoff.due(now) {
             return None;
         }
-        match sys::connect_unix_stream(&self.path)
-            .and_then(|s| sys::send_all_now(&s, &encode_query(None)).map(|()| s))
-        {
+        let connected = if LAYOUT_KNOWN {
+            sys::connect_unix_stream(&self.path)
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "nmbd's packet layout is known only for 64-bit Linux; run the daemon without nmbd on this machine",
+            ))
+        };
+        match connected.and_then(|s| sys::send_all_now(&s, &encode_query(None)).map(|()| s)) {
             Ok(s) => {
                 self.sock = Some(s);
                 self.decoder = Decoder::new();
