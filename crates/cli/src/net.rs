@@ -247,8 +247,8 @@ Signals: SIGTERM/SIGINT stop; SIGUSR1 prints counters (received, delivered, drop
 reason). Ready: a line `mailslot daemon: ready ...` on stderr, and READY=1 to systemd.
 
 Beside Samba: when nmbd owns UDP 138, the daemon receives through nmbd's \"unexpected
-packet\" socket (/run/samba/nmbd/unexpected, or --nmbd-socket-dir DIR when smb.conf sets
-`nmbd:socket dir`). nmbd passes on every datagram it does not handle itself; browser and
+packet\" socket: DIR/unexpected, DIR being smb.conf's `nmbd:socket dir` (read from
+/etc/samba/smb.conf), else /run/samba/nmbd; --nmbd-socket-dir DIR forces it. nmbd passes on every datagram it does not handle itself; browser and
 NETLOGON traffic stay with nmbd. The daemon says at start which way it receives, and
 reconnects (100 ms doubling to 5 s) when nmbd restarts.
 

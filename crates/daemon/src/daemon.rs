@@ -321,7 +321,16 @@ fn receive_ready(
 /// nothing, say why) when another program holds the port; anything else is
 /// an error.
 fn nmbd_fallback(addr: SocketAddrV4, e: io::Error) -> Result<Option<nmbd::Link>, DaemonError> {
-    let dir = std::path::Path::new(nmbd::DEFAULT_SOCKET_DIR);
+    // smb.conf may move the socket (`nmbd:socket dir`); a file larger than
+    // 1 MiB is not read.
+    let configured = std::fs::metadata(nmbd::SMB_CONF)
+        .ok()
+        .filter(|m| m.is_file() && m.len() <= 1 << 20)
+        .and_then(|_| std::fs::read_to_string(nmbd::SMB_CONF).ok())
+        .and_then(|text| nmbd::socket_dir_from_smb_conf(&text));
+    let dir = configured
+        .as_deref()
+        .unwrap_or(std::path::Path::new(nmbd::DEFAULT_SOCKET_DIR));
     let nmbd_socket = dir.join(nmbd::SOCKET_NAME);
     let samba = dir.exists() || std::path::Path::new("/usr/sbin/nmbd").exists();
     let why = match e.kind() {
@@ -341,7 +350,7 @@ fn nmbd_fallback(addr: SocketAddrV4, e: io::Error) -> Result<Option<nmbd::Link>,
     };
     log(format_args!(
         "UDP {addr} {why}: receiving through nmbd's unexpected socket {} instead \
-         (nmbd keeps its own traffic: browser and NETLOGON); --nmbd-socket-dir DIR if smb.conf sets `nmbd:socket dir`",
+         (nmbd keeps its own traffic: browser and NETLOGON); --nmbd-socket-dir DIR to use another",
         nmbd_socket.display()
     ));
     Ok(Some(nmbd::Link::new(dir)))

@@ -78,6 +78,43 @@ const fn round_up(n: usize, to: usize) -> usize {
     n.div_ceil(to) * to
 }
 
+/// Samba's main configuration file, where `nmbd:socket dir` may move the
+/// socket.
+pub const SMB_CONF: &str = "/etc/samba/smb.conf";
+
+/// The `nmbd:socket dir` of an smb.conf's `[global]` section, if set.
+///
+/// Samba compares parameter names ignoring case and white space, so
+/// `nmbd:socket dir` and `NMBD:SocketDir` are the same; `#` and `;` start
+/// comment lines.
+pub fn socket_dir_from_smb_conf(text: &str) -> Option<PathBuf> {
+    let squash = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !c.is_whitespace())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let mut global = true; // parameters before any section are global
+    let mut found = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with(['#', ';']) || line.is_empty() {
+            continue;
+        }
+        if let Some(section) = line.strip_prefix('[') {
+            global = squash(section.trim_end_matches(']')) == "global";
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if global && squash(key) == "nmbd:socketdir" && !value.trim().is_empty() {
+            found = Some(PathBuf::from(value.trim()));
+        }
+    }
+    found
+}
+
 /// The query a client sends first: datagrams (type 1), transaction id -1,
 /// and `mailslot` to filter on (`None`: every datagram nmbd passes on).
 pub fn encode_query(mailslot: Option<&str>) -> Vec<u8> {
@@ -573,6 +610,23 @@ mod tests {
         d.push(&big);
         assert_eq!(d.room(), 0);
         assert!(d.buf.len() <= HEADER_LEN + MAX_PACKET);
+    }
+
+    #[test]
+    fn socket_dir_comes_from_the_global_section_of_smb_conf() {
+        let conf = "# nmbd:socket dir = /commented\n\
+                    [global]\n   workgroup = X\n   NMBD : Socket Dir = /srv/nmbd \n\
+                    [share]\n   nmbd:socket dir = /not/global\n";
+        assert_eq!(
+            socket_dir_from_smb_conf(conf),
+            Some(PathBuf::from("/srv/nmbd"))
+        );
+        assert_eq!(socket_dir_from_smb_conf("[global]\nworkgroup = X\n"), None);
+        assert_eq!(socket_dir_from_smb_conf("; nmbd:socket dir = /x\n"), None);
+        assert_eq!(
+            socket_dir_from_smb_conf("nmbd:socket dir = /early\n"),
+            Some(PathBuf::from("/early"))
+        );
     }
 
     #[test]
