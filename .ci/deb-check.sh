@@ -14,6 +14,10 @@ command -v systemd-analyze >/dev/null || {
 }
 
 bash dist/build-deb.sh
+# The package leaves its system user behind on removal (Debian policy); this
+# check removes it again if it created it, so the machine is as before.
+had_user=no
+getent passwd mailslot >/dev/null && had_user=yes
 deb=$(ls -t "${CARGO_TARGET_DIR:-target}"/debian/mailslot_*.deb | head -n1)
 dpkg -s mailslot >/dev/null 2>&1 && apt-get remove -y -qq mailslot >/dev/null
 # apt-get installs a local file given as a path with a slash: ./X.deb.
@@ -85,3 +89,7 @@ for f in /usr/bin/mailslot /usr/sbin/mailslotd /usr/lib/systemd/system/mailslotd
     [ ! -e "$f" ] || fail "$f is still there after apt-get remove"
 done
 echo "ok: removed"
+if [ "$had_user" = no ]; then
+    userdel mailslot 2>/dev/null || true
+    groupdel mailslot 2>/dev/null || true
+fi
