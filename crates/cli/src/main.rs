@@ -1,5 +1,6 @@
 //! `mailslot`: Windows-style mailslots for Linux from the command line.
 
+mod assets;
 mod bench;
 mod demo;
 mod list;
@@ -27,7 +28,7 @@ Every subcommand uses the namespace directory $MAILSLOT_DIR (or --dir); without 
 /// writers and one reader per name, locally and over the LAN.
 #[derive(Parser, Debug)]
 #[command(name = "mailslot", version, after_help = EXIT_CODES, propagate_version = true)]
-struct Cli {
+pub(crate) struct Cli {
     /// Namespace directory where local slots live.
     #[arg(long, global = true, env = "MAILSLOT_DIR", value_name = "DIR")]
     dir: Option<PathBuf>,
@@ -54,6 +55,9 @@ enum Command {
     Daemon(net::DaemonArgs),
     /// Announce this host to the LAN's browse list ([MS-BRWS] HostAnnouncement).
     Announce(net::AnnounceArgs),
+    /// Write the man pages and shell completions (for packaging).
+    #[command(hide = true)]
+    Assets(assets::Args),
 }
 
 /// A failure with its exit code; the message is printed to stderr.
@@ -109,8 +113,20 @@ pub fn namespace(dir: Option<&std::path::Path>) -> Result<mailslot::Namespace, F
     .map_err(Failure::from)
 }
 
+/// The daemon's own name: run as `mailslotd ARGS`, the binary is
+/// `mailslot daemon ARGS` (the package links /usr/sbin/mailslotd to it).
+const DAEMON_NAME: &str = "mailslotd";
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_owned());
+    if invoked_as.as_deref() == Some(std::ffi::OsStr::new(DAEMON_NAME)) {
+        args.insert(1, "daemon".into());
+    }
+    let cli = Cli::parse_from(args);
     let dir = cli.dir.as_deref();
     let result = match cli.command {
         Command::Listen(a) => listen::run(a, dir),
@@ -120,6 +136,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Daemon(a) => net::run_daemon(a, dir),
         Command::Announce(a) => net::run_announce(a),
+        Command::Assets(a) => assets::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -246,13 +246,15 @@ Messages for slots without a reader are dropped and counted (class-2 semantics).
 Signals: SIGTERM/SIGINT stop; SIGUSR1 prints counters (received, delivered, dropped per
 reason). Ready: a line `mailslot daemon: ready ...` on stderr, and READY=1 to systemd.
 
-If Samba's nmbd already owns UDP 138 the daemon still starts, says so, and receives
-nothing: nmbd consumes every datagram on 138 and hands those it has no handler for only
-to Samba's own \"unexpected packet\" clients (an internal interface of Samba, not a
-public API). Run either nmbd or this daemon on a host.
+Beside Samba: when nmbd owns UDP 138, the daemon receives through nmbd's \"unexpected
+packet\" socket: DIR/unexpected, DIR being smb.conf's `nmbd:socket dir` (read from
+/etc/samba/smb.conf), else /run/samba/nmbd; --nmbd-socket-dir DIR forces it. nmbd passes on every datagram it does not handle itself; browser and
+NETLOGON traffic stay with nmbd. The daemon says at start which way it receives, and
+reconnects (100 ms doubling to 5 s) when nmbd restarts.
 
 Configuration: /etc/mailslot/mailslotd.toml (or --config FILE); flags override it.
-Keys: netbios_name, workgroup, bind, port, messenger, also_receive, allow, user, nbns.";
+Keys: netbios_name, workgroup, bind, port, messenger, also_receive, allow, user, nbns,
+nmbd_socket_dir.";
 
 /// Arguments of `mailslot daemon`.
 #[derive(clap::Args, Debug)]
@@ -294,6 +296,10 @@ pub struct DaemonArgs {
     /// Log every delivery and every dropped datagram (rate-limited).
     #[arg(long, short)]
     pub verbose: bool,
+    /// Receive through Samba nmbd's unexpected socket in DIR instead of binding UDP 138
+    /// (default: bind, and use /run/samba/nmbd when nmbd owns the port).
+    #[arg(long, value_name = "DIR")]
+    pub nmbd_socket_dir: Option<PathBuf>,
 }
 
 /// Runs `mailslot daemon`.
@@ -338,6 +344,10 @@ pub fn run_daemon(args: DaemonArgs, dir: Option<&Path>) -> Result<u8, Failure> {
         user: args.user.clone().or(file.user.clone()),
         nbns_port: (args.nbns || file.nbns.unwrap_or(false)).then_some(args.nbns_port),
         verbose: args.verbose,
+        nmbd_socket_dir: args
+            .nmbd_socket_dir
+            .clone()
+            .or(file.nmbd_socket_dir.clone()),
     };
     let ns = namespace(dir)?;
     mailslot_daemon::run(&opts, &ns).map_err(|e| Failure::op(e.to_string()))?;

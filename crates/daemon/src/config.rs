@@ -13,6 +13,7 @@
 //! allow = ["browse", "messngr", "chat"]
 //! user = "nobody"
 //! nbns = true
+//! nmbd_socket_dir = "/run/samba/nmbd"   # receive beside nmbd (default: when it owns 138)
 //! ```
 
 use std::net::Ipv4Addr;
@@ -45,6 +46,9 @@ pub struct FileConfig {
     pub user: Option<String>,
     /// Answer NetBIOS name queries for our names on UDP 137.
     pub nbns: Option<bool>,
+    /// Receive through nmbd's unexpected socket in this directory (smb.conf
+    /// `nmbd:socket dir`) instead of binding UDP 138.
+    pub nmbd_socket_dir: Option<PathBuf>,
 }
 
 /// Why the configuration file could not be used.
@@ -113,6 +117,15 @@ mod tests {
         .unwrap();
         assert_eq!(c.workgroup.as_deref(), Some("TESTGRP"));
         assert_eq!(c.port, Some(1138));
+        let c = FileConfig::parse(
+            "nmbd_socket_dir = \"/run/samba/nmbd\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.nmbd_socket_dir.as_deref(),
+            Some(Path::new("/run/samba/nmbd"))
+        );
         let e = FileConfig::parse("workgrup = \"X\"\n", Path::new("x.toml"))
             .unwrap_err()
             .to_string();

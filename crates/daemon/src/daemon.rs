@@ -12,6 +12,7 @@ use mailslot::{Error as SlotError, Namespace, RemoteOrigin, SlotName, Writer};
 
 use crate::confirm::{Outcome, Unconfirmed};
 use crate::nbns;
+use crate::nmbd;
 use crate::receiver::{Decision, Delivery, LogLimit, LogPermit, NameTable, Receiver};
 use crate::sys;
 
@@ -40,6 +41,10 @@ pub struct DaemonOptions {
     pub nbns_port: Option<u16>,
     /// Log every delivery and drop (rate-limited).
     pub verbose: bool,
+    /// Receive through nmbd's unexpected socket in this directory instead
+    /// of binding UDP 138. `None`: bind UDP 138, and fall back to nmbd's
+    /// socket in [`nmbd::DEFAULT_SOCKET_DIR`] when nmbd owns the port.
+    pub nmbd_socket_dir: Option<PathBuf>,
 }
 
 /// Why the daemon could not start or stopped with an error.
@@ -96,24 +101,25 @@ const RECEIVE_BUFFER: usize = 4 << 20;
 /// `READY=1`) once it receives. SIGUSR1 prints the counters.
 pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
     let addr = SocketAddrV4::new(opts.bind, opts.port);
-    // 1. Sockets, while we may still be root.
-    let activated = sys::activated_udp_socket();
+    // 1. Sockets, while we may still be root. UDP 138 unless told to use
+    // nmbd, or nmbd owns it.
+    let mut nmbd_link = opts.nmbd_socket_dir.as_deref().map(nmbd::Link::new);
+    let activated = match nmbd_link {
+        Some(_) => None,
+        None => sys::activated_udp_socket(),
+    };
     let sock = match activated {
         Some(s) => {
             log(format_args!("using the UDP socket passed by systemd"));
             Some(s)
         }
+        None if nmbd_link.is_some() => None,
         None => match UdpSocket::bind(addr) {
             Ok(s) => Some(s),
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-                log(format_args!(
-                    "UDP {addr} is already in use, probably by Samba's nmbd; running WITHOUT receiving remote mailslot datagrams. \
-                     nmbd keeps datagrams for names it does not handle to itself (its \"unexpected packet\" queue is internal to Samba, not an interface for other programs), \
-                     so stop nmbd (or give this daemon another --bind address) to receive them here"
-                ));
+            Err(e) => {
+                nmbd_link = nmbd_fallback(addr, e)?;
                 None
             }
-            Err(source) => return Err(DaemonError::Bind { addr, source }),
         },
     };
     if let Some(s) = &sock {
@@ -186,15 +192,22 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
     let mut rx = Receiver::new(opts.names.clone(), opts.allow.clone());
     let mut limit = LogLimit::new(10);
     let start = Instant::now();
-    let _ = sys::notify("READY=1\nSTATUS=receiving remote mailslot datagrams");
+    let _ = sys::notify(match &nmbd_link {
+        Some(_) => "READY=1\nSTATUS=receiving remote mailslot datagrams through nmbd",
+        None => "READY=1\nSTATUS=receiving remote mailslot datagrams",
+    });
     log(format_args!(
         "ready: {} for {} (slots in {}, uid {}{})",
-        match &sock {
-            Some(s) => format!(
+        match (&sock, &nmbd_link) {
+            (Some(s), _) => format!(
                 "receiving on {}",
                 s.local_addr().map_or(addr.to_string(), |a| a.to_string())
             ),
-            None => "NOT receiving".into(),
+            (None, Some(l)) => format!(
+                "receiving through nmbd's unexpected socket {}",
+                l.path().display()
+            ),
+            (None, None) => "NOT receiving".into(),
         },
         rx.names(),
         ns.dir().display(),
@@ -215,7 +228,13 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
             log(format_args!("stats: {}", rx.stats));
             last_stats = Instant::now();
         }
-        let mut fds = Vec::with_capacity(2 + waiting.fds().count());
+        // nmbd: (re)connect when due, before waiting.
+        if let Some(l) = &mut nmbd_link {
+            if let Some(note) = l.maintain(start.elapsed()) {
+                log(format_args!("nmbd {}: {note}", l.path().display()));
+            }
+        }
+        let mut fds = Vec::with_capacity(3 + waiting.fds().count());
         if let Some(s) = &sock {
             fds.push(rustix::event::PollFd::new(s, rustix::event::PollFlags::IN));
         }
@@ -228,9 +247,19 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
                 rustix::event::PollFlags::IN,
             ));
         }
+        let mut wait = Duration::from_secs(1);
+        if let Some(l) = &nmbd_link {
+            if let Some(fd) = l.fd() {
+                fds.push(rustix::event::PollFd::from_borrowed_fd(
+                    fd,
+                    rustix::event::PollFlags::IN,
+                ));
+            }
+            wait = wait.min(l.wait(start.elapsed()).unwrap_or(wait));
+        }
         let timeout = rustix::time::Timespec {
-            tv_sec: 1,
-            tv_nsec: 0,
+            tv_sec: wait.as_secs() as i64,
+            tv_nsec: wait.subsec_nanos().into(),
         };
         match rustix::event::poll(&mut fds, Some(&timeout)) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
@@ -252,6 +281,24 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
         if !waiting.is_empty() {
             let now = start.elapsed();
             report(waiting.settle(now), &mut rx, &mut limit, now, opts.verbose);
+        }
+        if let Some(l) = &mut nmbd_link {
+            let now = start.elapsed();
+            let note = l.read(now, 256, |p| {
+                handle_datagram(
+                    &p.bytes,
+                    p.from,
+                    &mut rx,
+                    &mut waiting,
+                    &mut limit,
+                    now,
+                    ns,
+                    opts.verbose,
+                )
+            });
+            if let Some(note) = note {
+                log(format_args!("nmbd {}: {note}", l.path().display()));
+            }
         }
         if let Some(s) = &nbns_sock {
             answer_queries(s, &mut buf, rx.names(), opts.verbose);
@@ -294,56 +341,119 @@ fn receive_ready(
             }
             Err(e) => return Err(DaemonError::Receive(e.into())),
         };
-        let now = start.elapsed();
         let n = n.min(buf.len());
-        let mut note = |what: String| {
-            if let LogPermit::Log { suppressed } = limit.check(now) {
-                if suppressed > 0 {
-                    log(format_args!("({suppressed} similar lines suppressed)"));
-                }
-                log(format_args!("{what}"));
+        handle_datagram(
+            &buf[..n],
+            from,
+            rx,
+            waiting,
+            limit,
+            start.elapsed(),
+            ns,
+            verbose,
+        );
+    }
+    Ok(())
+}
+
+/// Where to receive when UDP 138 cannot be bound: nmbd's unexpected socket
+/// in its default directory when Samba is installed (nmbd holds the port,
+/// or it is not ours to bind and nmbd will serve it); `None` (receive
+/// nothing, say why) when another program holds the port; anything else is
+/// an error.
+fn nmbd_fallback(addr: SocketAddrV4, e: io::Error) -> Result<Option<nmbd::Link>, DaemonError> {
+    // smb.conf may move the socket (`nmbd:socket dir`); a file larger than
+    // 1 MiB is not read.
+    let configured = std::fs::metadata(nmbd::SMB_CONF)
+        .ok()
+        .filter(|m| m.is_file() && m.len() <= 1 << 20)
+        .and_then(|_| std::fs::read_to_string(nmbd::SMB_CONF).ok())
+        .and_then(|text| nmbd::socket_dir_from_smb_conf(&text));
+    let dir = configured
+        .as_deref()
+        .unwrap_or(std::path::Path::new(nmbd::DEFAULT_SOCKET_DIR));
+    let nmbd_socket = dir.join(nmbd::SOCKET_NAME);
+    let samba = dir.exists() || std::path::Path::new("/usr/sbin/nmbd").exists();
+    let why = match e.kind() {
+        io::ErrorKind::AddrInUse if samba => "is in use, probably by Samba's nmbd",
+        io::ErrorKind::AddrInUse => {
+            log(format_args!(
+                "UDP {addr} is in use by another program (not Samba: neither {} nor /usr/sbin/nmbd exists); \
+                 running WITHOUT receiving remote mailslot datagrams. Stop that program, or give this daemon another --bind address or --port",
+                dir.display()
+            ));
+            return Ok(None);
+        }
+        io::ErrorKind::PermissionDenied if samba => {
+            "is not ours to bind (not root, no socket from systemd) and Samba's nmbd is installed"
+        }
+        _ => return Err(DaemonError::Bind { addr, source: e }),
+    };
+    log(format_args!(
+        "UDP {addr} {why}: receiving through nmbd's unexpected socket {} instead \
+         (nmbd keeps its own traffic: browser and NETLOGON); --nmbd-socket-dir DIR to use another",
+        nmbd_socket.display()
+    ));
+    Ok(Some(nmbd::Link::new(dir)))
+}
+
+/// Decides about one datagram from `from` and delivers it.
+#[allow(clippy::too_many_arguments)]
+fn handle_datagram(
+    bytes: &[u8],
+    from: SocketAddrV4,
+    rx: &mut Receiver,
+    waiting: &mut Unconfirmed,
+    limit: &mut LogLimit,
+    now: Duration,
+    ns: &Namespace,
+    verbose: bool,
+) {
+    let n = bytes.len();
+    let mut note = |what: String| {
+        if let LogPermit::Log { suppressed } = limit.check(now) {
+            if suppressed > 0 {
+                log(format_args!("({suppressed} similar lines suppressed)"));
             }
-        };
-        match rx.receive(&buf[..n], from, now) {
-            Decision::Deliver(d) => {
-                match deliver(ns, &d) {
-                    // Delivered once the reader takes the connection.
-                    Ok(w) => {
-                        let what = format!(
-                            "{} bytes from {} {} to {} on {}",
-                            d.data.len(),
-                            d.from,
-                            d.source_name,
-                            d.destination_name,
-                            d.slot.path()
-                        );
-                        if let Some(gone) = waiting.push(w, now, what) {
-                            report(vec![gone], rx, limit, now, verbose);
-                        }
-                    }
-                    Err(reason) => {
-                        rx.stats.count(reason);
-                        if verbose || reason == "delivery-error" {
-                            note(format!(
-                                "dropped datagram from {} for {}: {reason}",
-                                d.from,
-                                d.slot.path()
-                            ));
-                        }
-                    }
+            log(format_args!("{what}"));
+        }
+    };
+    match rx.receive(bytes, from, now) {
+        Decision::Deliver(d) => match deliver(ns, &d) {
+            // Delivered once the reader takes the connection.
+            Ok(w) => {
+                let what = format!(
+                    "{} bytes from {} {} to {} on {}",
+                    d.data.len(),
+                    d.from,
+                    d.source_name,
+                    d.destination_name,
+                    d.slot.path()
+                );
+                if let Some(gone) = waiting.push(w, now, what) {
+                    report(vec![gone], rx, limit, now, verbose);
                 }
             }
-            Decision::Drop(reason) => {
-                let counter = reason.counter();
-                if verbose || counter.starts_with("malformed") {
+            Err(reason) => {
+                rx.stats.count(reason);
+                if verbose || reason == "delivery-error" {
                     note(format!(
-                        "dropped datagram from {from} ({n} bytes): {counter}"
+                        "dropped datagram from {} for {}: {reason}",
+                        d.from,
+                        d.slot.path()
                     ));
                 }
             }
+        },
+        Decision::Drop(reason) => {
+            let counter = reason.counter();
+            if verbose || counter.starts_with("malformed") {
+                note(format!(
+                    "dropped datagram from {from} ({n} bytes): {counter}"
+                ));
+            }
         }
     }
-    Ok(())
 }
 
 /// Counts and logs what became of deliveries: delivered only once their

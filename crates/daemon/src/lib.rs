@@ -1,8 +1,9 @@
 //! Remote mailslots over UDP 138: the network half of `mailslot`.
 //!
 //! Modelled on quinn's split: the wire codec (`mailslot-wire`) is sans-IO;
-//! this crate holds the sans-IO receiver decision ([`receiver`]) and name
-//! service packets ([`nbns`]), the OS seam ([`sys`]), the sending side
+//! this crate holds the sans-IO receiver decision ([`receiver`]), name
+//! service packets ([`nbns`]), nmbd's unexpected-socket framing ([`nmbd`]),
+//! the OS seam ([`sys`]), the sending side
 //! ([`client`]) and the daemon loop ([`daemon`]).
 //!
 //! # What the daemon does
@@ -14,6 +15,9 @@
 //! matching scope), and delivers the payload to the local slot named after
 //! `\MAILSLOT\`, with the network sender attached ([`mailslot::RemoteOrigin`]).
 //! No reader: dropped and counted (class-2 semantics).
+//!
+//! Where Samba's nmbd owns UDP 138, the daemon receives through nmbd's
+//! "unexpected packet" socket instead ([`nmbd`]), with the same receiver.
 //!
 //! # Sending
 //!
@@ -102,6 +106,7 @@ pub mod config;
 mod confirm;
 pub mod daemon;
 pub mod nbns;
+pub mod nmbd;
 pub mod receiver;
 pub mod sys;
 

@@ -10,6 +10,8 @@
 //! - systemd: [`activated_udp_socket`] (`LISTEN_FDS`), [`notify`]
 //!   (`NOTIFY_SOCKET`);
 //! - sockets: [`enlarge_receive_buffer`] (`SO_RCVBUFFORCE` / `SO_RCVBUF`);
+//! - nmbd's unexpected socket: [`connect_unix_stream`], [`send_all_now`],
+//!   [`recv_now`] (`socket`/`connect`, `send`, `recv`, all non-blocking);
 //! - identity: [`euid`].
 //!
 //! Each function's first doc line names what it calls.
@@ -139,6 +141,59 @@ pub fn enlarge_receive_buffer(sock: &UdpSocket, bytes: usize) -> io::Result<usiz
         rustix::net::sockopt::set_socket_recv_buffer_size(sock, bytes)?;
     }
     Ok(rustix::net::sockopt::socket_recv_buffer_size(sock)?)
+}
+
+/// `socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC)` and
+/// `connect(path)`: a non-blocking stream connection.
+///
+/// Never waits: a listener whose backlog is full gives `EAGAIN` (an error
+/// here; the caller tries again later) instead of blocking.
+pub fn connect_unix_stream(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    let addr = SocketAddrUnix::new(path)?;
+    match rustix::net::connect(&fd, &addr) {
+        Ok(()) => Ok(fd),
+        Err(rustix::io::Errno::AGAIN) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("{}: the listener's backlog is full", path.display()),
+        )),
+        Err(e) => Err(io::Error::new(
+            io::Error::from(e).kind(),
+            format!("{}: {e}", path.display()),
+        )),
+    }
+}
+
+/// `send(fd, bytes, MSG_DONTWAIT | MSG_NOSIGNAL)`: all of `bytes` at once,
+/// or an error (a fresh stream socket's buffer holds a small message).
+pub fn send_all_now(fd: &OwnedFd, bytes: &[u8]) -> io::Result<()> {
+    let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+    match rustix::net::send(fd, bytes, flags)? {
+        n if n == bytes.len() => Ok(()),
+        n => Err(io::Error::other(format!(
+            "sent {n} of {} bytes without waiting",
+            bytes.len()
+        ))),
+    }
+}
+
+/// `recv(fd, buf, MSG_DONTWAIT)`: `Some(n)` (0 = the peer closed), `None`
+/// when nothing is there now. Retries on `EINTR`.
+pub fn recv_now(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        match rustix::net::recv(fd, &mut *buf, rustix::net::RecvFlags::DONTWAIT) {
+            Ok((n, _)) => return Ok(Some(n)),
+            Err(rustix::io::Errno::AGAIN) => return Ok(None),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// `sendto(NOTIFY_SOCKET, state)`: tells systemd our state, e.g. `READY=1`.

@@ -171,6 +171,41 @@ pub struct BecomeBackup {
     pub browser_to_promote: String,
 }
 
+/// GetBackupListRequest ([MS-BRWS] 2.2.4): a client asks a master browser
+/// for backup browsers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct BackupListRequest {
+    /// BackupListRequestedCount: how many backup servers the client wants.
+    pub requested_count: u8,
+    /// Token: echoed in the response so the client can match it.
+    pub token: u32,
+}
+
+/// GetBackupListResponse ([MS-BRWS] 2.2.5): a master browser's list of
+/// backup browsers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct BackupListResponse {
+    /// BackupServerCount as sent; normally `servers.len()`. Decoding keeps
+    /// it as sent and reads at most this many names (fewer when the frame
+    /// ends first); encoding writes it as given.
+    pub count: u8,
+    /// Token of the request this answers.
+    pub token: u32,
+    /// BackupServerList: NetBIOS names of backup browsers.
+    pub servers: Vec<String>,
+}
+
+/// MasterAnnouncement ([MS-BRWS] 2.2.7): a local master browser tells the
+/// domain master browser its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct MasterAnnouncement {
+    /// MasterBrowserServerName.
+    pub master_name: String,
+}
+
 /// One frame on `\MAILSLOT\BROWSE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize), serde(tag = "frame"))]
@@ -182,10 +217,16 @@ pub enum BrowserFrame {
     AnnouncementRequest(AnnouncementRequest),
     /// 0x08 RequestElection.
     RequestElection(Election),
+    /// 0x09 GetBackupListRequest.
+    GetBackupListRequest(BackupListRequest),
+    /// 0x0A GetBackupListResponse.
+    GetBackupListResponse(BackupListResponse),
     /// 0x0B BecomeBackup.
     BecomeBackup(BecomeBackup),
     /// 0x0C DomainAnnouncement.
     DomainAnnouncement(Announcement),
+    /// 0x0D MasterAnnouncement.
+    MasterAnnouncement(MasterAnnouncement),
     /// 0x0F LocalMasterAnnouncement.
     LocalMasterAnnouncement(Announcement),
     /// Any other opcode, kept as raw bytes.
@@ -201,6 +242,11 @@ pub enum BrowserFrame {
 const ANNOUNCEMENT_FIXED: usize = 31;
 /// Fixed part of an election request after the opcode.
 const ELECTION_FIXED: usize = 13;
+/// Fixed part of a backup list request or response after the opcode (count, token).
+const BACKUP_FIXED: usize = 5;
+/// The ServerName field of announcements: 16 bytes, NUL-padded. Windows
+/// leaves at least one NUL; Samba fills all 16 with a 16-character name.
+const SERVER_NAME_FIELD: usize = 16;
 
 impl BrowserFrame {
     /// The opcode byte.
@@ -209,8 +255,11 @@ impl BrowserFrame {
             Self::HostAnnouncement(_) => 0x01,
             Self::AnnouncementRequest(_) => 0x02,
             Self::RequestElection(_) => 0x08,
+            Self::GetBackupListRequest(_) => 0x09,
+            Self::GetBackupListResponse(_) => 0x0a,
             Self::BecomeBackup(_) => 0x0b,
             Self::DomainAnnouncement(_) => 0x0c,
+            Self::MasterAnnouncement(_) => 0x0d,
             Self::LocalMasterAnnouncement(_) => 0x0f,
             Self::Unknown { opcode, .. } => *opcode,
         }
@@ -222,8 +271,11 @@ impl BrowserFrame {
             Self::HostAnnouncement(_) => "HostAnnouncement",
             Self::AnnouncementRequest(_) => "AnnouncementRequest",
             Self::RequestElection(_) => "RequestElection",
+            Self::GetBackupListRequest(_) => "GetBackupListRequest",
+            Self::GetBackupListResponse(_) => "GetBackupListResponse",
             Self::BecomeBackup(_) => "BecomeBackup",
             Self::DomainAnnouncement(_) => "DomainAnnouncement",
+            Self::MasterAnnouncement(_) => "MasterAnnouncement",
             Self::LocalMasterAnnouncement(_) => "LocalMasterAnnouncement",
             Self::Unknown { .. } => "Unknown",
         }
@@ -288,8 +340,36 @@ impl BrowserFrame {
                     server_name: c_string(&body[ELECTION_FIXED..]),
                 })
             }
+            0x09 => {
+                need("GetBackupListRequest", BACKUP_FIXED)?;
+                Self::GetBackupListRequest(BackupListRequest {
+                    requested_count: body[0],
+                    token: u32_at(body, 1),
+                })
+            }
+            0x0a => {
+                need("GetBackupListResponse", BACKUP_FIXED)?;
+                let count = body[0];
+                // At most `count` names, and never more than the bytes hold:
+                // the loop is bounded by both.
+                let mut servers = Vec::new();
+                let mut rest = &body[BACKUP_FIXED..];
+                while servers.len() < usize::from(count) && !rest.is_empty() {
+                    let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+                    servers.push(BROWSER_CODEPAGE.decode(&rest[..end]));
+                    rest = rest.get(end + 1..).unwrap_or(&[]);
+                }
+                Self::GetBackupListResponse(BackupListResponse {
+                    count,
+                    token: u32_at(body, 1),
+                    servers,
+                })
+            }
             0x0b => Self::BecomeBackup(BecomeBackup {
                 browser_to_promote: c_string(body),
+            }),
+            0x0d => Self::MasterAnnouncement(MasterAnnouncement {
+                master_name: c_string(body),
             }),
             _ => Self::Unknown {
                 opcode,
@@ -299,7 +379,9 @@ impl BrowserFrame {
     }
 
     /// Encodes the frame. Fails if a string has characters outside code page
-    /// 850 or a NUL, or a server name is longer than 15 bytes.
+    /// 850 or a NUL, or an announcement's server name is longer than its
+    /// 16-byte field. A 16-byte name fills the field with no NUL, as Samba
+    /// sends it; Windows names have at most 15.
     pub fn encode(&self) -> Result<Vec<u8>, BrowserError> {
         let mut out = vec![self.opcode()];
         match self {
@@ -309,14 +391,14 @@ impl BrowserFrame {
                 out.push(a.update_count);
                 out.extend_from_slice(&a.periodicity_ms.to_le_bytes());
                 let name = oem("server_name", &a.server_name)?;
-                if name.len() > 15 {
+                if name.len() > SERVER_NAME_FIELD {
                     return Err(BrowserError::FieldTooLong {
                         field: "server_name",
                         len: name.len(),
-                        limit: 15,
+                        limit: SERVER_NAME_FIELD,
                     });
                 }
-                let mut field = [0u8; 16];
+                let mut field = [0u8; SERVER_NAME_FIELD];
                 field[..name.len()].copy_from_slice(&name);
                 out.extend_from_slice(&field);
                 out.extend_from_slice(&[a.os_major, a.os_minor]);
@@ -339,8 +421,24 @@ impl BrowserFrame {
                 out.extend(oem("server_name", &e.server_name)?);
                 out.push(0);
             }
+            Self::GetBackupListRequest(r) => {
+                out.push(r.requested_count);
+                out.extend_from_slice(&r.token.to_le_bytes());
+            }
+            Self::GetBackupListResponse(r) => {
+                out.push(r.count);
+                out.extend_from_slice(&r.token.to_le_bytes());
+                for s in &r.servers {
+                    out.extend(oem("servers", s)?);
+                    out.push(0);
+                }
+            }
             Self::BecomeBackup(b) => {
                 out.extend(oem("browser_to_promote", &b.browser_to_promote)?);
+                out.push(0);
+            }
+            Self::MasterAnnouncement(m) => {
+                out.extend(oem("master_name", &m.master_name)?);
                 out.push(0);
             }
             Self::Unknown { bytes, .. } => out.extend_from_slice(bytes),
@@ -422,8 +520,22 @@ impl fmt::Display for BrowserFrame {
                 e.criteria,
                 e.uptime_ms
             ),
+            Self::GetBackupListRequest(r) => {
+                write!(f, "{kind} count={} token={}", r.requested_count, r.token)
+            }
+            Self::GetBackupListResponse(r) => {
+                write!(f, "{kind} count={} token={} servers=", r.count, r.token)?;
+                for (i, s) in r.servers.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "," };
+                    write!(f, "{sep}{}", Printable(s))?;
+                }
+                Ok(())
+            }
             Self::BecomeBackup(b) => {
                 write!(f, "{kind} browser={}", Printable(&b.browser_to_promote))
+            }
+            Self::MasterAnnouncement(m) => {
+                write!(f, "{kind} master={}", Printable(&m.master_name))
             }
             Self::Unknown { opcode, bytes } => {
                 write!(f, "{kind} opcode=0x{opcode:02x} len={}", bytes.len())
@@ -488,8 +600,20 @@ mod tests {
             BrowserFrame::BecomeBackup(BecomeBackup {
                 browser_to_promote: "PEERB".into(),
             }),
+            BrowserFrame::GetBackupListRequest(BackupListRequest {
+                requested_count: 4,
+                token: 42,
+            }),
+            BrowserFrame::GetBackupListResponse(BackupListResponse {
+                count: 2,
+                token: 42,
+                servers: vec!["PEERA".into(), "PEERB".into()],
+            }),
+            BrowserFrame::MasterAnnouncement(MasterAnnouncement {
+                master_name: "PEERA".into(),
+            }),
             BrowserFrame::Unknown {
-                opcode: 0x09,
+                opcode: 0x0e,
                 bytes: vec![1, 2, 3],
             },
         ];
@@ -542,14 +666,80 @@ mod tests {
     }
 
     #[test]
-    fn long_server_name_is_refused() {
+    fn sixteen_byte_server_name_round_trips_and_seventeen_is_refused() {
+        // Samba's LocalMasterAnnouncement fills the 16-byte field, no NUL.
         let BrowserFrame::HostAnnouncement(mut a) = lab() else {
             unreachable!()
         };
         a.server_name = "ABCDEFGHIJKLMNOP".into();
+        let frame = BrowserFrame::LocalMasterAnnouncement(a.clone());
+        let wire = frame.encode().unwrap();
+        assert_eq!(&wire[6..22], b"ABCDEFGHIJKLMNOP");
+        assert_eq!(wire[22], 6, "os_major follows the name directly");
+        assert_eq!(BrowserFrame::decode(&wire).unwrap(), frame);
+        a.server_name = "ABCDEFGHIJKLMNOPQ".into();
         assert!(matches!(
             BrowserFrame::HostAnnouncement(a).encode(),
-            Err(BrowserError::FieldTooLong { len: 16, .. })
+            Err(BrowserError::FieldTooLong {
+                len: 17,
+                limit: 16,
+                ..
+            })
         ));
+    }
+
+    #[test]
+    fn backup_list_and_master_announcement_layouts() {
+        // A real GetBackupListRequest (Windows 98): count 4, token 42.
+        let req = [0x09, 0x04, 0x2a, 0, 0, 0];
+        let f = BrowserFrame::decode(&req).unwrap();
+        assert_eq!(f.to_string(), "GetBackupListRequest count=4 token=42");
+        assert_eq!(f.encode().unwrap(), req);
+        // A real MasterAnnouncement (Windows 7).
+        let mut ma = vec![0x0d];
+        ma.extend_from_slice(b"WINDOWS7-3\0");
+        let f = BrowserFrame::decode(&ma).unwrap();
+        assert_eq!(f.to_string(), "MasterAnnouncement master=WINDOWS7-3");
+        assert_eq!(f.encode().unwrap(), ma);
+        // A response: [MS-BRWS] layout, count then token then NUL-terminated names.
+        let resp = b"\x0a\x02\x07\0\0\0PEERA\0PEERB\0";
+        let f = BrowserFrame::decode(resp).unwrap();
+        assert_eq!(
+            f.to_string(),
+            "GetBackupListResponse count=2 token=7 servers=PEERA,PEERB"
+        );
+        assert_eq!(f.encode().unwrap(), resp);
+    }
+
+    #[test]
+    fn backup_list_response_count_never_trusted() {
+        // The count claims 255 names; only the two present come out, and a
+        // last name without NUL is kept.
+        let f = BrowserFrame::decode(b"\x0a\xff\x01\0\0\0A\0B").unwrap();
+        let BrowserFrame::GetBackupListResponse(r) = f else {
+            panic!("{f:?}")
+        };
+        assert_eq!((r.count, r.servers.len()), (255, 2));
+        assert_eq!(r.servers, ["A", "B"]);
+        // The count says 1: names after the first are ignored.
+        let f = BrowserFrame::decode(b"\x0a\x01\x01\0\0\0A\0B\0").unwrap();
+        let BrowserFrame::GetBackupListResponse(r) = f else {
+            panic!("{f:?}")
+        };
+        assert_eq!(r.servers, ["A"]);
+        for cut in 1..6 {
+            assert!(matches!(
+                BrowserFrame::decode(&b"\x0a\x01\x01\0\0\0"[..cut]),
+                Err(BrowserError::TooShort { .. })
+            ));
+            assert!(matches!(
+                BrowserFrame::decode(&req_prefix()[..cut]),
+                Err(BrowserError::TooShort { .. })
+            ));
+        }
+    }
+
+    fn req_prefix() -> [u8; 6] {
+        [0x09, 4, 1, 0, 0, 0]
     }
 }

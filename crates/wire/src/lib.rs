@@ -70,8 +70,8 @@ pub mod utf16le;
 pub mod fuzzing;
 
 pub use browser::{
-    Announcement, AnnouncementRequest, BecomeBackup, BrowserError, BrowserFrame, Election,
-    ServerType,
+    Announcement, AnnouncementRequest, BackupListRequest, BackupListResponse, BecomeBackup,
+    BrowserError, BrowserFrame, Election, MasterAnnouncement, ServerType,
 };
 pub use codepage::{CodePage, TextError};
 pub use datagram::{

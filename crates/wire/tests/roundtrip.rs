@@ -196,8 +196,26 @@ fn browser_frame() -> impl Strategy<Value = BrowserFrame> {
         name().prop_map(
             |browser_to_promote| BrowserFrame::BecomeBackup(BecomeBackup { browser_to_promote })
         ),
+        (any::<u8>(), any::<u32>()).prop_map(|(requested_count, token)| {
+            BrowserFrame::GetBackupListRequest(BackupListRequest {
+                requested_count,
+                token,
+            })
+        }),
+        (any::<u32>(), prop::collection::vec(name(), 0..8)).prop_map(|(token, servers)| {
+            BrowserFrame::GetBackupListResponse(BackupListResponse {
+                count: servers.len() as u8,
+                token,
+                servers,
+            })
+        }),
+        name().prop_map(|master_name| {
+            BrowserFrame::MasterAnnouncement(MasterAnnouncement { master_name })
+        }),
         (
-            any::<u8>().prop_filter("unknown opcode", |o| ![1, 2, 8, 11, 12, 15].contains(o)),
+            any::<u8>().prop_filter("unknown opcode", |o| {
+                ![1, 2, 8, 9, 10, 11, 12, 13, 15].contains(o)
+            }),
             prop::collection::vec(any::<u8>(), 0..100)
         )
             .prop_map(|(opcode, bytes)| BrowserFrame::Unknown { opcode, bytes }),
