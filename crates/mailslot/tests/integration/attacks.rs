@@ -397,7 +397,6 @@ fn a_writer_hoarding_descriptors_cannot_lose_another_writers_large_message() -> 
         assert!(answer[4..].bytes().all(|b| b == b'b'));
         break;
     }
-    crate::util::say(format!("{hoarded} of the hoarder's messages came first"));
     // The innocent writer's connection is alive and well.
     innocent.write(b"and more")?;
     loop {
@@ -409,6 +408,7 @@ fn a_writer_hoarding_descriptors_cannot_lose_another_writers_large_message() -> 
             }
         }
     }
+    crate::util::say(format!("{hoarded} of the hoarder's messages were read too"));
     drop(raw);
     holder.finish();
     Ok(())
