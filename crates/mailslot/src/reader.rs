@@ -261,6 +261,11 @@ struct RingConn {
     reading: bool,
     /// Messages in the queue whose records are not yet given back.
     held: usize,
+    /// `pump_ns` of the pass that loaded the ring's tail as cached now,
+    /// and of the load before: records being parsed were published after
+    /// the latter (see `Order`).
+    load_ns: u64,
+    floor_ns: u64,
 }
 
 impl RingConn {
@@ -290,6 +295,75 @@ struct Conn {
     ring: Option<RingConn>,
     /// Messages in `queue` that hold a descriptor (memory files).
     fds: usize,
+    /// What the reader knows about when this writer's frames were sent.
+    order: Order,
+}
+
+/// Bounds on a writer's stamps from what the reader itself observed, so a
+/// writer that lies in its stamps (0 on every frame, say) cannot stay
+/// ahead of the others for longer than it takes the reader to read a
+/// socket's worth of its frames.
+///
+/// - A frame read after the reader found the connection empty was sent
+///   after that moment (`drained`).
+/// - A connection's socket holds at most `in_flight` bytes of the kernel's
+///   accounting, and each frame costs at least its length plus
+///   [`FRAME_COST`], so a frame was sent only after every frame that ends
+///   more than `in_flight` before it had been received: receive times are
+///   kept every 64 KiB of that cost (`marks`).
+/// - A ring record was published after the reader loaded the tail before
+///   it (`RingConn::floor_ns`).
+/// - Stamps on one connection never go down (an honest writer's don't).
+///
+/// An honest writer's stamps always meet these bounds, so clamping never
+/// changes them.
+#[derive(Debug, Default)]
+struct Order {
+    last: u64,
+    drained_ns: u64,
+    /// The cost of every socket frame received so far, and where the last
+    /// mark was taken.
+    cost: u64,
+    marked: u64,
+    marks: VecDeque<(u64, u64)>,
+}
+
+/// The least a frame costs of its sender's socket buffer beyond its bytes
+/// (the kernel's buffer head and bookkeeping: 768 bytes for a small frame
+/// on Linux 6; 512 leaves a margin).
+const FRAME_COST: u64 = 512;
+
+impl Order {
+    fn drained(&mut self, now_ns: u64) {
+        self.drained_ns = self.drained_ns.max(now_ns);
+    }
+
+    /// A socket frame of `len` bytes was received in the pass that
+    /// started at `now_ns`; returns the earliest it can have been sent.
+    fn frame(&mut self, len: usize, now_ns: u64, in_flight: u64) -> u64 {
+        self.cost += len as u64 + FRAME_COST;
+        // Every frame that ended `in_flight` before this one's end was
+        // received before this one could be sent.
+        while let Some(&(end, ns)) = self.marks.front() {
+            if end + in_flight > self.cost {
+                break;
+            }
+            self.drained_ns = self.drained_ns.max(ns);
+            self.marks.pop_front();
+        }
+        if self.cost - self.marked >= 64 << 10 {
+            self.marked = self.cost;
+            self.marks.push_back((self.cost, now_ns));
+        }
+        self.drained_ns
+    }
+
+    /// The stamp to order a message by: the writer's, raised to `floor`
+    /// and to the connection's last.
+    fn clamp(&mut self, stamp: u64, floor: u64) -> u64 {
+        self.last = stamp.max(floor).max(self.last);
+        self.last
+    }
 }
 
 /// The reading end of a mailslot (Windows' mailslot server).
@@ -351,6 +425,9 @@ pub struct Reader {
     starved: Vec<usize>,
     starved_until: Option<Instant>,
     fd_freed: bool,
+    /// The most a writer's socket can hold, in the kernel's accounting
+    /// (see `Order`).
+    in_flight: u64,
     /// Out of descriptors (or memory) to accept with: the listeners are off
     /// the poller until then, or until a connection closes, so that their
     /// waiting backlog does not make every wait return at once.
@@ -491,6 +568,7 @@ impl Reader {
             starved: Vec::new(),
             starved_until: None,
             fd_freed: false,
+            in_flight: sys::socket_buffer_max(),
             dir_owner,
             refused_remote: 0,
             name: name.clone(),
@@ -1084,6 +1162,11 @@ impl Reader {
                 offered: None,
                 ring: None,
                 fds: 0,
+                order: Order {
+                    // Nothing it sends can predate its connection's accept.
+                    drained_ns: 0,
+                    ..Order::default()
+                },
             };
             let idx = match self.free.pop() {
                 Some(i) => i,
@@ -1124,6 +1207,7 @@ impl Reader {
         let mut got_bytes = 0usize;
         let mut broken = false;
         let mut starved = false;
+        let pump_ns = self.pump_ns;
         // Unbounded (`info()`) takes what the kernel held when it started and
         // no more: writers that keep refilling their buffers must not make
         // it read, and hold, without end (issue 8). Likewise for the ring.
@@ -1162,10 +1246,11 @@ impl Reader {
             let before = conn.queue.len();
             // Decode one frame, from the ring or the socket: was it valid,
             // and how long.
-            let (ok, len) = if let (true, Some(rc)) = (on_ring, conn.ring.as_mut()) {
+            let (ok, len, floor) = if let (true, Some(rc)) = (on_ring, conn.ring.as_mut()) {
                 if ring_budget.is_some_and(|b| rc.ring.position() >= b) {
                     break;
                 }
+                let loaded = rc.ring.cached_tail();
                 match rc.ring.next() {
                     Err(_) => {
                         broken = true;
@@ -1204,6 +1289,12 @@ impl Reader {
                         continue;
                     }
                     Ok(Some(Record::Frame { off, len })) => {
+                        if rc.ring.cached_tail() != loaded {
+                            // Records up to the tail just loaded were
+                            // published after the previous load.
+                            rc.floor_ns = rc.load_ns;
+                            rc.load_ns = self.pump_ns;
+                        }
                         let ok = decode_ring_frame(
                             &rc.ring,
                             off,
@@ -1214,7 +1305,7 @@ impl Reader {
                             &mut conn.queue,
                             &mut self.spare,
                         );
-                        (ok, len)
+                        (ok, len, rc.floor_ns)
                     }
                 }
             } else {
@@ -1250,7 +1341,11 @@ impl Reader {
                 }
                 let (len, truncated, fd) = match r {
                     Ok(sys::Recv::Frame { len, truncated, fd }) => (len, truncated, fd),
-                    Ok(sys::Recv::WouldBlock) => break,
+                    Ok(sys::Recv::WouldBlock) => {
+                        // Drained: whatever comes next was sent after now.
+                        conn.order.drained(self.pump_ns);
+                        break;
+                    }
                     Ok(sys::Recv::Closed) | Err(_) => {
                         conn.eof = true;
                         break;
@@ -1280,6 +1375,10 @@ impl Reader {
                                             wake,
                                             reading: false,
                                             held: 0,
+                                            // Nothing is written before the
+                                            // answer, sent after now.
+                                            load_ns: pump_ns,
+                                            floor_ns: pump_ns,
                                         })
                                         .ok(),
                                     Err(_) => None,
@@ -1317,7 +1416,7 @@ impl Reader {
                         &mut conn.queue,
                         &mut self.spare,
                     );
-                (ok, len)
+                (ok, len, conn.order.frame(len, self.pump_ns, self.in_flight))
             };
             if !ok {
                 conn.queue.truncate(before);
@@ -1326,6 +1425,12 @@ impl Reader {
                 break;
             }
             got_bytes += len;
+            // Stamps are the writer's word: each is raised to what the
+            // reader can prove about when it was written, and to the
+            // connection's last (see `Order`).
+            for p in conn.queue.range_mut(before..) {
+                p.stamp = conn.order.clamp(p.stamp, floor);
+            }
             // The network socket carries only messages with an origin.
             if conn.net_only && conn.queue.range(before..).any(|p| p.origin.is_none()) {
                 conn.queue.truncate(before);

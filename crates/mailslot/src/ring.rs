@@ -312,6 +312,11 @@ impl RingReader {
         self.read
     }
 
+    /// The tail as last loaded: records up to it were published by then.
+    pub(crate) fn cached_tail(&self) -> u64 {
+        self.tail
+    }
+
     /// The tail the writer has published.
     pub(crate) fn tail(&self) -> u64 {
         self.map.atomic_u64(TAIL).load(Ordering::SeqCst)

@@ -333,6 +333,18 @@ pub(crate) fn nofile_limit() -> u64 {
         .unwrap_or(1 << 20)
 }
 
+/// The most a Unix socket connection can hold unread, in the kernel's
+/// accounting: a sender's buffer is at most twice `net.core.wmem_max`
+/// (read from `/proc`; 212 992 when unreadable). Root may exceed it
+/// (`SO_SNDBUFFORCE`); root is trusted.
+pub(crate) fn socket_buffer_max() -> u64 {
+    let wmem_max = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(212_992);
+    2 * wmem_max
+}
+
 /// Credentials of a connected peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Cred {

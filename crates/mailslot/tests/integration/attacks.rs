@@ -413,3 +413,63 @@ fn a_writer_hoarding_descriptors_cannot_lose_another_writers_large_message() -> 
     holder.finish();
     Ok(())
 }
+
+/// Item 11: stamps are the writer's word. A writer that stamps every frame
+/// 0 and keeps writing used to stay ahead of every other writer for as
+/// long as it wrote (a victim's message waited 32 million messages). Each
+/// stamp is now raised to what the reader observed, so the liar gains at
+/// most about a socket's worth of its own frames.
+#[test]
+fn a_writer_lying_in_its_stamps_cannot_starve_the_others() -> TestResult {
+    let (tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\attack\stamps");
+    let mut reader = Reader::create_in(&ns, &name, &ReaderOptions::default())?;
+    const FLOOD: usize = 200_000;
+    let raw = raw_client(tmp.path(), &name);
+    let liar = std::thread::spawn(move || {
+        let mut frame = header(0, 0, 4);
+        frame[8..16].copy_from_slice(&0u64.to_le_bytes());
+        frame.extend_from_slice(b"liar");
+        for _ in 0..FLOOD {
+            if rustix::net::send(&raw, &frame, SendFlags::NOSIGNAL).is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf = [0u8; 16];
+    // The flood is on.
+    for _ in 0..10_000 {
+        reader.read(&mut buf)?;
+    }
+    let victim = Writer::open_in(&ns, &name)?;
+    victim.write(b"victim")?;
+    let mut overtaken = 0usize;
+    loop {
+        let n = reader.read(&mut buf)?;
+        if &buf[..n] == b"victim" {
+            break;
+        }
+        overtaken += 1;
+    }
+    crate::util::say(format!(
+        "the victim's message came after {overtaken} of the liar's (flood of {FLOOD})"
+    ));
+    // What one socket can hold of 20-byte frames (see the reader's
+    // `Order`), plus a batch per pass.
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_max")?
+        .trim()
+        .parse()?;
+    let bound = 2 * wmem_max / (20 + 512) + 3000;
+    assert!(
+        overtaken <= bound,
+        "a liar overtook {overtaken} messages written after it (bound {bound})"
+    );
+    // Drain the rest so the liar finishes.
+    while reader
+        .read_timeout_once(&mut buf, Some(Duration::from_millis(200)))
+        .is_ok()
+    {}
+    drop(reader);
+    liar.join().expect("liar");
+    Ok(())
+}
