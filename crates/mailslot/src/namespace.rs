@@ -1006,4 +1006,77 @@ mod tests {
         assert_eq!(Meta::decode(&text[..text.len() / 2]), None);
         assert_eq!(Meta::decode("garbage"), None);
     }
+
+    #[test]
+    fn metadata_file_mode_follows_who_may_connect() {
+        let m = |mode, accept_remote| {
+            Meta {
+                name: String::new(),
+                pid: 0,
+                uid: 0,
+                gid: 0,
+                mode,
+                max_message_size: 0,
+                created_ms: 0,
+                accept_remote,
+                shared: false,
+                recycle: false,
+                announce: false,
+                ring: false,
+            }
+            .file_mode()
+        };
+        assert_eq!(m(0o600, false), 0o600);
+        assert_eq!(m(0o620, false), 0o640);
+        assert_eq!(m(0o660, false), 0o640);
+        assert_eq!(m(0o666, false), 0o644);
+        assert_eq!(m(0o602, false), 0o644);
+        assert_eq!(m(0o600, true), 0o644);
+    }
+
+    /// The trust cache sees every kind of change, never trusts nobody, and
+    /// costs one `fstatat` per call while the file is unchanged.
+    #[test]
+    fn trusted_uids_follow_the_file_and_never_include_nobody() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let ns = Namespace::at(tmp.path()).unwrap();
+        let path = tmp.path().join(TRUSTED_UIDS_FILE);
+        let mut t = TrustedUids::new();
+        assert!(t.get(&ns).is_empty());
+        // Believed only from root, so as another user the file gives nothing.
+        let root = sys::euid() == 0;
+        let want = |uids: &[u32]| if root { uids.to_vec() } else { Vec::new() };
+        let replace = |text: &str| {
+            let tmp_file = path.with_extension("new");
+            std::fs::write(&tmp_file, text).unwrap();
+            std::fs::set_permissions(&tmp_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::fs::rename(&tmp_file, &path).unwrap();
+        };
+        replace("# the daemon\n65534\n1234 # mailslot\n");
+        assert_eq!(t.get(&ns), want(&[1234]));
+        assert_eq!(trusted_uids(&ns), want(&[1234]));
+        replace("4321\n");
+        assert_eq!(t.get(&ns), want(&[4321]));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(t.get(&ns).is_empty(), "a world-writable file is ignored");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(t.get(&ns), want(&[4321]));
+        let n = 100_000;
+        let t0 = std::time::Instant::now();
+        for _ in 0..n {
+            assert_eq!(t.get(&ns).len(), want(&[4321]).len());
+        }
+        let cached = t0.elapsed() / n;
+        let t0 = std::time::Instant::now();
+        for _ in 0..n / 10 {
+            assert_eq!(trusted_uids(&ns).len(), want(&[4321]).len());
+        }
+        eprintln!(
+            "trusted uids on an unchanged file: {cached:?} per call cached, {:?} read each time",
+            t0.elapsed() / (n / 10)
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert!(t.get(&ns).is_empty());
+    }
 }
