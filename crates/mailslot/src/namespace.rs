@@ -921,18 +921,19 @@ fn read_trusted_uids(ns: &Namespace) -> (Option<FileKey>, Vec<u32>) {
 /// file (a new inode), writing it (mtime, size) or changing its owner or
 /// mode (ctime) all change the key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileKey([i64; 7]);
+struct FileKey([i128; 7]);
 
 impl FileKey {
     fn of(st: &sys::Stat) -> FileKey {
+        // `i128::from`: the fields' types differ between architectures.
         FileKey([
-            st.st_dev as i64,
-            st.st_ino as i64,
-            st.st_size as i64,
-            st.st_mtime as i64,
-            st.st_mtime_nsec as i64,
-            st.st_ctime as i64,
-            st.st_ctime_nsec as i64,
+            i128::from(st.st_dev),
+            i128::from(st.st_ino),
+            i128::from(st.st_size),
+            i128::from(st.st_mtime),
+            i128::from(st.st_mtime_nsec),
+            i128::from(st.st_ctime),
+            i128::from(st.st_ctime_nsec),
         ])
     }
 }
