@@ -130,6 +130,23 @@ fn the_daemon_runs_as_its_own_user_and_refuses_nobody() {
     assert_eq!(listed, [uid.to_string()], "{text}");
     d.signal("TERM");
     assert!(d.wait_exit(T).success());
+    assert!(
+        !d.err_lines().iter().any(|l| l.contains("WARNING")),
+        "{:?}",
+        d.err_lines()
+    );
+
+    // Started unprivileged as a uid the slots do not trust: it runs, and
+    // says that readers will refuse its deliveries.
+    let mut d = daemon(dir, as_user(PLANTER, BIN), &[]);
+    let warning = d.wait_err("WARNING", T);
+    assert!(
+        warning.contains(&format!("will refuse deliveries from uid {PLANTER}")),
+        "{warning}"
+    );
+    d.wait_err("ready:", T);
+    d.signal("TERM");
+    assert!(d.wait_exit(T).success());
 }
 
 fn stem(bare: &str) -> String {

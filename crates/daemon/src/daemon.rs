@@ -200,6 +200,15 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
             ));
         }
     }
+    // Readers check trust when the daemon connects; say now if they will refuse.
+    let uid = sys::euid();
+    if !ns.trusts_network_deliveries_from(uid) {
+        log(format_args!(
+            "WARNING: slots in {} will refuse deliveries from uid {uid}: {}/{TRUSTED_UIDS_FILE} (root-owned, not group- or world-writable) does not list it; start the daemon as root so that it writes the file, or list uid {uid} there",
+            ns.dir().display(),
+            ns.dir().display()
+        ));
+    }
     // 3. Signals: flags only, no thread.
     let stop = Arc::new(AtomicBool::new(false));
     let usr1 = Arc::new(AtomicBool::new(false));

@@ -150,6 +150,16 @@ impl Namespace {
         self.fd.as_fd()
     }
 
+    /// Whether slots here accept network deliveries from `uid` on their
+    /// network socket: root, the directory's owner, or a uid listed in the
+    /// root-owned `.trusted-uids` file (never 65534, `nobody`). The daemon
+    /// checks its own uid with it, to warn when readers would refuse it.
+    pub fn trusts_network_deliveries_from(&self, uid: u32) -> bool {
+        uid == 0
+            || sys::fstat(self.fd()).is_ok_and(|st| st.st_uid == uid)
+            || trusted_uids(self).contains(&uid)
+    }
+
     pub(crate) fn path_of(&self, file: &str) -> PathBuf {
         self.dir.join(file)
     }
