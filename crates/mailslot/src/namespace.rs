@@ -702,8 +702,7 @@ impl Claim {
             }
             // Stale files of a crashed reader of ours go first.
             remove_sockets(ns, &stem);
-            meta.write(ns, &stem)
-                .map_err(io_err("writing the slot's metadata", &display))?;
+            write_own_meta(ns, &stem, &display, meta)?;
             return Ok(Claim { lock: fd });
         }
         Err(Error::Io {
@@ -839,8 +838,7 @@ fn join_shared(
             return Ok(None);
         }
         remove_sockets(ns, stem);
-        meta.write(ns, stem)
-            .map_err(io_err("writing the slot's metadata", display))?;
+        write_own_meta(ns, stem, display, meta)?;
         // Downgrading is not atomic: if an exclusive reader slips in, the
         // next round reports the conflict.
         if !sys::try_flock(fd.as_fd(), false).map_err(io_err("locking the lock file", display))? {
@@ -864,6 +862,26 @@ fn join_shared(
         return Ok(None);
     }
     Ok(Some(Claim { lock: fd }))
+}
+
+/// Writes the slot's metadata while holding its lock; metadata another user
+/// left there (which the sticky directory keeps us from replacing) is named
+/// as such.
+fn write_own_meta(ns: &Namespace, stem: &str, display: &str, meta: &Meta) -> Result<()> {
+    let file = format!("{stem}.meta");
+    match sys::stat_at(ns.fd(), &file) {
+        Ok(st) if st.st_uid != meta.uid && meta.uid != 0 => Err(Error::UnsafeFile {
+            name: display.to_string(),
+            path: ns.path_of(&file),
+            problem: format!(
+                "it belongs to uid {}, not to uid {} who owns the name (planted?); root can remove it",
+                st.st_uid, meta.uid
+            ),
+        }),
+        _ => meta
+            .write(ns, stem)
+            .map_err(io_err("writing the slot's metadata", display)),
+    }
 }
 
 /// Removes every socket of the slot (only while nobody else holds it).

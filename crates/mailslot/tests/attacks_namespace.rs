@@ -69,7 +69,8 @@ fn child_entry() {
 /// - `remote NAME` — a network origin on `STEM.net.sock`, as the daemon does;
 /// - `pin NAME` — opens `STEM.lock` read-only and takes an exclusive flock
 ///   on it, kept until the child ends (the attack on a crashed reader);
-/// - `meta NAME` — reads `STEM.meta`;
+/// - `meta NAME` — reads `STEM.meta`; `plant NAME` — writes a `STEM.meta`
+///   that claims uid 0 and pid 1;
 /// - `clean` — `list --clean`'s `clean_stale`; `list` — the listed names.
 fn user_child() {
     let dir = std::env::var("ATTACK_DIR").unwrap();
@@ -128,6 +129,15 @@ fn user_child() {
             "meta" => std::fs::read_to_string(file(dir, w[1], "meta"))
                 .map(|_| String::new())
                 .map_err(|e| format!("err meta: {e}")),
+            "plant" => std::fs::write(
+                file(dir, w[1], "meta"),
+                format!(
+                    "version=1\nname={}\npid=1\nuid=0\ngid=0\nmode=666\nmax_message_size=0\ncreated_ms=0\n",
+                    slot(w[1]).path()
+                ),
+            )
+            .map(|()| String::new())
+            .map_err(|e| format!("err plant: {e}")),
             "clean" => lib(ns.clean_stale().map(|n| n.to_string())),
             "list" => lib(ns
                 .list()
@@ -270,6 +280,15 @@ fn metadata_is_readable_only_by_users_who_may_connect_and_believed_only_from_its
     assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
     assert_eq!(ns.accepts_remote(&slot("wide")), None);
     assert!(!listed(&ns).contains(&r"\\.\mailslot\wide".to_string()));
+
+    // Metadata planted before the owner creates the name: named, not used.
+    assert_eq!(other.ask("plant squatted"), "ok");
+    let a = owner.ask("create squatted 666");
+    assert!(a.contains("belongs to uid 4702"), "{a}");
+    assert!(matches!(
+        Writer::open_in(&ns, &slot("squatted")),
+        Err(Error::NotFound { .. })
+    ));
     other.finish();
     owner.finish();
 }
