@@ -67,12 +67,13 @@ fn meta(name: &str, pid: u32, uid: u32) -> String {
 }
 
 /// A planted slot made live: the planter holds an exclusive flock on its
-/// lock file for as long as the returned process runs.
+/// lock file for as long as the returned process runs (`--no-fork`: one
+/// process, which the test kills, and the pid in `/proc/locks`).
 fn hold_lock(dir: &Path, stem: &str) -> Proc {
     let lock = dir.join(format!("{stem}.lock"));
     plant(dir, &format!("{stem}.lock"), "");
     let mut c = as_user(PLANTER, "flock");
-    c.args(["--exclusive", "--nonblock"])
+    c.args(["--exclusive", "--nonblock", "--no-fork"])
         .arg(&lock)
         .args(["-c", "echo locked >&2; exec sleep 600"]);
     let mut p = Proc::spawn(&format!("lock holder {stem}"), c);
