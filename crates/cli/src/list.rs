@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::output::{print_line, user_name};
+use crate::output::{escape_control, print_line, user_name};
 use crate::{Failure, namespace};
 
 /// Arguments of `mailslot list`.
@@ -71,11 +71,14 @@ pub fn run(args: Args, dir: Option<&Path>) -> Result<u8, Failure> {
         } else {
             s.readers.to_string()
         };
+        // The library lists only names that map to their files (no control
+        // characters); escaping here keeps any other text from steering the
+        // terminal.
         lines.push(format!(
             "{:<40} {:>8} {:<12} {:>5} {:>10} {:>8}",
-            s.name,
+            escape_control(&s.name),
             s.pid,
-            user_name(s.uid),
+            escape_control(&user_name(s.uid)),
             format!("{:04o}", s.mode),
             max,
             readers

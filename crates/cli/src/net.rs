@@ -234,7 +234,7 @@ pub fn send_messenger(
 
 const DAEMON_HELP: &str = "\
 The daemon binds UDP 138 (as root, or from systemd socket activation), then drops
-privileges to --user (default: `mailslot` if it exists, else `nobody`) and delivers each
+privileges to --user (default: the dedicated system user `mailslot`; never `nobody`) and delivers each
 mailslot datagram addressed to one of our names to the local slot named after
 \\MAILSLOT\\. Our names: NETBIOS_NAME<00>, NETBIOS_NAME<03> with --messenger,
 WORKGROUP<00>, and every --also-receive NAME<XX>.
@@ -278,7 +278,7 @@ pub struct DaemonArgs {
     /// Own NETBIOS_NAME<03> and receive Messenger messages (slot messngr).
     #[arg(long)]
     pub messenger: bool,
-    /// User to run as after binding (default: mailslot if it exists, else nobody; `root` keeps root).
+    /// User to run as after binding (default: mailslot; `nobody` is refused; `root` keeps root).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
     /// Configuration file (default: /etc/mailslot/mailslotd.toml if it exists).

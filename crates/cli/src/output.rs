@@ -98,6 +98,25 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// Text for a terminal: control characters (C0, DEL, C1: escape sequences
+/// start with them) and the bidirectional overrides and isolates (which
+/// reorder what follows on the line) become `\u{XX}`; everything else,
+/// backslashes included, stays as it is. For names, which contain
+/// backslashes and are shown in columns.
+pub fn escape_control(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Lowercase hex.
 pub fn hex(data: &[u8]) -> String {
     let mut s = String::with_capacity(data.len() * 2);
@@ -130,5 +149,19 @@ pub fn print_line(line: &str) -> io::Result<bool> {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_control_neutralises_terminal_sequences_and_keeps_backslashes() {
+        assert_eq!(
+            escape_control("\\\\.\\mailslot\\a\u{1b}]0;x\u{7}\u{9b}2J\u{202e}b"),
+            "\\\\.\\mailslot\\a\\u{1b}]0;x\\u{7}\\u{9b}2J\\u{202e}b"
+        );
+        assert_eq!(escape_control("plain ünïcode"), "plain ünïcode");
     }
 }

@@ -45,6 +45,7 @@ fn prerequisites() -> bool {
 }
 
 fn start_daemon(lab: &Lab, verbose: bool) -> Proc {
+    lab::daemon_user();
     let mut c = lab.cmd(&lab.a, BIN);
     c.args([
         "daemon",

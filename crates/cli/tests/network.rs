@@ -54,6 +54,7 @@ fn rustix_euid() -> u32 {
 const T: Duration = Duration::from_secs(20);
 
 fn start_daemon(lab: &Lab, ns: &str, args: &[&str]) -> Proc {
+    lab::daemon_user();
     let mut c = lab.mailslot(ns);
     c.arg("daemon").args(args);
     let mut p = Proc::spawn("daemon", c);
@@ -176,12 +177,13 @@ fn unique_group_and_star_sends_reach_the_right_slots_with_their_sender() {
     assert_eq!(text(&s[0]), "to everyone");
     assert_eq!(s[0]["sender"]["dest_name"], "TESTGRP<00>");
 
-    // The daemon dropped its privileges: every uid is nobody's.
+    // The daemon dropped its privileges: every uid is its own user's.
     let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap();
     let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    let own = lab::daemon_user().to_string();
     assert_eq!(
         uids.split_whitespace().skip(1).collect::<Vec<_>>(),
-        ["65534"; 4],
+        [own.as_str(); 4],
         "{uids}"
     );
     let groups = status.lines().find(|l| l.starts_with("Groups:")).unwrap();
@@ -869,15 +871,16 @@ fn socket_activation_runs_unprivileged_and_notifies_readiness() {
     }
     let lab = Lab::new("ms", 70);
     let (a, b) = (lab.a.clone(), lab.b.clone());
-    // What tmpfiles.d/mailslot.conf does at boot: trust nobody's deliveries.
-    std::fs::write(lab.dir.path().join(".trusted-uids"), "65534\n").unwrap();
+    // What the packaging does: trust the daemon's own user.
+    let uid = lab::daemon_user();
+    std::fs::write(lab.dir.path().join(".trusted-uids"), format!("{uid}\n")).unwrap();
     let notify = lab.dir.path().join("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
     run(Command::new("chmod").arg("666").arg(&notify));
     sock.set_read_timeout(Some(T)).unwrap();
     let mut slot = listen(&lab, &a, "activated", 1, &[]);
     // systemd-socket-activate binds UDP 138 as root, then the daemon starts
-    // as nobody from the beginning.
+    // as its own user from the beginning.
     let mut c = lab.cmd(&a, "systemd-socket-activate");
     c.args([
         "--datagram",
@@ -888,8 +891,8 @@ fn socket_activation_runs_unprivileged_and_notifies_readiness() {
         "--listen",
         &format!("{}:138", lab.ip(1)),
         "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
+        &format!("--reuid={uid}"),
+        &format!("--regid={uid}"),
         "--clear-groups",
         BIN,
         "daemon",
@@ -918,6 +921,6 @@ fn socket_activation_runs_unprivileged_and_notifies_readiness() {
     assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
     let m = slot.json_lines(1, T);
     assert_eq!(text(&m[0]), "via systemd");
-    assert_eq!(m[0]["sender"]["uid"], 65534);
+    assert_eq!(m[0]["sender"]["uid"], uid);
     assert_eq!(m[0]["sender"]["source_name"], "PEERB<00>");
 }

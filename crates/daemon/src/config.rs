@@ -11,7 +11,7 @@
 //! messenger = true              # also own LINUXBOX<03> (net send)
 //! also_receive = ["WORKGROUP<1E>"]
 //! allow = ["browse", "messngr", "chat"]
-//! user = "nobody"
+//! user = "mailslot"
 //! nbns = true
 //! nmbd_socket_dir = "/run/samba/nmbd"   # receive beside nmbd (default: when it owns 138)
 //! ```

@@ -20,6 +20,13 @@ use crate::sys;
 /// their network socket (see the `mailslot` crate's reader).
 pub const TRUSTED_UIDS_FILE: &str = ".trusted-uids";
 
+/// The dedicated system user the daemon runs as by default. Readers trust
+/// its uid on their network sockets, so no other program may share it.
+pub const DEFAULT_USER: &str = "mailslot";
+
+/// How to create [`DEFAULT_USER`], for error messages.
+const CREATE_USER: &str = "useradd --system --no-create-home --shell /usr/sbin/nologin mailslot";
+
 /// With `--verbose`, how often the counters are logged.
 const STATS_EVERY: Duration = Duration::from_secs(60);
 
@@ -35,7 +42,8 @@ pub struct DaemonOptions {
     /// Only these slots receive (None: every slot that accepts network messages).
     pub allow: Option<Vec<SlotName>>,
     /// Drop privileges to this user after binding (when started as root).
-    /// `None`: `mailslot` if that user exists, else `nobody`.
+    /// `None`: [`DEFAULT_USER`]. Never `nobody` (see
+    /// [`DaemonError::SharedIdentity`]).
     pub user: Option<String>,
     /// Answer name queries for our unique names on this UDP port (137).
     pub nbns_port: Option<u16>,
@@ -61,9 +69,21 @@ pub enum DaemonError {
     },
     /// The privilege-drop user does not exist.
     #[error(
-        "user {0:?} does not exist in /etc/passwd; create it or pick another with --user (e.g. nobody)"
+        "user {0:?} does not exist in /etc/passwd; create the daemon's system user with `{CREATE_USER}` (or install the mailslot package), or name another dedicated user with --user"
     )]
     NoSuchUser(String),
+    /// The daemon would run as `nobody` (uid 65534, or a user named `nobody`
+    /// or `nogroup`): other programs run as it too, and every slot trusts
+    /// the daemon's uid to deliver network messages.
+    #[error(
+        "refusing to run as {user} (uid {uid}): other programs run as that user too, and slots trust the daemon's uid to deliver network messages, so any of them could forge network senders; create a dedicated system user with `{CREATE_USER}` (or install the mailslot package) and run the daemon as it (--user {DEFAULT_USER}, or start it as root)"
+    )]
+    SharedIdentity {
+        /// The user's name (or its uid when it has none).
+        user: String,
+        /// Its uid.
+        uid: u32,
+    },
     /// Dropping privileges failed; the daemon refuses to run as root.
     #[error("cannot drop privileges to {user} (uid {uid}): {source}")]
     DropPrivileges {
@@ -151,23 +171,30 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
         }
         None => None,
     };
-    // 2. Drop privileges before any thread exists.
+    // 2. Drop privileges before any thread exists, to an identity no other
+    //    program shares: readers trust it with network origins.
     if sys::euid() != 0 {
+        let uid = sys::euid();
+        let name = sys::user_name(uid);
+        if shares_identity(uid, name.as_deref()) {
+            return Err(DaemonError::SharedIdentity {
+                user: name.unwrap_or_else(|| uid.to_string()),
+                uid,
+            });
+        }
         if let Some(u) = &opts.user {
             log(format_args!(
-                "not started as root: running as uid {} (--user {u} is ignored)",
-                sys::euid()
+                "not started as root: running as uid {uid} (--user {u} is ignored)"
             ));
         }
     } else {
-        let user = match &opts.user {
-            Some(u) => u.clone(),
-            None if sys::lookup_user("mailslot").is_some() => "mailslot".into(),
-            None => "nobody".into(),
-        };
+        let user = opts.user.clone().unwrap_or_else(|| DEFAULT_USER.into());
         if user != "root" {
             let (uid, gid) =
                 sys::lookup_user(&user).ok_or_else(|| DaemonError::NoSuchUser(user.clone()))?;
+            if shares_identity(uid, Some(&user)) {
+                return Err(DaemonError::SharedIdentity { user, uid });
+            }
             write_trusted_uids(ns, uid)?;
             sys::drop_privileges(uid, gid).map_err(|source| DaemonError::DropPrivileges {
                 user: user.clone(),
@@ -179,6 +206,15 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
                 "--user root: NOT dropping privileges (not recommended)"
             ));
         }
+    }
+    // Readers check trust when the daemon connects; say now if they will refuse.
+    let uid = sys::euid();
+    if !ns.trusts_network_deliveries_from(uid) {
+        log(format_args!(
+            "WARNING: slots in {} will refuse deliveries from uid {uid}: {}/{TRUSTED_UIDS_FILE} (root-owned, not group- or world-writable) does not list it; start the daemon as root so that it writes the file, or list uid {uid} there",
+            ns.dir().display(),
+            ns.dir().display()
+        ));
     }
     // 3. Signals: flags only, no thread.
     let stop = Arc::new(AtomicBool::new(false));
@@ -503,10 +539,10 @@ fn deliver(ns: &Namespace, d: &Delivery) -> Result<Writer, &'static str> {
         Ok(w) => w,
         Err(SlotError::NotFound { .. }) => {
             // Class 2: no reader means the message is lost, silently. Tell
-            // "no reader" from "refuses network messages" by its metadata.
-            let meta = ns.dir().join(format!("{}.meta", d.slot.file_stem()));
-            let refuses = std::fs::read_to_string(meta)
-                .is_ok_and(|m| m.len() < 4096 && m.contains("\naccept_remote=0"));
+            // "no reader" from "refuses network messages" by its metadata,
+            // read the namespace's way: never blocking on a planted FIFO,
+            // never more than a few KiB of a planted huge file.
+            let refuses = ns.accepts_remote(&d.slot) == Some(false);
             return Err(if refuses {
                 "refuses-network"
             } else {
@@ -566,6 +602,12 @@ fn answer_queries(sock: &UdpSocket, buf: &mut [u8], names: &NameTable, verbose: 
             ));
         }
     }
+}
+
+/// Whether `uid` (named `name`) is `nobody`'s identity, which unrelated
+/// programs share: uid 65534, or a user named `nobody` or `nogroup`.
+fn shares_identity(uid: u32, name: Option<&str>) -> bool {
+    uid == 65534 || matches!(name, Some("nobody" | "nogroup"))
 }
 
 /// Writes `NSDIR/.trusted-uids` with `uid`, as root: a new file (never

@@ -47,7 +47,8 @@
 //!
 //! * The daemon binds its ports as root (or receives UDP 138 from systemd
 //!   socket activation and never is root), then drops to an unprivileged
-//!   user (`mailslot` when it exists, else `nobody`, or `--user`) with
+//!   dedicated system user (`mailslot`, or `--user`; never `nobody`, whose
+//!   uid other programs share) with
 //!   `setgroups([])`, `setresgid`, `setresuid` while the process is still
 //!   single-threaded (Linux applies these per thread), and verifies in
 //!   `/proc/self/status` that every uid and gid is the target.

@@ -2,7 +2,7 @@
 //!
 //! Provides:
 //!
-//! - privileges: [`lookup_user`] (`/etc/passwd`), [`drop_privileges`]
+//! - privileges: [`lookup_user`] and [`user_name`] (`/etc/passwd`), [`drop_privileges`]
 //!   (`setgroups`, `setresgid`, `setresuid`), [`read_ids`]
 //!   (`/proc/self/status`), [`thread_count`];
 //! - interfaces: [`interfaces`] and [`local_addr_for`], re-exported from
@@ -27,13 +27,22 @@ pub fn euid() -> u32 {
 
 /// A user from `/etc/passwd`: `(uid, gid)`.
 ///
-/// Reads the file directly (no NSS): system users such as `nobody` or a
-/// `mailslot` service user are local accounts.
+/// Reads the file directly (no NSS): system users such as the `mailslot`
+/// service user are local accounts.
 pub fn lookup_user(name: &str) -> Option<(u32, u32)> {
     let text = std::fs::read_to_string("/etc/passwd").ok()?;
     text.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
         (f.len() >= 4 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+    })
+}
+
+/// The name of `uid` in `/etc/passwd` (no NSS, like [`lookup_user`]).
+pub fn user_name(uid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 4 && f[2].parse() == Ok(uid)).then(|| f[0].to_string())
     })
 }
 

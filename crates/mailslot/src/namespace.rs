@@ -10,9 +10,14 @@
 //!
 //! - `STEM.lock` — the reader holds an exclusive `flock` on it for its whole
 //!   life; a name whose lock is free is stale and may be reclaimed, only while
-//!   holding that lock;
+//!   holding that lock. Mode 0600: no other user can open it, so none can
+//!   hold its lock and pin a crashed reader's name;
 //! - `STEM.meta` — what writers and `list` need (real name, max message size,
-//!   owner, mode, creation time), written whole and renamed into place;
+//!   owner, mode, creation time), written whole and renamed into place.
+//!   Readable only by those who may connect to one of the slot's sockets
+//!   (0600 for a private slot that refuses network messages, 0644 when
+//!   everyone may connect to one), and believed only when its file's owner
+//!   is the uid it names;
 //! - `STEM.sock` — the reader's listening `SOCK_SEQPACKET` socket, with the
 //!   slot's mode.
 //! - `STEM.net.sock` — only for slots that accept network messages: a second
@@ -145,11 +150,30 @@ impl Namespace {
         self.fd.as_fd()
     }
 
+    /// Whether slots here accept network deliveries from `uid` on their
+    /// network socket: root, the directory's owner, or a uid listed in the
+    /// root-owned `.trusted-uids` file (never 65534, `nobody`). The daemon
+    /// checks its own uid with it, to warn when readers would refuse it.
+    pub fn trusts_network_deliveries_from(&self, uid: u32) -> bool {
+        uid == 0
+            || sys::fstat(self.fd()).is_ok_and(|st| st.st_uid == uid)
+            || trusted_uids(self).contains(&uid)
+    }
+
     pub(crate) fn path_of(&self, file: &str) -> PathBuf {
         self.dir.join(file)
     }
 
-    /// Lists the live slots, sorted by name.
+    /// Lists the live slots whose metadata this user may read (its own, and
+    /// those whose mode lets it write or that accept network messages),
+    /// sorted by name.
+    ///
+    /// Nothing is taken from the metadata's text that the files themselves
+    /// can tell: the owner ([`SlotInfo::uid`], [`SlotInfo::gid`]) is the lock
+    /// file's, the pid is a holder of the lock in the kernel's lock table, the
+    /// mode is the socket's. A slot whose metadata belongs to another user
+    /// than its lock file, or whose name does not map to its file, is left
+    /// out: someone planted it.
     pub fn list(&self) -> Result<Vec<SlotInfo>> {
         let locked = LockTable::read();
         let mut out = Vec::new();
@@ -157,18 +181,61 @@ impl Namespace {
             let Ok(lock) = sys::stat_at(self.fd(), &format!("{stem}.lock")) else {
                 continue;
             };
-            let holders = locked.holders(self, &stem, &lock);
-            if holders == 0 {
+            if !is_regular(&lock) {
                 continue;
             }
-            if let Ok(meta) = Meta::read(self, &stem) {
-                let mut info = meta.into_info();
-                info.readers = holders;
-                out.push(info);
+            let holders = locked.holders(self, &stem, &lock);
+            if holders.count == 0 {
+                continue;
             }
+            let Ok((meta, meta_st)) = Meta::read_unchecked(self, &stem) else {
+                continue;
+            };
+            if meta_st.st_uid != lock.st_uid {
+                continue;
+            }
+            let Ok(name) = SlotName::parse(&meta.name) else {
+                continue;
+            };
+            if name.file_stem() != stem {
+                continue;
+            }
+            let mut info = meta.into_info();
+            info.name = name.path();
+            info.uid = lock.st_uid;
+            info.gid = lock.st_gid;
+            if let Some(&pid) = holders.pids.first() {
+                if !holders.pids.contains(&info.pid) {
+                    info.pid = pid;
+                }
+            }
+            if let Ok(sock) = sys::stat_at(self.fd(), &format!("{stem}.sock")) {
+                if is_socket(&sock) && sock.st_uid == lock.st_uid {
+                    info.mode = sock.st_mode & 0o777;
+                }
+            }
+            info.readers = holders.count;
+            out.push(info);
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    /// Whether the slot `name` accepts network messages, as its metadata
+    /// says: how the mailslot daemon tells "no reader" from "refuses network
+    /// messages" when a slot has no network socket.
+    ///
+    /// `None` when no slot of that name has well-formed metadata. Reading it
+    /// never blocks (a planted FIFO is refused), never follows a symbolic
+    /// link and reads at most 4 KiB. Metadata this user may not read is that
+    /// of a private slot that refuses network messages (a slot that accepts
+    /// them has world-readable metadata), so it gives `Some(false)`.
+    pub fn accepts_remote(&self, name: &SlotName) -> Option<bool> {
+        match Meta::read(self, &name.file_stem()) {
+            Ok(m) => Some(m.accept_remote),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Some(false),
+            Err(_) => None,
+        }
     }
 
     /// Removes the files of crashed readers that this user may remove
@@ -222,11 +289,11 @@ impl Namespace {
 pub struct SlotInfo {
     /// The slot's name as its reader created it, `\\.\mailslot\NAME`.
     pub name: String,
-    /// The reader's process id.
+    /// The reader's process id (a holder of the slot's lock).
     pub pid: u32,
-    /// The reader's user id.
+    /// The reader's user id: the owner of the slot's lock file.
     pub uid: u32,
-    /// The reader's group id.
+    /// The group of the slot's lock file (the reader's group).
     pub gid: u32,
     /// The socket's permission bits (e.g. `0o600`).
     pub mode: u32,
@@ -321,8 +388,26 @@ impl Meta {
         (seen == 255).then_some(m)
     }
 
-    /// Reads `STEM.meta`, refusing anything but a small regular file.
+    /// Reads `STEM.meta`, refusing anything but a small regular file whose
+    /// owner is the uid it names (another user may have planted it).
     pub(crate) fn read(ns: &Namespace, stem: &str) -> io::Result<Meta> {
+        let (meta, st) = Meta::read_unchecked(ns, stem)?;
+        if st.st_uid != meta.uid {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "metadata owned by uid {} names uid {} (planted?)",
+                    st.st_uid, meta.uid
+                ),
+            ));
+        }
+        Ok(meta)
+    }
+
+    /// Reads `STEM.meta` (a small regular file, opened without blocking or
+    /// following links) and returns it with its `fstat`; the caller checks
+    /// the owner.
+    fn read_unchecked(ns: &Namespace, stem: &str) -> io::Result<(Meta, sys::Stat)> {
         let fd = sys::open_regular_read(ns.fd(), &format!("{stem}.meta"))?;
         let st = sys::fstat(fd.as_fd())?;
         if !is_regular(&st) {
@@ -335,15 +420,36 @@ impl Meta {
         std::str::from_utf8(&bytes)
             .ok()
             .and_then(Meta::decode)
+            .map(|m| (m, st))
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed metadata"))
     }
 
-    /// Writes `STEM.meta` atomically (temporary file, then rename).
+    /// The metadata file's mode. Its owner reads and writes it; the group and
+    /// others may read it only when they may connect to one of the slot's
+    /// sockets, because writers read it (limits, features, the reader's pid):
+    /// the slot's mode says who may connect to `STEM.sock`, and everyone may
+    /// connect to `STEM.net.sock` (0666) of a slot that accepts network
+    /// messages, the daemon first. So a 0600 slot that refuses network
+    /// messages has 0600 metadata, a 0660 one 0640, a 0666 one 0644.
+    fn file_mode(&self) -> u32 {
+        let mut mode = 0o600;
+        if self.mode & 0o060 != 0 {
+            mode |= 0o040;
+        }
+        if self.mode & 0o006 != 0 || self.accept_remote {
+            mode |= 0o044;
+        }
+        mode
+    }
+
+    /// Writes `STEM.meta` atomically (temporary file, then rename), with
+    /// [`Meta::file_mode`] whatever the umask.
     pub(crate) fn write(&self, ns: &Namespace, stem: &str) -> io::Result<()> {
         let tmp = format!("{stem}.meta.{}.tmp", sys::pid());
         sys::unlink_at(ns.fd(), &tmp)?;
-        let fd = sys::create_new(ns.fd(), &tmp, 0o644)?;
-        let r = sys::write_all(fd.as_fd(), self.encode().as_bytes())
+        let fd = sys::create_new(ns.fd(), &tmp, 0o600)?;
+        let r = sys::fchmod(fd.as_fd(), self.file_mode())
+            .and_then(|()| sys::write_all(fd.as_fd(), self.encode().as_bytes()))
             .and_then(|()| sys::rename_at(ns.fd(), &tmp, &format!("{stem}.meta")));
         if r.is_err() {
             let _ = sys::unlink_at(ns.fd(), &tmp);
@@ -367,9 +473,20 @@ impl Meta {
     }
 }
 
+/// Who holds a lock file, from the kernel's lock table.
+#[derive(Debug, Default)]
+struct Holders {
+    /// How many locks (0 = stale; more than one only for a shared slot).
+    count: u32,
+    /// Whether a holder locks it exclusively (a non-shared reader).
+    exclusive: bool,
+    /// The holders' process ids, lowest first (empty without `/proc/locks`).
+    pids: Vec<u32>,
+}
+
 /// The flock table of `/proc/locks`, to tell live slots from stale ones
 /// without taking (and so disturbing) their locks.
-struct LockTable(Option<HashMap<(u32, u32, u64), u32>>);
+struct LockTable(Option<HashMap<(u32, u32, u64), Holders>>);
 
 impl LockTable {
     fn read() -> LockTable {
@@ -384,6 +501,7 @@ impl LockTable {
             if f.len() < 6 || f[1] != "FLOCK" || !matches!(f[3], "WRITE" | "READ") {
                 continue;
             }
+            let pid = f[4].parse::<u32>().ok().filter(|&p| p > 0);
             let mut parts = f[5].split(':');
             let (Some(maj), Some(min), Some(ino)) = (parts.next(), parts.next(), parts.next())
             else {
@@ -394,30 +512,52 @@ impl LockTable {
                 u32::from_str_radix(min, 16),
                 ino.parse::<u64>(),
             ) {
-                *set.entry((maj, min, ino)).or_insert(0) += 1;
+                let h: &mut Holders = set.entry((maj, min, ino)).or_default();
+                h.count += 1;
+                h.exclusive |= f[3] == "WRITE";
+                if let Some(pid) = pid {
+                    h.pids.push(pid);
+                    h.pids.sort_unstable();
+                }
             }
         }
         LockTable(Some(set))
     }
 
-    /// How many readers hold the slot's lock (0 = stale).
-    fn holders(&self, ns: &Namespace, stem: &str, st: &sys::Stat) -> u32 {
-        match &self.0 {
-            Some(set) => {
-                let (maj, min) = sys::dev_major_minor(st.st_dev);
-                set.get(&(maj, min, st.st_ino)).copied().unwrap_or(0)
-            }
-            // No /proc: probe with an exclusive lock and let it go at once.
-            None => match sys::open_regular_read(ns.fd(), &format!("{stem}.lock")) {
-                Ok(fd) => match sys::try_flock(fd.as_fd(), true) {
-                    Ok(true) => {
-                        let _ = sys::unlock(fd.as_fd());
-                        0
-                    }
-                    _ => 1,
-                },
-                Err(_) => 0,
+    /// Who holds the lock file `st` according to `/proc/locks`; `None`
+    /// without it.
+    fn lookup(&self, st: &sys::Stat) -> Option<Holders> {
+        let set = self.0.as_ref()?;
+        let (maj, min) = sys::dev_major_minor(st.st_dev);
+        Some(match set.get(&(maj, min, st.st_ino)) {
+            Some(h) => Holders {
+                count: h.count,
+                exclusive: h.exclusive,
+                pids: h.pids.clone(),
             },
+            None => Holders::default(),
+        })
+    }
+
+    /// Who holds the slot's lock (a count of 0 = stale).
+    fn holders(&self, ns: &Namespace, stem: &str, st: &sys::Stat) -> Holders {
+        if let Some(h) = self.lookup(st) {
+            return h;
+        }
+        // No /proc: probe with an exclusive lock and let it go at once.
+        let count = match sys::open_regular_read(ns.fd(), &format!("{stem}.lock")) {
+            Ok(fd) => match sys::try_flock(fd.as_fd(), true) {
+                Ok(true) => {
+                    let _ = sys::unlock(fd.as_fd());
+                    0
+                }
+                _ => 1,
+            },
+            Err(_) => 0,
+        };
+        Holders {
+            count,
+            ..Holders::default()
         }
     }
 }
@@ -463,6 +603,11 @@ impl Claim {
                                     path.display()
                                 ),
                             });
+                        }
+                        // A 0600 lock file of another user: the kernel's
+                        // lock table tells whether its reader lives.
+                        Err(r) if r.kind() == io::ErrorKind::PermissionDenied => {
+                            return Err(foreign_claim(ns, &stem, &display, shared));
                         }
                         r => r,
                     }
@@ -550,10 +695,14 @@ impl Claim {
             if !same_file(&st, &sys::stat_at(ns.fd(), &lock_name).ok()) {
                 continue;
             }
+            // A lock file of an earlier version may be 0644.
+            if st.st_mode & 0o077 != 0 {
+                sys::fchmod(fd.as_fd(), 0o600)
+                    .map_err(io_err("setting the lock file's mode", &display))?;
+            }
             // Stale files of a crashed reader of ours go first.
             remove_sockets(ns, &stem);
-            meta.write(ns, &stem)
-                .map_err(io_err("writing the slot's metadata", &display))?;
+            write_own_meta(ns, &stem, &display, meta)?;
             return Ok(Claim { lock: fd });
         }
         Err(Error::Io {
@@ -583,6 +732,77 @@ impl Claim {
             crate::shared::remove_dead_instances(ns, stem);
         }
         drop(self.lock);
+    }
+}
+
+/// Why another user's lock file (which this user may not open) keeps us
+/// from taking the name: its reader lives (told by `/proc/locks`, as
+/// `Claim::acquire` would have told by `flock`), or it is stale.
+fn foreign_claim(ns: &Namespace, stem: &str, display: &str, shared: bool) -> Error {
+    let lock_name = format!("{stem}.lock");
+    let path = ns.path_of(&lock_name);
+    let st = match sys::stat_at(ns.fd(), &lock_name) {
+        Ok(st) => st,
+        Err(e) => {
+            return Error::PermissionDenied {
+                name: display.to_string(),
+                detail: format!(
+                    "cannot open {}: {e}; another user's stale slot files may be in the way (root can remove them with `mailslot list --clean`)",
+                    path.display()
+                ),
+            };
+        }
+    };
+    if !is_regular(&st) {
+        return Error::UnsafeFile {
+            name: display.to_string(),
+            path,
+            problem: "it is not a regular file (planted?); remove it".into(),
+        };
+    }
+    let holders = LockTable::read().lookup(&st);
+    let known = holders.is_some();
+    let Some(h) = holders.filter(|h| h.count > 0) else {
+        let how = if known {
+            "the name is free but"
+        } else {
+            "cannot tell whether the name is in use (no /proc/locks):"
+        };
+        return Error::PermissionDenied {
+            name: display.to_string(),
+            detail: format!(
+                "{how} {} belongs to uid {} (a crashed reader of another user, or a planted file); root can remove it with `mailslot list --clean`",
+                path.display(),
+                st.st_uid
+            ),
+        };
+    };
+    let pid = h.pids.first().copied().unwrap_or(0);
+    match (shared, h.exclusive) {
+        (false, true) => Error::AlreadyExists {
+            name: display.to_string(),
+            pid,
+        },
+        (false, false) => Error::SharingConflict {
+            name: display.to_string(),
+            detail:
+                "it is a shared slot; create it as shared to join its readers (listen --shared)"
+                    .into(),
+        },
+        (true, true) => Error::SharingConflict {
+            name: display.to_string(),
+            detail: format!(
+                "a non-shared reader (pid {pid}) owns it; shared readers cannot join it"
+            ),
+        },
+        (true, false) => Error::PermissionDenied {
+            name: display.to_string(),
+            detail: format!(
+                "{} belongs to uid {}; the readers of a shared slot must run as the same user (or root)",
+                path.display(),
+                st.st_uid
+            ),
+        },
     }
 }
 
@@ -618,8 +838,7 @@ fn join_shared(
             return Ok(None);
         }
         remove_sockets(ns, stem);
-        meta.write(ns, stem)
-            .map_err(io_err("writing the slot's metadata", display))?;
+        write_own_meta(ns, stem, display, meta)?;
         // Downgrading is not atomic: if an exclusive reader slips in, the
         // next round reports the conflict.
         if !sys::try_flock(fd.as_fd(), false).map_err(io_err("locking the lock file", display))? {
@@ -643,6 +862,26 @@ fn join_shared(
         return Ok(None);
     }
     Ok(Some(Claim { lock: fd }))
+}
+
+/// Writes the slot's metadata while holding its lock; metadata another user
+/// left there (which the sticky directory keeps us from replacing) is named
+/// as such.
+fn write_own_meta(ns: &Namespace, stem: &str, display: &str, meta: &Meta) -> Result<()> {
+    let file = format!("{stem}.meta");
+    match sys::stat_at(ns.fd(), &file) {
+        Ok(st) if st.st_uid != meta.uid && meta.uid != 0 => Err(Error::UnsafeFile {
+            name: display.to_string(),
+            path: ns.path_of(&file),
+            problem: format!(
+                "it belongs to uid {}, not to uid {} who owns the name (planted?); root can remove it",
+                st.st_uid, meta.uid
+            ),
+        }),
+        _ => meta
+            .write(ns, stem)
+            .map_err(io_err("writing the slot's metadata", display)),
+    }
 }
 
 /// Removes every socket of the slot (only while nobody else holds it).
@@ -669,30 +908,101 @@ fn remove_slot_files(ns: &Namespace, stem: &str) {
 /// uid it drops privileges to.
 pub(crate) const TRUSTED_UIDS_FILE: &str = ".trusted-uids";
 
+/// The uid of `nobody`: never trusted, whatever [`TRUSTED_UIDS_FILE`] says,
+/// because unrelated services and sandboxes run as it.
+pub(crate) const NOBODY_UID: u32 = 65534;
+
 /// Reads [`TRUSTED_UIDS_FILE`]; believed only when it is a regular file owned
-/// by root and not writable by group or others. Anything else gives no uids.
+/// by root and not writable by group or others. Anything else gives no uids;
+/// [`NOBODY_UID`] is never among them.
 pub(crate) fn trusted_uids(ns: &Namespace) -> Vec<u32> {
+    read_trusted_uids(ns).1
+}
+
+/// Reads [`TRUSTED_UIDS_FILE`] once: its identity (from `fstat` of what was
+/// read, `None` when it could not be opened) and the uids it grants.
+fn read_trusted_uids(ns: &Namespace) -> (Option<FileKey>, Vec<u32>) {
     let Ok(fd) = sys::open_regular_read(ns.fd(), TRUSTED_UIDS_FILE) else {
-        return Vec::new();
+        return (None, Vec::new());
     };
     let Ok(st) = sys::fstat(fd.as_fd()) else {
-        return Vec::new();
+        return (None, Vec::new());
     };
+    let key = Some(FileKey::of(&st));
     if !is_regular(&st) || st.st_uid != 0 || st.st_mode & 0o022 != 0 {
-        return Vec::new();
+        return (key, Vec::new());
     }
     let Ok(bytes) = sys::read_to_end(fd.as_fd(), META_LIMIT) else {
-        return Vec::new();
+        return (key, Vec::new());
     };
-    String::from_utf8_lossy(&bytes)
+    let uids = String::from_utf8_lossy(&bytes)
         .lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())
         .filter_map(|l| l.parse().ok())
-        .collect()
+        .filter(|&uid| uid != NOBODY_UID)
+        .collect();
+    (key, uids)
+}
+
+/// What tells one version of a file from another without reading it:
+/// device, inode, size, modification and status-change times. Replacing the
+/// file (a new inode), writing it (mtime, size) or changing its owner or
+/// mode (ctime) all change the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileKey([i128; 7]);
+
+impl FileKey {
+    fn of(st: &sys::Stat) -> FileKey {
+        // `i128::from`: the fields' types differ between architectures.
+        FileKey([
+            i128::from(st.st_dev),
+            i128::from(st.st_ino),
+            i128::from(st.st_size),
+            i128::from(st.st_mtime),
+            i128::from(st.st_mtime_nsec),
+            i128::from(st.st_ctime),
+            i128::from(st.st_ctime_nsec),
+        ])
+    }
+}
+
+/// The uids trusted on slots' network sockets ([`TRUSTED_UIDS_FILE`]),
+/// evaluated when a connection arrives but parsed only when the file
+/// changed: [`TrustedUids::get`] costs one `fstatat` while it is unchanged.
+/// The same rules as [`trusted_uids`]: root-owned, not group- or
+/// world-writable, and never [`NOBODY_UID`].
+#[derive(Debug, Default)]
+#[allow(dead_code)] // The reader's accept path takes it up (issue 13, item 4).
+pub(crate) struct TrustedUids {
+    key: Option<FileKey>,
+    uids: Vec<u32>,
+}
+
+#[allow(dead_code)] // The reader's accept path takes it up (issue 13, item 4).
+impl TrustedUids {
+    /// An empty cache; the first [`TrustedUids::get`] reads the file.
+    pub(crate) fn new() -> TrustedUids {
+        TrustedUids::default()
+    }
+
+    /// The trusted uids now: re-read only when the file's [`FileKey`]
+    /// differs from the one last read.
+    pub(crate) fn get(&mut self, ns: &Namespace) -> &[u32] {
+        match sys::stat_at(ns.fd(), TRUSTED_UIDS_FILE) {
+            Ok(st) if self.key == Some(FileKey::of(&st)) => {}
+            Ok(_) => (self.key, self.uids) = read_trusted_uids(ns),
+            Err(_) => (self.key, self.uids) = (None, Vec::new()),
+        }
+        &self.uids
+    }
 }
 
 fn is_regular(st: &sys::Stat) -> bool {
     st.st_mode & 0o170000 == 0o100000
+}
+
+fn is_socket(st: &sys::Stat) -> bool {
+    st.st_mode & 0o170000 == 0o140000
 }
 
 fn same_file(a: &sys::Stat, b: &Option<sys::Stat>) -> bool {
@@ -724,5 +1034,78 @@ mod tests {
         let text = m.encode();
         assert_eq!(Meta::decode(&text[..text.len() / 2]), None);
         assert_eq!(Meta::decode("garbage"), None);
+    }
+
+    #[test]
+    fn metadata_file_mode_follows_who_may_connect() {
+        let m = |mode, accept_remote| {
+            Meta {
+                name: String::new(),
+                pid: 0,
+                uid: 0,
+                gid: 0,
+                mode,
+                max_message_size: 0,
+                created_ms: 0,
+                accept_remote,
+                shared: false,
+                recycle: false,
+                announce: false,
+                ring: false,
+            }
+            .file_mode()
+        };
+        assert_eq!(m(0o600, false), 0o600);
+        assert_eq!(m(0o620, false), 0o640);
+        assert_eq!(m(0o660, false), 0o640);
+        assert_eq!(m(0o666, false), 0o644);
+        assert_eq!(m(0o602, false), 0o644);
+        assert_eq!(m(0o600, true), 0o644);
+    }
+
+    /// The trust cache sees every kind of change, never trusts nobody, and
+    /// costs one `fstatat` per call while the file is unchanged.
+    #[test]
+    fn trusted_uids_follow_the_file_and_never_include_nobody() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let ns = Namespace::at(tmp.path()).unwrap();
+        let path = tmp.path().join(TRUSTED_UIDS_FILE);
+        let mut t = TrustedUids::new();
+        assert!(t.get(&ns).is_empty());
+        // Believed only from root, so as another user the file gives nothing.
+        let root = sys::euid() == 0;
+        let want = |uids: &[u32]| if root { uids.to_vec() } else { Vec::new() };
+        let replace = |text: &str| {
+            let tmp_file = path.with_extension("new");
+            std::fs::write(&tmp_file, text).unwrap();
+            std::fs::set_permissions(&tmp_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::fs::rename(&tmp_file, &path).unwrap();
+        };
+        replace("# the daemon\n65534\n1234 # mailslot\n");
+        assert_eq!(t.get(&ns), want(&[1234]));
+        assert_eq!(trusted_uids(&ns), want(&[1234]));
+        replace("4321\n");
+        assert_eq!(t.get(&ns), want(&[4321]));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(t.get(&ns).is_empty(), "a world-writable file is ignored");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(t.get(&ns), want(&[4321]));
+        let n = 100_000;
+        let t0 = std::time::Instant::now();
+        for _ in 0..n {
+            assert_eq!(t.get(&ns).len(), want(&[4321]).len());
+        }
+        let cached = t0.elapsed() / n;
+        let t0 = std::time::Instant::now();
+        for _ in 0..n / 10 {
+            assert_eq!(trusted_uids(&ns).len(), want(&[4321]).len());
+        }
+        eprintln!(
+            "trusted uids on an unchanged file: {cached:?} per call cached, {:?} read each time",
+            t0.elapsed() / (n / 10)
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert!(t.get(&ns).is_empty());
     }
 }

@@ -11,7 +11,7 @@
 //! - files in the namespace directory, always relative to a directory fd and
 //!   never following symlinks: [`open_dir`], [`open_lock_file`],
 //!   [`open_regular_read`], [`create_new`], [`stat_at`], [`unlink_at`],
-//!   [`rename_at`], [`chmod_at`], [`mkdir`], [`chmod_path`], [`lstat_path`];
+//!   [`rename_at`], [`chmod_at`], [`fchmod`], [`mkdir`], [`chmod_path`], [`lstat_path`];
 //! - advisory locks: [`try_flock`], [`unlock`];
 //! - AF_UNIX `SOCK_SEQPACKET` sockets: [`seqpacket_socket`], [`unix_addr`],
 //!   [`bind`], [`listen`], [`connect`], [`accept`], [`peer_cred`],
@@ -101,13 +101,16 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
     rustix::fs::fstat(fd).map_err(to_io)
 }
 
-/// `openat(dir, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644)`.
+/// `openat(dir, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600)`.
+///
+/// Mode 0600: another user who could open the lock file could also hold a
+/// `flock` on it and so pin a crashed reader's name.
 pub(crate) fn open_lock_file(dir: BorrowedFd<'_>, name: &str) -> io::Result<OwnedFd> {
     rustix::fs::openat(
         dir,
         name,
         OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
+        Mode::from_raw_mode(0o600),
     )
     .map_err(to_io)
 }
@@ -196,6 +199,11 @@ pub(crate) fn rename_at(dir: BorrowedFd<'_>, from: &str, to: &str) -> io::Result
 /// `fchmodat(dir, name, mode, 0)`.
 pub(crate) fn chmod_at(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<()> {
     rustix::fs::chmodat(dir, name, Mode::from_raw_mode(mode), AtFlags::empty()).map_err(to_io)
+}
+
+/// `fchmod(fd, mode)`: the exact mode, whatever the umask.
+pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(to_io)
 }
 
 /// `flock(fd, LOCK_EX | LOCK_NB)` or `LOCK_SH | LOCK_NB`; `Ok(false)` when held elsewhere.

@@ -51,7 +51,7 @@ impl Lab {
             dir: tempfile::tempdir().unwrap(),
         };
         // Namespace directory shared by readers and the daemon (which drops
-        // to nobody, so it must be traversable, like /run/mailslot).
+        // to its own user, so it must be traversable, like /run/mailslot).
         run(Command::new("chmod").arg("1777").arg(lab.dir.path()));
         run(Command::new("ip").args(["netns", "add", &lab.a]));
         run(Command::new("ip").args(["netns", "add", &lab.b]));
@@ -299,4 +299,42 @@ pub fn good_datagram(x: u8, id: u16, slot: &str, data: &[u8]) -> Vec<u8> {
         timeout_ms: 0,
     })
     .unwrap()
+}
+
+/// The uid of the daemon's dedicated system user `mailslot`, created (as
+/// the packaging does) when missing: the daemon refuses to run as `nobody`.
+/// Tests run as root; several test binaries may race to create it.
+pub fn daemon_user() -> u32 {
+    static CREATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = CREATE.lock().unwrap_or_else(|e| e.into_inner());
+    let uid = || {
+        let out = Command::new("id").args(["-u", "mailslot"]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    for _ in 0..50 {
+        if let Some(uid) = uid() {
+            return uid;
+        }
+        // Exit 9: created meanwhile; 10: /etc/passwd busy. Either way, look again.
+        let out = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "mailslot",
+            ])
+            .output()
+            .expect("useradd (package passwd) is needed to create the daemon's user");
+        if !out.status.success() && !matches!(out.status.code(), Some(9 | 10)) {
+            panic!(
+                "useradd mailslot failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if !out.status.success() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    panic!("user mailslot could not be created");
 }
