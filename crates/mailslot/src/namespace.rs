@@ -972,13 +972,11 @@ impl FileKey {
 /// The same rules as [`trusted_uids`]: root-owned, not group- or
 /// world-writable, and never [`NOBODY_UID`].
 #[derive(Debug, Default)]
-#[allow(dead_code)] // The reader's accept path takes it up (issue 13, item 4).
 pub(crate) struct TrustedUids {
     key: Option<FileKey>,
     uids: Vec<u32>,
 }
 
-#[allow(dead_code)] // The reader's accept path takes it up (issue 13, item 4).
 impl TrustedUids {
     /// An empty cache; the first [`TrustedUids::get`] reads the file.
     pub(crate) fn new() -> TrustedUids {

@@ -408,6 +408,11 @@ pub struct Reader {
     dir_owner: u32,
     // Network socket (issue 6): `STEM.net.sock` and who may use it.
     net_listener: Option<OwnedFd>,
+    /// Who may deliver network messages besides root and the directory's
+    /// owner: the trusted-uids file as it is when a connection arrives (so
+    /// a daemon started after the reader is trusted), looked at with one
+    /// `fstatat` and read again only when it changed.
+    trust: crate::namespace::TrustedUids,
     /// The slot owner's uid (exempt from the per-uid share, like root).
     owner: u32,
     /// Connections held per writer uid, and the most one uid may hold.
@@ -560,6 +565,7 @@ impl Reader {
             net_listener,
             accept_paused_until: None,
             owner: sys::euid(),
+            trust: crate::namespace::TrustedUids::new(),
             per_uid: std::collections::HashMap::new(),
             uid_share: uid_share(sys::nofile_limit()),
             refused_conns: 0,
@@ -1122,8 +1128,9 @@ impl Reader {
             let Ok(cred) = sys::peer_cred(fd.as_fd()) else {
                 continue;
             };
-            let trusted =
-                cred.uid == 0 || cred.uid == self.dir_owner || (net && self.trusts(cred.uid));
+            let trusted = cred.uid == 0
+                || cred.uid == self.dir_owner
+                || (net && self.trust.get(&self.ns).contains(&cred.uid));
             let refusal = if net && !trusted {
                 // Only the daemon may use the network socket.
                 Some(Refusal::Untrusted)
@@ -1185,13 +1192,6 @@ impl Reader {
             self.fill(idx, all, true);
         }
         Ok(())
-    }
-
-    /// Whether `uid` may deliver network messages: it is listed in the
-    /// namespace's trusted-uids file as it is now (read at each network
-    /// connection, so a daemon started after the reader is trusted).
-    fn trusts(&self, uid: u32) -> bool {
-        crate::namespace::trusted_uids(&self.ns).contains(&uid)
     }
 
     /// Receives messages of connection `idx` into its queue: from its
