@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use mailslot::{Error, Message, Reader, ReaderOptions, SlotName};
+use mailslot::{Error, Reader, ReaderOptions, SlotName};
 use mailslot_wire::{BrowserFrame, CodePage, MessengerMessage};
 
-use crate::output::{Encoding, Format, escape, hex, message_json, print_line, sender_text};
+use crate::output::{
+    Encoding, Format, LargeOutput, STREAM_MIN, escape, hex, message_json, print_line, sender_text,
+};
 use crate::{Failure, namespace};
 
 /// Arguments of `mailslot listen`.
@@ -16,8 +18,10 @@ use crate::{Failure, namespace};
 pub struct Args {
     /// The slot: NAME, \\.\mailslot\NAME or //./mailslot/NAME (case-insensitive, may have levels a\b).
     name: String,
-    /// Largest message accepted, in bytes (0 = any size).
-    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    /// Largest message accepted, in bytes (0 = any size, up to 4 GiB: a writer
+    /// could then make this listener hold that much). Printing a message costs
+    /// its size once, plus a constant.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_SIZE)]
     max_size: u32,
     /// How long each read waits: milliseconds, 0 for "return at once", or "forever".
     #[arg(long, value_name = "MS|forever", default_value = "forever", value_parser = parse_timeout)]
@@ -41,6 +45,9 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Encoding::Utf8)]
     encoding: Encoding,
 }
+
+/// `listen`'s default largest message: 16 MiB.
+const DEFAULT_MAX_SIZE: u32 = 16 << 20;
 
 /// A read timeout: `None` is forever.
 #[derive(Clone, Copy, Debug)]
@@ -87,8 +94,9 @@ pub fn run(args: Args, dir: Option<&Path>) -> Result<u8, Failure> {
     let slot = name.path();
     let is_browse = name.folded() == "browse";
     let mut received = 0u64;
+    let mut buf = Vec::new();
     while args.count.is_none_or(|c| received < c) {
-        let msg = match reader.read_message() {
+        let msg = match read_into(&mut reader, &mut buf) {
             Ok(m) => m,
             Err(Error::Interrupted { .. }) if stopped.load(Ordering::SeqCst) => return Ok(0),
             Err(Error::TimedOut { .. }) => {
@@ -100,56 +108,116 @@ pub fn run(args: Args, dir: Option<&Path>) -> Result<u8, Failure> {
             Err(e) => return Err(e.into()),
         };
         received += 1;
-        let line = render(&slot, &msg, args.format, args.encoding, is_browse);
-        if !print_line(&line).map_err(|e| Failure::op(format!("writing output: {e}")))? {
+        let data = &buf[..msg.len];
+        let written = if data.len() > STREAM_MIN {
+            let large = LargeOutput {
+                slot: &slot,
+                data,
+                sender: &msg.sender,
+                encoding: args.encoding,
+            };
+            print_large(&large, args.format)
+        } else {
+            let m = Shown {
+                data,
+                sender: &msg.sender,
+            };
+            print_line(&render(&slot, &m, args.format, args.encoding, is_browse))
+        };
+        // Each message is out before the next is read: a listener killed
+        // now has shown everything it took.
+        if !written.map_err(|e| Failure::op(format!("writing output: {e}")))? {
             return Ok(0);
+        }
+        // Keep no more than a small message's room between messages.
+        if buf.capacity() > STREAM_MIN {
+            buf = Vec::new();
         }
     }
     Ok(0)
 }
 
-fn render(slot: &str, m: &Message, format: Format, enc: Encoding, is_browse: bool) -> String {
+/// A message to show: its bytes and its sender.
+struct Shown<'a> {
+    data: &'a [u8],
+    sender: &'a mailslot::Sender,
+}
+
+/// The length and sender of a message read into a caller's buffer.
+struct Read {
+    len: usize,
+    sender: mailslot::Sender,
+}
+
+/// Reads the next message into `buf`, grown to fit it (the message stays
+/// queued while the buffer is too small).
+fn read_into(reader: &mut Reader, buf: &mut Vec<u8>) -> Result<Read, Error> {
+    loop {
+        match reader.read_with_sender(buf) {
+            Ok((len, sender)) => return Ok(Read { len, sender }),
+            Err(Error::BufferTooSmall { needed, .. }) => buf.resize(needed, 0),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Writes a large message to stdout piece by piece; `Ok(false)` when
+/// stdout is closed.
+fn print_large(m: &LargeOutput<'_>, format: Format) -> std::io::Result<bool> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+    match m
+        .write(&mut out, format, SystemTime::now())
+        .and_then(|()| out.flush())
+    {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn render(slot: &str, m: &Shown<'_>, format: Format, enc: Encoding, is_browse: bool) -> String {
     let now = SystemTime::now();
     match format {
         Format::Json => {
-            let mut v = message_json(slot, m, enc, now);
+            let mut v = message_json(slot, m.data, m.sender, enc, now);
             if is_browse {
-                v["browser"] = match BrowserFrame::decode(&m.data) {
+                v["browser"] = match BrowserFrame::decode(m.data) {
                     Ok(f) => serde_json::to_value(&f).unwrap_or(serde_json::Value::Null),
                     Err(e) => serde_json::json!({ "error": e.to_string() }),
                 };
             }
             v.to_string()
         }
-        Format::Hex => hex(&m.data),
-        Format::Messenger => match MessengerMessage::decode(&m.data, CodePage::Cp850) {
+        Format::Hex => hex(m.data),
+        Format::Messenger => match MessengerMessage::decode(m.data, CodePage::Cp850) {
             Ok(mm) => format!(
                 "message from {} to {}: {} ({})",
                 escape(&mm.from),
                 escape(&mm.to),
                 escape(&mm.text),
-                sender_text(&m.sender)
+                sender_text(m.sender)
             ),
             Err(e) => format!(
                 "not a Messenger frame ({e}); {} bytes {}: {}",
                 m.data.len(),
-                sender_text(&m.sender),
-                hex(&m.data)
+                sender_text(m.sender),
+                hex(m.data)
             ),
         },
         Format::Text => {
             let body = if is_browse {
-                match BrowserFrame::decode(&m.data) {
+                match BrowserFrame::decode(m.data) {
                     Ok(f) => f.to_string(),
-                    Err(_) => hex(&m.data),
+                    Err(_) => hex(m.data),
                 }
             } else {
-                match enc.decode(&m.data) {
+                match enc.decode(m.data) {
                     Some(t) => escape(&t),
-                    None => format!("<binary> {}", hex(&m.data)),
+                    None => format!("<binary> {}", hex(m.data)),
                 }
             };
-            format!("{} bytes {}: {body}", m.data.len(), sender_text(&m.sender))
+            format!("{} bytes {}: {body}", m.data.len(), sender_text(m.sender))
         }
     }
 }

@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::time::SystemTime;
 
 use base64::Engine as _;
-use mailslot::{Message, Sender};
+use mailslot::Sender;
 use serde_json::{Value, json};
 
 /// How `listen` prints each message.
@@ -60,13 +60,19 @@ pub fn sender_json(s: &Sender) -> Value {
 }
 
 /// The JSON object `listen --format json` prints for one message.
-pub fn message_json(slot: &str, m: &Message, enc: Encoding, at: SystemTime) -> Value {
+pub fn message_json(
+    slot: &str,
+    data: &[u8],
+    sender: &Sender,
+    enc: Encoding,
+    at: SystemTime,
+) -> Value {
     json!({
         "slot": slot,
-        "len": m.data.len(),
-        "data_b64": base64::engine::general_purpose::STANDARD.encode(&m.data),
-        "text": enc.decode(&m.data),
-        "sender": sender_json(&m.sender),
+        "len": data.len(),
+        "data_b64": base64::engine::general_purpose::STANDARD.encode(data),
+        "text": enc.decode(data),
+        "sender": sender_json(sender),
         "received_at": humantime::format_rfc3339_micros(at).to_string(),
     })
 }
@@ -139,6 +145,149 @@ pub fn user_name(uid: u32) -> String {
             })
         })
         .unwrap_or_else(|| uid.to_string())
+}
+
+/// Messages over this size are written out piece by piece (see
+/// [`LargeOutput`]) rather than rendered into one string, so printing one
+/// costs a constant, not a multiple of its size.
+pub const STREAM_MIN: usize = 64 << 10;
+
+/// Writes one large message as a line, piece by piece: the same fields as
+/// for small messages, never more than a few KiB of text at once.
+pub struct LargeOutput<'a> {
+    /// The slot's path (for JSON).
+    pub slot: &'a str,
+    /// The message's bytes.
+    pub data: &'a [u8],
+    /// Who sent it.
+    pub sender: &'a Sender,
+    /// The text encoding to decode with.
+    pub encoding: Encoding,
+}
+
+impl LargeOutput<'_> {
+    /// Writes the message in `format` and a newline to `out`.
+    pub fn write(&self, out: &mut impl Write, format: Format, at: SystemTime) -> io::Result<()> {
+        let d = self.data;
+        match format {
+            Format::Hex => write_hex(out, d)?,
+            Format::Messenger => {
+                write!(
+                    out,
+                    "not a Messenger frame ({} bytes is too long for one); {} bytes {}: ",
+                    d.len(),
+                    d.len(),
+                    sender_text(self.sender)
+                )?;
+                write_hex(out, d)?;
+            }
+            Format::Text => {
+                write!(out, "{} bytes {}: ", d.len(), sender_text(self.sender))?;
+                if self.is_text() {
+                    self.write_text(out, |out, c| match c {
+                        '\n' => out.write_all(b"\\n"),
+                        '\r' => out.write_all(b"\\r"),
+                        '\t' => out.write_all(b"\\t"),
+                        '\\' => out.write_all(b"\\\\"),
+                        c if c.is_control() => write!(out, "\\u{{{:x}}}", c as u32),
+                        c => write!(out, "{c}"),
+                    })?;
+                } else {
+                    out.write_all(b"<binary> ")?;
+                    write_hex(out, d)?;
+                }
+            }
+            Format::Json => {
+                // The keys in the order serde_json prints small messages'.
+                out.write_all(b"{\"data_b64\":\"")?;
+                // Whole groups of 3 bytes, so no padding in the middle.
+                for chunk in d.chunks(48 << 10) {
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(chunk);
+                    out.write_all(b64.as_bytes())?;
+                }
+                write!(out, "\",\"len\":{},", d.len())?;
+                let rest = json!({
+                    "received_at": humantime::format_rfc3339_micros(at).to_string(),
+                    "sender": sender_json(self.sender),
+                    "slot": self.slot,
+                });
+                let rest = rest.to_string();
+                // `{...}` without its braces, then the text.
+                out.write_all(&rest.as_bytes()[1..rest.len() - 1])?;
+                out.write_all(b",\"text\":")?;
+                if self.is_text() {
+                    out.write_all(b"\"")?;
+                    self.write_text(out, |out, c| match c {
+                        '"' => out.write_all(b"\\\""),
+                        '\\' => out.write_all(b"\\\\"),
+                        c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32),
+                        c => write!(out, "{c}"),
+                    })?;
+                    out.write_all(b"\"}")?;
+                } else {
+                    out.write_all(b"null}")?;
+                }
+            }
+        }
+        out.write_all(b"\n")
+    }
+
+    /// Whether the data decodes as text in the encoding (as
+    /// [`Encoding::decode`] would, without building the string).
+    fn is_text(&self) -> bool {
+        match self.encoding {
+            Encoding::Utf8 => std::str::from_utf8(self.data).is_ok(),
+            Encoding::Utf16le => {
+                self.data.len() % 2 == 0 && char::decode_utf16(self.units()).all(|c| c.is_ok())
+            }
+        }
+    }
+
+    /// The UTF-16 code units, less one terminating NUL.
+    fn units(&self) -> impl Iterator<Item = u16> + '_ {
+        let mut n = self.data.len() / 2;
+        if n > 0 && self.data[2 * n - 2..2 * n] == [0, 0] {
+            n -= 1;
+        }
+        self.data[..2 * n]
+            .chunks_exact(2)
+            .map(|p| u16::from_le_bytes([p[0], p[1]]))
+    }
+
+    /// Writes each character of the (valid) text through `put`.
+    fn write_text<W: Write>(
+        &self,
+        out: &mut W,
+        mut put: impl FnMut(&mut W, char) -> io::Result<()>,
+    ) -> io::Result<()> {
+        match self.encoding {
+            Encoding::Utf8 => {
+                for c in std::str::from_utf8(self.data).unwrap_or("").chars() {
+                    put(out, c)?;
+                }
+            }
+            Encoding::Utf16le => {
+                for c in char::decode_utf16(self.units()).flatten() {
+                    put(out, c)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Lowercase hex, written in pieces.
+fn write_hex(out: &mut impl Write, data: &[u8]) -> io::Result<()> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 8192];
+    for chunk in data.chunks(buf.len() / 2) {
+        for (i, b) in chunk.iter().enumerate() {
+            buf[2 * i] = DIGITS[usize::from(b >> 4)];
+            buf[2 * i + 1] = DIGITS[usize::from(b & 15)];
+        }
+        out.write_all(&buf[..2 * chunk.len()])?;
+    }
+    Ok(())
 }
 
 /// Writes a line to stdout and flushes it. `Ok(false)` when stdout is

@@ -281,6 +281,12 @@ pub(crate) fn split_batch(mut payload: &[u8]) -> Option<Vec<&[u8]>> {
     Some(out)
 }
 
+/// The most messages one batch frame may hold: each becomes an entry in
+/// the reader's queue, so this bounds what one frame can cost it beyond
+/// its bytes (a 64 KiB frame of empty messages would otherwise be 16 384
+/// entries). Readers refuse bigger batches.
+pub(crate) const BATCH_MESSAGES: usize = 256;
+
 /// Appends one message to a batch payload.
 pub(crate) fn push_batch(out: &mut Vec<u8>, msg: &[u8]) {
     out.extend_from_slice(&(msg.len() as u32).to_le_bytes());

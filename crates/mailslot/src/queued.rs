@@ -773,7 +773,11 @@ fn deliver(shared: &Shared, ns: &Namespace) {
                         rejected = true;
                         continue;
                     }
-                    if !batch.is_empty() && (!opts.coalesce || len + 4 > room) {
+                    if !batch.is_empty()
+                        && (!opts.coalesce
+                            || len + 4 > room
+                            || batch.len() >= Writer::BATCH_MESSAGES)
+                    {
                         break 'take;
                     }
                     room = room.saturating_sub(len + 4);

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result, io_err};
 use crate::frame::{
-    self, FLAG_ACCEPTED, FLAG_ORIGIN, FLAG_RECYCLE, HEADER_LEN, Header, INLINE_MAX, Kind,
-    REMOTE_DATA_MAX, Refusal, RemoteOrigin, split_batch,
+    self, BATCH_MESSAGES, FLAG_ACCEPTED, FLAG_ORIGIN, FLAG_RECYCLE, HEADER_LEN, Header, INLINE_MAX,
+    Kind, REMOTE_DATA_MAX, Refusal, RemoteOrigin, split_batch,
 };
 use crate::name::SlotName;
 use crate::namespace::{Claim, Meta, Namespace};
@@ -97,9 +97,12 @@ impl ReaderOptions {
     /// Beyond it, messages wait in each writer's ring (shared memory the
     /// writer made: 256 KiB of small messages, up to 2 MiB of large ones)
     /// or socket buffer (about 200 KiB), charged to the writer, and writers
-    /// block when theirs is full: backpressure, never loss. To keep delivery in order the reader
-    /// may hold one extra frame per connected writer past the bound: one
-    /// message, or one coalesced batch of up to 64 KiB of messages.
+    /// block when theirs is full: backpressure, never loss. Each queued
+    /// message also charges its queue entry (about 100 bytes) to the byte
+    /// bound. To keep delivery in order the reader may hold one extra frame
+    /// per connected writer past the bound: one message, or one coalesced
+    /// batch of at most 256 messages and 64 KiB. Messages over 64 KiB wait
+    /// in memory files the writer made (at most 16 per writer are held).
     pub fn queue_limit(mut self, messages: usize, bytes: usize) -> Self {
         self.queue_messages = messages.max(1);
         self.queue_bytes = bytes.max(1);
@@ -161,7 +164,10 @@ pub struct SlotStatus {
     /// a zero-length message.
     pub next_size: Option<usize>,
     /// Number of messages waiting, including those still in kernel buffers
-    /// or writers' rings.
+    /// or writers' rings, up to the reader's queue bound
+    /// ([`ReaderOptions::queue_limit`]): past it, messages that wait in
+    /// writers' buffers are not fetched to be counted (that would take the
+    /// memory the bound protects), so the count is then a lower bound.
     pub count: usize,
     /// The current read timeout (`None` = forever).
     pub read_timeout: Option<Duration>,
@@ -211,6 +217,10 @@ enum Payload {
 
 /// Messages up to this size are queued without an allocation each.
 const SMALL_MAX: usize = 64;
+
+/// What a queued message costs the reader beside its bytes (its entry in
+/// the queue), charged to the queue's byte bound.
+const PENDING_COST: usize = std::mem::size_of::<Pending>();
 
 impl Payload {
     /// `data` as a payload: small ones inline, larger ones in a spare
@@ -790,8 +800,9 @@ impl Reader {
     }
 
     /// Reports max size, next size, count and timeout (Windows'
-    /// `GetMailslotInfo`). Exact: messages still in kernel buffers or in
-    /// writers' rings are fetched and counted first.
+    /// `GetMailslotInfo`). Messages still in kernel buffers or in writers'
+    /// rings are fetched and counted first, up to the queue bound (see
+    /// [`SlotStatus::count`]).
     pub fn info(&mut self) -> Result<SlotStatus> {
         self.pump(Some(Duration::ZERO), true)?;
         // Make sure the head is really the next message (see `pass`).
@@ -966,7 +977,7 @@ impl Reader {
         let mut sender = conn.sender.clone();
         sender.remote = p.origin.as_deref().cloned();
         self.buffered_msgs -= 1;
-        self.buffered_bytes -= p.payload.len();
+        self.buffered_bytes -= p.payload.len() + PENDING_COST;
         if let Some(next) = conn.queue.front() {
             let key = (next.stamp, self.seq, idx);
             self.seq += 1;
@@ -1225,19 +1236,22 @@ impl Reader {
         let mut taken = 0usize;
         loop {
             let on_ring = conn.ring.as_ref().is_some_and(|r| r.reading);
-            if !unbounded
-                && !conn.queue.is_empty()
-                && (got >= BATCH
-                    || got_bytes >= BATCH_BYTES
-                    // The first message was sent while we waited: the writer
-                    // was not ahead of us, so there is most likely nothing
-                    // more. Leave the rest to level-triggered epoll rather
-                    // than spend a receive call on learning that (it would
-                    // sit in every message's latency).
-                    || (!on_ring
-                        && was_empty
-                        && got == 1
-                        && conn.queue[0].stamp >= self.pump_ns)
+            // The queue's bound holds for `info()` too: past it, messages
+            // wait in the writer's socket or ring (one frame per connection
+            // may go past it, so that every writer has its head here).
+            if !conn.queue.is_empty()
+                && ((!unbounded
+                    && (got >= BATCH
+                        || got_bytes >= BATCH_BYTES
+                        // The first message was sent while we waited: the
+                        // writer was not ahead of us, so there is most likely
+                        // nothing more. Leave the rest to level-triggered
+                        // epoll rather than spend a receive call on learning
+                        // that (it would sit in every message's latency).
+                        || (!on_ring
+                            && was_empty
+                            && got == 1
+                            && conn.queue[0].stamp >= self.pump_ns)))
                     || self.buffered_msgs >= self.opts.queue_messages
                     || self.buffered_bytes >= self.opts.queue_bytes)
             {
@@ -1461,7 +1475,7 @@ impl Reader {
             }
             for p in conn.queue.range(before..) {
                 self.buffered_msgs += 1;
-                self.buffered_bytes += p.payload.len();
+                self.buffered_bytes += p.payload.len() + PENDING_COST;
                 if matches!(p.payload, Payload::Memfd { .. }) {
                     conn.fds += 1;
                     self.held_fds += 1;
@@ -1628,7 +1642,7 @@ fn decode_frame(
             let Some(msgs) = split_batch(body) else {
                 return false;
             };
-            if msgs.iter().any(|m| too_big(m.len())) {
+            if msgs.len() > BATCH_MESSAGES || msgs.iter().any(|m| too_big(m.len())) {
                 return false;
             }
             queue.extend(msgs.into_iter().map(|m| Pending {
@@ -1690,7 +1704,12 @@ fn decode_ring_frame(
         Kind::Batch if h.flags == 0 => {
             let end = off + len;
             let mut at = off + HEADER_LEN;
+            let mut count = 0;
             while at < end {
+                count += 1;
+                if count > BATCH_MESSAGES {
+                    return false;
+                }
                 let mut n = [0u8; 4];
                 if end - at < n.len() {
                     return false;

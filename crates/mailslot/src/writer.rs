@@ -837,6 +837,11 @@ impl Writer {
     /// puts in one packet.
     pub const BATCH_BYTES: usize = INLINE_MAX;
 
+    /// Largest number of messages [`write_batch`](Writer::write_batch)
+    /// puts in one packet (readers refuse more: each costs them a queue
+    /// entry).
+    pub const BATCH_MESSAGES: usize = crate::frame::BATCH_MESSAGES;
+
     /// Sends several messages at once, coalesced into as few packets as
     /// possible. The reader sees each as its own message, in order, with
     /// this writer as sender; exactly like calling [`write`](Writer::write)
@@ -876,6 +881,7 @@ impl Writer {
             buf.clear();
             let start = i;
             while i < messages.len()
+                && i - start < Self::BATCH_MESSAGES
                 && !alone(messages[i].as_ref())
                 && buf.len() + 4 + messages[i].as_ref().len() <= Self::BATCH_BYTES
             {

@@ -393,9 +393,16 @@ fn close_delivers_everything_when_a_reader_is_there() {
     for i in 0..1000 {
         w.send(tag(Priority::Normal, i), Priority::Normal).unwrap();
     }
+    // The reader reads meanwhile: 1000 messages need not fit in the
+    // connection's buffers (in as many frames as the writer's thread made
+    // of them, which depends on how it raced the sends above).
+    let reading = std::thread::spawn(move || {
+        let got = read_n(&mut r, 1000);
+        (r, got)
+    });
     let u = w.close(LONG);
     assert!(u.is_empty(), "{u:?}");
-    let got = read_n(&mut r, 1000);
+    let (mut r, got) = reading.join().unwrap();
     assert_each_priority_in_order(&got, 0, 1000);
     assert_eq!(r.info().unwrap().count, 0);
 }

@@ -473,3 +473,72 @@ fn a_writer_lying_in_its_stamps_cannot_starve_the_others() -> TestResult {
     liar.join().expect("liar");
     Ok(())
 }
+
+/// Item 12: the reader's private memory stays within its queue bound plus
+/// a small constant per connection, whatever writers send: `info()` used
+/// to pull every queued message in (498 MB for 10 connections of tiny
+/// batches), and each connection's "one frame past the bound" could be a
+/// batch of 16 384 empty messages (1.5 MiB of queue entries each).
+#[test]
+fn hostile_batches_and_info_keep_the_reader_within_its_memory_bound() -> TestResult {
+    let (tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\attack\memory");
+    let mut holder = Spawn::new("writer", tmp.path())
+        .slot(r"attack\memory")
+        .start();
+    assert!(holder.recv().starts_with("id "));
+    assert_eq!(holder.ask("create 600 0"), "ok");
+    assert_eq!(holder.ask("info"), "count 0");
+    let pid = holder.pid();
+    // The reader's private memory before; its peak (which counts shared
+    // pages too) only grows from its resident size.
+    let before = crate::util::status_bytes(pid, "VmRSS");
+    // 200 connections, each with 20 frames of 256 empty messages.
+    let mut frame = header(2, 0, 256 * 4);
+    frame.extend(std::iter::repeat_n(0u8, 256 * 4));
+    let mut conns = Vec::new();
+    for _ in 0..200 {
+        let raw = raw_client(tmp.path(), &name);
+        for _ in 0..20 {
+            rustix::net::send(&raw, &frame, SendFlags::NOSIGNAL | SendFlags::DONTWAIT)?;
+        }
+        conns.push(raw);
+    }
+    // And 200 more, each with one 64 KiB frame of 16 384 empty messages:
+    // refused (over 256 messages), where each used to cost 1.5 MiB.
+    let mut big = header(2, 0, 16_384 * 4);
+    big.extend(std::iter::repeat_n(0u8, 16_384 * 4));
+    for _ in 0..200 {
+        let raw = raw_client(tmp.path(), &name);
+        rustix::net::send(&raw, &big, SendFlags::NOSIGNAL)?;
+        conns.push(raw);
+    }
+    let count: usize = holder.ask("info")["count ".len()..].parse()?;
+    let grown = crate::util::status_bytes(pid, "VmRSS").saturating_sub(before);
+    crate::util::say(format!(
+        "{} messages written, info() counts {count}, reader's private memory grew {} KiB",
+        200 * 20 * 256,
+        grown >> 10
+    ));
+    // The default queue bound (16 MiB, entries included) plus at most one
+    // frame per connection past it, and room for the allocator.
+    let bound = (16 << 20) + 400 * (64 << 10);
+    assert!(grown < bound, "grew {grown} bytes, bound {bound}");
+    assert!(count >= 65_536 / 2, "info() still counts");
+    // Everything is still delivered, and a legitimate writer after it.
+    drop(conns);
+    let drained = holder.ask("drain");
+    // Reading it all stayed within the bound too (the peak, from before).
+    let peak = crate::util::status_bytes(pid, "VmHWM").saturating_sub(before);
+    crate::util::say(format!("peak growth while draining: {} KiB", peak >> 10));
+    assert!(
+        peak < bound,
+        "peaked {peak} bytes over the start, bound {bound}"
+    );
+    assert_eq!(drained, format!("drained {}", 200 * 20 * 256));
+    let w = Writer::open_in(&ns, &name)?;
+    w.write(b"legit")?;
+    assert_eq!(holder.ask("read"), "msg legit");
+    holder.finish();
+    Ok(())
+}

@@ -157,6 +157,23 @@ fn child_commands(ns: &Namespace, name: &SlotName) {
                     Err(e) => say(format!("err {}", kind(&e))),
                 }
             }
+            "info" => match reader.as_mut().expect("child: create first").info() {
+                Ok(st) => say(format!("count {}", st.count)),
+                Err(e) => say(format!("err {}", kind(&e))),
+            },
+            "drain" => {
+                // Every message there is now; how many.
+                let r = reader.as_mut().expect("child: create first");
+                let mut n = 0u64;
+                let mut buf = vec![0u8; 1 << 16];
+                while r
+                    .read_timeout_once(&mut buf, Some(Duration::from_millis(100)))
+                    .is_ok()
+                {
+                    n += 1;
+                }
+                say(format!("drained {n}"))
+            }
             "quit" => break,
             other => panic!("child: unknown command {other}"),
         }

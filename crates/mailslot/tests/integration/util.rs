@@ -15,7 +15,7 @@ use mailslot::{Error, Namespace, SlotName};
 #[path = "../harness/mod.rs"]
 mod harness;
 
-pub use harness::{Child, ROLE_ENV, Rng, cpu_time, env_u64, say};
+pub use harness::{Child, ROLE_ENV, Rng, cpu_time, env_u64, say, status_bytes};
 
 /// The slot a child works on, as a bare name.
 pub const SLOT_ENV: &str = "MAILSLOT_TEST_SLOT";
