@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Builds and runs the C and C++ tests, the C examples and the Python
+# ctypes example against an INSTALLED libmailslot (see install.sh), found
+# through pkg-config only.
+#
+# Usage: bash crates/capi/tests/c/run.sh PREFIX
+set -euo pipefail
+if [ $# -ne 1 ]; then
+    echo "usage: bash crates/capi/tests/c/run.sh PREFIX  (where install.sh put libmailslot)" >&2
+    exit 2
+fi
+prefix=$(cd "$1" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../../../.." && pwd)
+examples=$root/examples/c
+
+export PKG_CONFIG_PATH=$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+pkg-config --exists mailslot || { echo "run.sh: pkg-config finds no mailslot.pc under $prefix/lib/pkgconfig" >&2; exit 1; }
+cflags=$(pkg-config --cflags mailslot)
+libs=$(pkg-config --libs mailslot)
+libdir=$(pkg-config --variable=libdir mailslot)
+compat="-I$(pkg-config --variable=includedir mailslot)/mailslot/compat"
+static_libs=$(pkg-config --static --libs mailslot | sed 's/-lmailslot\b/-l:libmailslot.a/')
+rpath="-Wl,-rpath,$libdir"
+
+work=$(mktemp -d)
+cleanup() { rm -rf "$work"; }
+trap cleanup EXIT
+export MAILSLOT_DIR=$work/ns
+mkdir -m 0700 "$MAILSLOT_DIR"
+
+CC=(gcc -std=c11 -Wall -Wextra -Werror -O1 -g -pthread)
+CXX=(g++ -std=c++17 -Wall -Wextra -Werror -O1 -g -pthread -x c++)
+
+step() { printf -- '--- %s\n' "$*"; }
+cc() { # cc OUT SRC EXTRA...   (C11, shared library)
+    local out=$1 src=$2; shift 2
+    "${CC[@]}" "$@" $cflags -I"$here" "$src" -o "$work/$out" $libs $rpath
+}
+cxx() { # cxx OUT SRC EXTRA... (the same source as C++17)
+    local out=$1 src=$2; shift 2
+    "${CXX[@]}" "$@" $cflags -I"$here" "$src" -x none -o "$work/$out" $libs $rpath
+}
+
+step "native API: C11, C++17, and C11 linked statically"
+cc native_c "$here/native_test.c"
+cxx native_cxx "$here/native_test.c"
+"${CC[@]}" $cflags -I"$here" "$here/native_test.c" -o "$work/native_static" $static_libs
+if ldd "$work/native_static" | grep -q libmailslot; then
+    echo "native_static still links libmailslot.so dynamically" >&2
+    exit 1
+fi
+"$work/native_c"
+"$work/native_cxx"
+"$work/native_static"
+
+step "Win32 layer: ANSI and UNICODE, C11 and C++17, <mailslot/win32.h> and <windows.h>"
+cc win32_c "$here/win32_test.c"
+cc win32_c_unicode "$here/win32_test.c" -DUNICODE -DMAILSLOT_TEST_WINDOWS_H $compat
+cxx win32_cxx "$here/win32_test.c" -DMAILSLOT_TEST_WINDOWS_H $compat
+cxx win32_cxx_unicode "$here/win32_test.c" -DUNICODE
+for t in win32_c win32_c_unicode win32_cxx win32_cxx_unicode; do
+    "$work/$t"
+done
+
+step "examples/c: Win32-style and native server and client, two processes each"
+cc win32_server "$examples/win32_server.c" $compat
+cc win32_client "$examples/win32_client.c" $compat
+cc native_server "$examples/native_server.c"
+cc native_client "$examples/native_client.c"
+cxx win32_server_cxx "$examples/win32_server.c" $compat -DUNICODE
+pair() { # pair SERVER CLIENT: the server prints "ready", reads 3 messages, exits
+    local server=$1 client=$2 line got=""
+    coproc SRV { "$work/$server" 3; }
+    read -r -t 10 line <&"${SRV[0]}" || { echo "$server did not start" >&2; exit 1; }
+    echo "$server: $line"
+    "$work/$client" "first" "" "third"
+    while read -r -t 10 line <&"${SRV[0]}"; do
+        echo "$server: $line"
+        got+="$line;"
+    done
+    wait "$SRV_PID"
+    case $got in
+        *"first"*"(0 bytes)"*"third"*) ;;
+        *) echo "$server did not receive first, an empty message and third in order: $got" >&2; exit 1 ;;
+    esac
+}
+pair win32_server win32_client
+pair native_server native_client
+pair win32_server_cxx native_client
+pair native_server win32_client
+
+step "examples/c/python: ctypes"
+LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} python3 "$examples/python/mailslot_ctypes.py"
+
+echo "C library: all tests passed"
