@@ -70,16 +70,21 @@ cc native_server "$examples/native_server.c"
 cc native_client "$examples/native_client.c"
 cxx win32_server_cxx "$examples/win32_server.c" $compat -DUNICODE
 pair() { # pair SERVER CLIENT: the server prints "ready", reads 3 messages, exits
-    local server=$1 client=$2 line got=""
-    coproc SRV { "$work/$server" 3; }
-    read -r -t 10 line <&"${SRV[0]}" || { echo "$server did not start" >&2; exit 1; }
+    local server=$1 client=$2 line got="" pid
+    rm -f "$work/fifo"
+    mkfifo "$work/fifo"
+    "$work/$server" 3 >"$work/fifo" &
+    pid=$!
+    exec 3<"$work/fifo"
+    read -r -t 10 line <&3 || { echo "$server did not start" >&2; exit 1; }
     echo "$server: $line"
     "$work/$client" "first" "" "third"
-    while read -r -t 10 line <&"${SRV[0]}"; do
+    while read -r -t 10 line <&3; do # until the server exits (EOF)
         echo "$server: $line"
         got+="$line;"
     done
-    wait "$SRV_PID"
+    exec 3<&-
+    wait "$pid" || { echo "$server failed" >&2; exit 1; }
     case $got in
         *"first"*"(0 bytes)"*"third"*) ;;
         *) echo "$server did not receive first, an empty message and third in order: $got" >&2; exit 1 ;;
