@@ -97,7 +97,9 @@ const MAXIMUM_ALLOWED: DWORD = 0x0200_0000;
 const FILE_WRITE_DATA: DWORD = 0x0002;
 const FILE_APPEND_DATA: DWORD = 0x0004;
 
-/// What a handle refers to.
+/// What a handle refers to (one per handle, inside an `Arc`: the variants'
+/// sizes do not matter).
+#[allow(clippy::large_enum_variant)]
 enum Object {
     /// From `CreateMailslot`: reads, info, timeout.
     Reader {

@@ -98,4 +98,9 @@ pair native_server win32_client
 step "examples/c/python: ctypes"
 LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} python3 "$examples/python/mailslot_ctypes.py"
 
+step "bench.c smoke (correctness only; bench/run.sh measures)"
+"${CC[@]}" -O2 $cflags "$here/../../bench/bench.c" -o "$work/bench" $libs $rpath
+"$work/bench" 64 20000 >/dev/null
+"$work/bench" 1024 20000 >/dev/null
+
 echo "C library: all tests passed"
