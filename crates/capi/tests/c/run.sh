@@ -95,6 +95,50 @@ pair native_server native_client
 pair win32_server_cxx native_client
 pair native_server win32_client
 
+step "\\\\* with the default options: every interface's broadcast address, UDP 138, in a network namespace"
+if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then
+    ns="mscapi$$"
+    ip netns add "$ns"
+    trap 'ip netns del "$ns" 2>/dev/null; cleanup' EXIT
+    # A veth pair inside it, one end with an address and a broadcast address:
+    # the kernel delivers what is sent to that address to the namespace's
+    # own sockets too.
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link add va type veth peer name vb
+    ip -n "$ns" addr add 10.213.250.1/24 broadcast 10.213.250.255 dev va
+    ip -n "$ns" link set va up
+    ip -n "$ns" link set vb up
+    rm -f "$work/fifo"
+    mkfifo "$work/fifo"
+    ip netns exec "$ns" python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("", 138))
+print("ready", flush=True)
+s.settimeout(10)
+d, src = s.recvfrom(2048)
+assert d[0] == 0x11, "not a DIRECT_GROUP datagram: %r" % d[:16]
+assert b"\\MAILSLOT\\netns" in d and d.endswith(b"to everyone"), d
+print("received a DIRECT_GROUP datagram for \\MAILSLOT\\netns from %s:%d" % src, flush=True)
+' >"$work/fifo" &
+    rx=$!
+    exec 3<"$work/fifo"
+    read -r -t 10 line <&3 || { echo "the UDP 138 receiver did not start" >&2; exit 1; }
+    MAILSLOT_TARGET='\\*\mailslot\netns' ip netns exec "$ns" "$work/win32_client" "to everyone"
+    read -r -t 10 line <&3 || { echo "nothing arrived on UDP 138" >&2; exit 1; }
+    echo "$line"
+    exec 3<&-
+    wait "$rx"
+    # A host nobody answers for: ERROR_BAD_NETPATH (53), after the NetBIOS query.
+    out=$(MAILSLOT_TARGET='\\NOSUCHHOST\mailslot\x' ip netns exec "$ns" "$work/win32_client" x || true)
+    echo "$out"
+    case $out in *"failed with 53"*) ;; *) echo "expected ERROR_BAD_NETPATH for an unknown host" >&2; exit 1 ;; esac
+    ip netns del "$ns"
+    trap cleanup EXIT
+else
+    echo "skipped: needs root and iproute2 (the loopback tests above cover \\\\* sends)"
+fi
+
 step "examples/c/python: ctypes"
 LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} python3 "$examples/python/mailslot_ctypes.py"
 
