@@ -96,6 +96,7 @@ impl Failure {
     }
 
     /// A NULL pointer, a bad flag, an out-of-range option.
+    #[cold]
     pub(crate) fn arg(message: impl Into<String>) -> Failure {
         Failure::new(
             MAILSLOT_E_INVALID_ARGUMENT,
@@ -118,6 +119,7 @@ impl Failure {
 }
 
 impl From<ms::Error> for Failure {
+    #[cold]
     fn from(e: ms::Error) -> Failure {
         let (status, win32) = classify(&e);
         Failure::new(status, win32, e.to_string())
@@ -204,6 +206,7 @@ pub(crate) fn set_win32(code: u32) {
 
 /// Runs an exported function's body: a failure (or a caught panic) is
 /// recorded as the thread's last error and `on_err` returned.
+#[inline(always)]
 pub(crate) fn guard<T>(name: &str, on_err: T, f: impl FnOnce() -> Result<T, Failure>) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => v,
@@ -219,6 +222,7 @@ pub(crate) fn guard<T>(name: &str, on_err: T, f: impl FnOnce() -> Result<T, Fail
 }
 
 /// [`guard`] for native functions, which return their status.
+#[inline(always)]
 pub(crate) fn native(name: &str, f: impl FnOnce() -> Result<(), Failure>) -> mailslot_status {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => MAILSLOT_OK,

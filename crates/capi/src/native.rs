@@ -129,6 +129,7 @@ pub(crate) fn timeout_to_ms(t: Option<Duration>) -> u32 {
 ///
 /// # Safety
 /// `r` is NULL or a live reader that no other thread is using.
+#[inline(always)]
 unsafe fn reader_mut<'a>(r: *mut mailslot_reader, f: &str) -> Result<&'a mut ms::Reader, Failure> {
     // SAFETY: by the caller's contract `r` is NULL or live and ours alone.
     match unsafe { r.as_ref() } {
@@ -143,6 +144,7 @@ unsafe fn reader_mut<'a>(r: *mut mailslot_reader, f: &str) -> Result<&'a mut ms:
 ///
 /// # Safety
 /// `w` is NULL or a live writer not being reconfigured by another thread.
+#[inline(always)]
 unsafe fn writer_ref<'a>(w: *const mailslot_writer, f: &str) -> Result<&'a ms::Writer, Failure> {
     // SAFETY: by the caller's contract.
     match unsafe { w.as_ref() } {
@@ -157,6 +159,7 @@ unsafe fn writer_ref<'a>(w: *const mailslot_writer, f: &str) -> Result<&'a ms::W
 ///
 /// # Safety
 /// `buf` is NULL or valid for writes of `len` bytes.
+#[inline(always)]
 pub(crate) unsafe fn out_buf<'a>(
     buf: *mut c_void,
     len: usize,
@@ -178,6 +181,7 @@ pub(crate) unsafe fn out_buf<'a>(
 ///
 /// # Safety
 /// `data` is NULL or valid for reads of `len` bytes.
+#[inline(always)]
 pub(crate) unsafe fn in_buf<'a>(
     data: *const c_void,
     len: usize,
@@ -249,6 +253,7 @@ pub(crate) fn copy_name(dst: &mut [c_char; MAILSLOT_ORIGIN_NAME_MAX], s: &str) {
     dst[n] = 0;
 }
 
+#[inline(always)]
 fn fill_sender(out: *mut mailslot_sender, s: &ms::Sender) {
     // SAFETY: the caller passes NULL or a writable mailslot_sender.
     let Some(out) = (unsafe { out.as_mut() }) else {
@@ -275,6 +280,7 @@ fn fill_sender(out: *mut mailslot_sender, s: &ms::Sender) {
     }
 }
 
+#[inline(always)]
 fn set_len(len: *mut usize, n: usize) {
     // SAFETY: the caller passes NULL or a writable size_t.
     if let Some(l) = unsafe { len.as_mut() } {
@@ -402,6 +408,7 @@ pub unsafe extern "C" fn mailslot_reader_read_timeout(
 
 /// # Safety
 /// As `mailslot_reader_read`.
+#[inline(always)]
 unsafe fn read_into(
     r: &mut ms::Reader,
     buf: *mut c_void,
