@@ -146,6 +146,12 @@ fn win32_h_prototypes_match_the_rust_signatures() {
     )
     .unwrap();
     for (cc, std) in [("gcc", "-std=c11"), ("g++", "-std=c++17")] {
+        if cc == "g++" && Command::new(cc).arg("--version").output().is_err() {
+            // .ci/run installs g++ for the C library step, after `cargo test`;
+            // that step compiles win32.h as C++17 in four configurations.
+            eprintln!("note: g++ not installed; win32.h checked as C only here");
+            continue;
+        }
         let mut cmd = Command::new(cc);
         cmd.args([std, "-Wall", "-Werror", "-fsyntax-only", "-I"])
             .arg(crate_dir().join("include"));
