@@ -38,6 +38,10 @@ int main(int argc, char **argv) {
         buf[len] = 0;
         if (len == 0)
             printf("message %ld: (0 bytes) from pid %u\n", i + 1, from.pid);
+        else if (from.is_remote) /* forwarded by the mailslot daemon */
+            printf("message %ld: %s (%zu bytes) from %s at %u.%u.%u.%u:%u, sent to %s\n", i + 1, buf, len,
+                   from.source_name, from.remote_ip[0], from.remote_ip[1], from.remote_ip[2], from.remote_ip[3],
+                   from.remote_port, from.dest_name);
         else
             printf("message %ld: %s (%zu bytes) from pid %u uid %u\n", i + 1, buf, len, from.pid, from.uid);
         fflush(stdout);

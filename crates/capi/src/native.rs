@@ -559,8 +559,11 @@ pub unsafe extern "C" fn mailslot_reader_close(reader: *mut mailslot_reader) {
 /// `\\*\mailslot\NAME` for every slot of that name in a workgroup (UDP
 /// broadcast). Network names use the options set with
 /// `mailslot_set_net_defaults` (default: this host's name, `WORKGROUP`,
-/// every interface's broadcast address). Fails with `MAILSLOT_E_NOT_FOUND`
-/// when no reader has created a local name.
+/// every interface's broadcast address). A `\\HOST` is resolved here, once:
+/// the system resolver, then a NetBIOS name query (up to 1.5 s; unanswered:
+/// `MAILSLOT_E_NETWORK`). Writes to network names are UDP datagrams: their
+/// success does not mean a reader got them. Fails with
+/// `MAILSLOT_E_NOT_FOUND` when no reader has created a local name.
 ///
 /// Thread-safety: safe to call from any thread.
 ///

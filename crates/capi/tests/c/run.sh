@@ -139,6 +139,41 @@ else
     echo "skipped: needs root and iproute2 (the loopback tests above cover \\\\* sends)"
 fi
 
+step "a network origin through the C API: C client -> UDP -> mailslot daemon -> C reader"
+daemon_bin=${CARGO_TARGET_DIR:-$root/target}/debug/mailslot
+if [ "$(id -u)" = 0 ] && [ -x "$daemon_bin" ]; then
+    port=$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    rm -f "$work/fifo" "$work/dfifo"
+    mkfifo "$work/fifo" "$work/dfifo"
+    "$work/native_server" 1 >"$work/fifo" &
+    srv=$!
+    exec 3<"$work/fifo"
+    read -r -t 10 line <&3 || { echo "native_server did not start" >&2; exit 1; }
+    "$daemon_bin" daemon --bind 127.0.0.1 --port "$port" --user root --dir "$MAILSLOT_DIR" \
+        --workgroup OFFICE --netbios-name CAPIDAEMON 2>"$work/dfifo" &
+    daemon=$!
+    exec 4<"$work/dfifo"
+    ready=""
+    while read -r -t 10 line <&4; do
+        case $line in *"ready"*) ready=1; break ;; esac
+    done
+    [ -n "$ready" ] || { echo "the mailslot daemon did not get ready" >&2; kill "$daemon"; exit 1; }
+    MAILSLOT_TARGET='\\*\mailslot\sample_mailslot' MAILSLOT_NETBIOS_NAME=CAPICLIENT MAILSLOT_WORKGROUP=OFFICE \
+        MAILSLOT_BROADCAST=127.0.0.1 MAILSLOT_PORT=$port "$work/native_client" "over the network"
+    read -r -t 10 line <&3 || { echo "nothing arrived through the daemon" >&2; kill "$daemon"; exit 1; }
+    echo "native_server: $line"
+    kill "$daemon"
+    wait "$daemon" || true
+    wait "$srv"
+    exec 3<&- 4<&-
+    case $line in
+        *"over the network"*"from CAPICLIENT"*"at 127.0.0.1:"*"sent to OFFICE"*) ;;
+        *) echo "the reader did not see the network origin: $line" >&2; exit 1 ;;
+    esac
+else
+    echo "skipped: needs root and the mailslot binary ($daemon_bin, built by cargo test)"
+fi
+
 step "examples/c/python: ctypes"
 LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} python3 "$examples/python/mailslot_ctypes.py"
 
