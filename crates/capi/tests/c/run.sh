@@ -59,7 +59,9 @@ cc win32_c "$here/win32_test.c"
 cc win32_c_unicode "$here/win32_test.c" -DUNICODE -DMAILSLOT_TEST_WINDOWS_H $compat
 cxx win32_cxx "$here/win32_test.c" -DMAILSLOT_TEST_WINDOWS_H $compat
 cxx win32_cxx_unicode "$here/win32_test.c" -DUNICODE
-for t in win32_c win32_c_unicode win32_cxx win32_cxx_unicode; do
+cc no_clash_c "$here/no_clash.c"
+cxx no_clash_cxx "$here/no_clash.c"
+for t in win32_c win32_c_unicode win32_cxx win32_cxx_unicode no_clash_c no_clash_cxx; do
     "$work/$t"
 done
 
