@@ -109,7 +109,9 @@ impl Failure {
     fn record(self) {
         let message = CString::new(self.message.replace('\0', "\\0"))
             .unwrap_or_else(|_| c"(unprintable error)".to_owned());
-        LAST.with(|l| {
+        // `try_with`: a call from a C thread-exit destructor, after this
+        // thread's storage is gone, must not panic outside the guard.
+        let _ = LAST.try_with(|l| {
             let mut l = l.borrow_mut();
             l.status = self.status;
             l.win32 = self.win32;
@@ -185,23 +187,24 @@ thread_local! {
 
 /// The calling thread's last native status.
 pub(crate) fn last_status() -> mailslot_status {
-    LAST.with(|l| l.borrow().status)
+    LAST.try_with(|l| l.borrow().status).unwrap_or(MAILSLOT_OK)
 }
 
 /// The calling thread's last error message; valid until the thread's next
 /// failing call (the pointer is into the thread's own storage).
 pub(crate) fn last_message() -> *const c_char {
-    LAST.with(|l| l.borrow().message.as_ptr())
+    LAST.try_with(|l| l.borrow().message.as_ptr())
+        .unwrap_or(c"".as_ptr())
 }
 
 /// The calling thread's Win32 error number (`GetLastError`).
 pub(crate) fn last_win32() -> u32 {
-    LAST.with(|l| l.borrow().win32)
+    LAST.try_with(|l| l.borrow().win32).unwrap_or(0)
 }
 
 /// `SetLastError`: only the Win32 number changes.
 pub(crate) fn set_win32(code: u32) {
-    LAST.with(|l| l.borrow_mut().win32 = code);
+    let _ = LAST.try_with(|l| l.borrow_mut().win32 = code);
 }
 
 /// Runs an exported function's body: a failure (or a caught panic) is

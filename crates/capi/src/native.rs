@@ -173,6 +173,11 @@ pub(crate) unsafe fn out_buf<'a>(
         }
         return Ok(&mut []);
     }
+    if len > isize::MAX as usize {
+        return Err(Failure::arg(format!(
+            "{f}: buffer size {len} is impossible; pass the buffer's real size"
+        )));
+    }
     // SAFETY: the caller promises `len` writable bytes at `buf`.
     Ok(unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) })
 }
@@ -194,6 +199,11 @@ pub(crate) unsafe fn in_buf<'a>(
             )));
         }
         return Ok(&[]);
+    }
+    if len > isize::MAX as usize {
+        return Err(Failure::arg(format!(
+            "{f}: length {len} is impossible; pass the message's real length"
+        )));
     }
     // SAFETY: the caller promises `len` readable bytes at `data`.
     Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })

@@ -113,7 +113,9 @@ enum Object {
     Writer { writer: ms::Writer, can_write: bool },
 }
 
-/// The handle table: slot `i` is handle `((generation << 32) | (i + 1)) << 2`.
+/// The handle table: slot `i` is handle
+/// `((generation << INDEX_BITS) | (i + 1)) << 2` (a multiple of 4, never
+/// NULL or `INVALID_HANDLE_VALUE`, like Windows' handles).
 struct Table {
     slots: Vec<(u32, Option<Arc<Object>>)>,
     free: Vec<usize>,
@@ -124,14 +126,27 @@ static TABLE: Mutex<Table> = Mutex::new(Table {
     free: Vec::new(),
 });
 
-const GEN_MASK: u32 = 0x00FF_FFFF;
+/// Bits of a handle for the slot index: 32 on 64-bit targets, 20 on 32-bit.
+const INDEX_BITS: u32 = if usize::BITS >= 64 { 32 } else { 20 };
+/// Generations wrap at this mask (24 bits; 10 on 32-bit targets), so a
+/// closed handle's value comes back only after that many reuses of its slot.
+const GEN_MASK: u32 = {
+    let room = usize::BITS - 2 - INDEX_BITS;
+    if room >= 24 {
+        0x00FF_FFFF
+    } else {
+        (1 << room) - 1
+    }
+};
+/// Slot indexes run below this.
+const MAX_SLOTS: usize = (1 << INDEX_BITS) - 1;
 
 fn table() -> std::sync::MutexGuard<'static, Table> {
     TABLE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn encode(index: usize, generation: u32) -> HANDLE {
-    ((((generation as usize) << 32) | (index + 1)) << 2) as HANDLE
+    ((((generation as usize) << INDEX_BITS) | (index + 1)) << 2) as HANDLE
 }
 
 fn decode(h: HANDLE) -> Option<(usize, u32)> {
@@ -140,12 +155,22 @@ fn decode(h: HANDLE) -> Option<(usize, u32)> {
         return None;
     }
     let v = v >> 2;
-    let index = (v & 0xFFFF_FFFF).checked_sub(1)?;
-    Some((index, (v >> 32) as u32))
+    let index = (v & MAX_SLOTS).checked_sub(1)?;
+    Some((index, (v >> INDEX_BITS) as u32))
 }
 
-fn insert(obj: Object) -> HANDLE {
+fn insert(obj: Object) -> Result<HANDLE, Failure> {
     let mut t = table();
+    if t.free.is_empty() && t.slots.len() >= MAX_SLOTS - 1 {
+        return Err(Failure::new(
+            mailslot_status::MAILSLOT_E_IO,
+            ERROR_TOO_MANY_OPEN_FILES,
+            format!(
+                "{} mailslot handles are open; close some with CloseHandle",
+                t.slots.len()
+            ),
+        ));
+    }
     let obj = Some(Arc::new(obj));
     match t.free.pop() {
         Some(i) => {
@@ -155,11 +180,11 @@ fn insert(obj: Object) -> HANDLE {
                 slot.0 = 1;
             }
             slot.1 = obj;
-            encode(i, slot.0)
+            Ok(encode(i, slot.0))
         }
         None => {
             t.slots.push((1, obj));
-            encode(t.slots.len() - 1, 1)
+            Ok(encode(t.slots.len() - 1, 1))
         }
     }
 }
@@ -276,11 +301,11 @@ fn create_mailslot(
             .max_message_size(max)
             .read_timeout(timeout_from_ms(timeout));
         let reader = ms::Reader::create(&slot, &opts)?;
-        Ok(insert(Object::Reader {
+        insert(Object::Reader {
             name: slot.path(),
             waker: reader.waker(),
             reader: Mutex::new(reader),
-        }))
+        })
     })
 }
 
@@ -346,7 +371,7 @@ fn create_file(
         let can_write = access
             & (GENERIC_WRITE | GENERIC_ALL | MAXIMUM_ALLOWED | FILE_WRITE_DATA | FILE_APPEND_DATA)
             != 0;
-        Ok(insert(Object::Writer { writer, can_write }))
+        insert(Object::Writer { writer, can_write })
     })
 }
 

@@ -187,6 +187,9 @@ static void test_errors(void) {
     CHECK(mailslot_reader_read(r, NULL, 3, &len, NULL) == MAILSLOT_E_INVALID_ARGUMENT);
     CHECK(mailslot_reader_info(r, NULL) == MAILSLOT_E_INVALID_ARGUMENT);
     CHECK(mailslot_reader_read(r, buf, sizeof buf, NULL, NULL) == MAILSLOT_OK); /* len may be NULL */
+    /* Sizes no buffer can have are refused, not trusted. */
+    CHECK(mailslot_writer_write(w, "abc", (size_t)-1) == MAILSLOT_E_INVALID_ARGUMENT);
+    CHECK(mailslot_reader_read(r, buf, (size_t)-1, &len, NULL) == MAILSLOT_E_INVALID_ARGUMENT);
     mailslot_writer_close(w);
     mailslot_reader_close(r);
 
