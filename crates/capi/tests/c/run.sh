@@ -24,7 +24,8 @@ static_libs=$(pkg-config --static --libs mailslot | sed 's/-lmailslot\b/-l:libma
 rpath="-Wl,-rpath,$libdir"
 
 work=$(mktemp -d)
-cleanup() { rm -rf "$work"; }
+shared=""
+cleanup() { rm -rf "$work" ${shared:+"$shared"}; }
 trap cleanup EXIT
 export MAILSLOT_DIR=$work/ns
 mkdir -m 0700 "$MAILSLOT_DIR"
@@ -41,6 +42,15 @@ cxx() { # cxx OUT SRC EXTRA... (the same source as C++17)
     local out=$1 src=$2; shift 2
     "${CXX[@]}" "$@" $cflags -I"$here" "$src" -x none -o "$work/$out" $libs $rpath
 }
+
+step "the installed files"
+soname=$(readelf -d "$libdir/libmailslot.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+[ "$soname" = libmailslot.so.0 ] || { echo "soname is '$soname', expected libmailslot.so.0" >&2; exit 1; }
+for f in include/mailslot/mailslot.h include/mailslot/win32.h include/mailslot/compat/windows.h \
+    lib/libmailslot.so lib/libmailslot.so.0 lib/libmailslot.a lib/pkgconfig/mailslot.pc; do
+    [ -e "$prefix/$f" ] || { echo "$prefix/$f is missing" >&2; exit 1; }
+done
+echo "ok: headers, libmailslot.so -> $soname, libmailslot.a, mailslot.pc"
 
 step "native API: C11, C++17, and C11 linked statically"
 cc native_c "$here/native_test.c"
@@ -174,6 +184,38 @@ if [ "$(id -u)" = 0 ] && [ -x "$daemon_bin" ]; then
     esac
 else
     echo "skipped: needs root and the mailslot binary ($daemon_bin, built by cargo test)"
+fi
+
+step "a slot's mode refuses another user: ERROR_ACCESS_DENIED / MAILSLOT_E_PERMISSION_DENIED"
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1; then
+    # A directory everyone may use (like /run/mailslot), and clients linked
+    # statically so that user "nobody" needs nothing from our private $work.
+    shared=$(mktemp -d /tmp/mscapi-perm.XXXXXX)
+    chmod 1777 "$shared"
+    "${CC[@]}" $cflags $compat "$examples/win32_client.c" -o "$shared/win32_client" $static_libs
+    "${CC[@]}" $cflags "$examples/native_client.c" -o "$shared/native_client" $static_libs
+    chmod 0755 "$shared/win32_client" "$shared/native_client"
+    rm -f "$work/fifo"
+    mkfifo "$work/fifo"
+    MAILSLOT_DIR=$shared "$work/native_server" 1 >"$work/fifo" &
+    srv=$!
+    exec 3<"$work/fifo"
+    read -r -t 10 line <&3 || { echo "native_server did not start" >&2; exit 1; }
+    as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups env MAILSLOT_DIR="$shared" "$@"; }
+    out=$(as_nobody "$shared/win32_client" x 2>&1 || true)
+    echo "nobody, Win32: $out"
+    case $out in *"failed with 5"*) ;; *) echo "expected ERROR_ACCESS_DENIED (5)" >&2; exit 1 ;; esac
+    out=$(as_nobody "$shared/native_client" x 2>&1 || true)
+    echo "nobody, native: $out"
+    case $out in *"permission denied"*"sample_mailslot"*) ;; *) echo "expected a permission error naming the slot" >&2; exit 1 ;; esac
+    MAILSLOT_DIR=$shared "$work/native_client" "the owner may" >/dev/null
+    read -r -t 10 line <&3 && echo "native_server: $line"
+    wait "$srv"
+    exec 3<&-
+    rm -rf "$shared"
+    shared=""
+else
+    echo "skipped: needs root and setpriv"
 fi
 
 step "examples/c/python: ctypes"
