@@ -111,11 +111,18 @@ typedef struct _SECURITY_ATTRIBUTES {
     BOOL bInheritHandle;         /* ignored */
 } SECURITY_ATTRIBUTES, *PSECURITY_ATTRIBUTES, *LPSECURITY_ATTRIBUTES;
 
+/* Windows' anonymous union and struct; __extension__ keeps g++ -Wpedantic quiet. */
+#if defined(__GNUC__)
+#define MAILSLOT_W32_EXTENSION_ __extension__
+#else
+#define MAILSLOT_W32_EXTENSION_
+#endif
+
 typedef struct _OVERLAPPED {
     ULONG_PTR Internal;     /* set to 0 when the operation completes */
     ULONG_PTR InternalHigh; /* set to the bytes transferred */
-    union {
-        struct {
+    MAILSLOT_W32_EXTENSION_ union {
+        MAILSLOT_W32_EXTENSION_ struct {
             DWORD Offset;
             DWORD OffsetHigh;
         };

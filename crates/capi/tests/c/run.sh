@@ -30,8 +30,8 @@ trap cleanup EXIT
 export MAILSLOT_DIR=$work/ns
 mkdir -m 0700 "$MAILSLOT_DIR"
 
-CC=(gcc -std=c11 -Wall -Wextra -Werror -O1 -g -pthread)
-CXX=(g++ -std=c++17 -Wall -Wextra -Werror -O1 -g -pthread -x c++)
+CC=(gcc -std=c11 -Wall -Wextra -Wpedantic -Werror -O1 -g -pthread)
+CXX=(g++ -std=c++17 -Wall -Wextra -Wpedantic -Werror -O1 -g -pthread -x c++)
 
 step() { printf -- '--- %s\n' "$*"; }
 cc() { # cc OUT SRC EXTRA...   (C11, shared library)
