@@ -204,6 +204,11 @@ static void test_errors(void) {
     CHECK(ReadFile(s, buf, 8, &n, NULL) && n == 8);
     CHECK(CloseHandle(c));
     CHECK(CloseHandle(s));
+    /* 0xFFFFFFFF is a valid maximum, reported back as given. */
+    s = CreateMailslotA("\\\\.\\mailslot\\win32\\max", 0xFFFFFFFFu, 0, NULL);
+    REQUIRE(s != INVALID_HANDLE_VALUE);
+    CHECK(GetMailslotInfo(s, &max, NULL, NULL, NULL) && max == 0xFFFFFFFFu);
+    CHECK(CloseHandle(s));
 
     /* A shared native reader holds the name: sharing violation. */
     mailslot_reader *shared = NULL;
