@@ -35,9 +35,14 @@ run() {
 }
 for spec in "64 4000000" "1024 2000000"; do
     set -- $spec
-    for ((i = 0; i < repeats; i++)); do
-        run "$work/bench" "$1" "$2"
-        run "$target/release/examples/bench_rust" "$1" "$2"
+    for ((i = 0; i < repeats; i++)); do # alternate which goes first
+        if ((i % 2 == 0)); then
+            run "$work/bench" "$1" "$2"
+            run "$target/release/examples/bench_rust" "$1" "$2"
+        else
+            run "$target/release/examples/bench_rust" "$1" "$2"
+            run "$work/bench" "$1" "$2"
+        fi
     done
 done | tee "$work/raw"
 python3 - "$work/raw" <<'PY'
