@@ -57,5 +57,11 @@ if [ "${MAILSLOT_CAPI_STRIP:-}" = 1 ]; then
 fi
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@VERSION@|$version|g" "$here/mailslot.pc.in" >"$dest/lib/pkgconfig/mailslot.pc"
 chmod 0644 "$dest/lib/pkgconfig/mailslot.pc"
+# Refresh the loader's cache, so that /usr/local/lib and the like find
+# libmailslot.so.0 at once (a no-op for directories it does not search).
+if [ -z "${DESTDIR:-}" ] && [ "$(id -u)" = 0 ] && command -v ldconfig >/dev/null 2>&1; then
+    ldconfig || true
+fi
 echo "installed libmailslot $version under $dest"
 echo "use: cc app.c \$(PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --cflags --libs mailslot)"
+echo "     (outside the loader's path add -Wl,-rpath,$prefix/lib or set LD_LIBRARY_PATH=$prefix/lib)"
