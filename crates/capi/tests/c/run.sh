@@ -25,7 +25,11 @@ rpath="-Wl,-rpath,$libdir"
 
 work=$(mktemp -d)
 shared=""
-cleanup() { rm -rf "$work" ${shared:+"$shared"}; }
+bg=() # background processes this script started, stopped on any exit
+cleanup() {
+    for p in "${bg[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$work" ${shared:+"$shared"}
+}
 trap cleanup EXIT
 export MAILSLOT_DIR=$work/ns
 mkdir -m 0700 "$MAILSLOT_DIR"
@@ -87,6 +91,7 @@ pair() { # pair SERVER CLIENT: the server prints "ready", reads 3 messages, exit
     mkfifo "$work/fifo"
     "$work/$server" 3 >"$work/fifo" &
     pid=$!
+    bg+=("$pid")
     exec 3<"$work/fifo"
     read -r -t 10 line <&3 || { echo "$server did not start" >&2; exit 1; }
     echo "$server: $line"
@@ -134,6 +139,7 @@ assert b"\\MAILSLOT\\netns" in d and d.endswith(b"to everyone"), d
 print("received a DIRECT_GROUP datagram for \\MAILSLOT\\netns from %s:%d" % src, flush=True)
 ' >"$work/fifo" &
     rx=$!
+    bg+=("$rx")
     exec 3<"$work/fifo"
     read -r -t 10 line <&3 || { echo "the UDP 138 receiver did not start" >&2; exit 1; }
     MAILSLOT_TARGET='\\*\mailslot\netns' ip netns exec "$ns" "$work/win32_client" "to everyone"
@@ -159,11 +165,13 @@ if [ "$(id -u)" = 0 ] && [ -x "$daemon_bin" ]; then
     mkfifo "$work/fifo" "$work/dfifo"
     "$work/native_server" 1 >"$work/fifo" &
     srv=$!
+    bg+=("$srv")
     exec 3<"$work/fifo"
     read -r -t 10 line <&3 || { echo "native_server did not start" >&2; exit 1; }
     "$daemon_bin" daemon --bind 127.0.0.1 --port "$port" --user root --dir "$MAILSLOT_DIR" \
         --workgroup OFFICE --netbios-name CAPIDAEMON 2>"$work/dfifo" &
     daemon=$!
+    bg+=("$daemon")
     exec 4<"$work/dfifo"
     ready=""
     while read -r -t 10 line <&4; do
@@ -199,6 +207,7 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1; then
     mkfifo "$work/fifo"
     MAILSLOT_DIR=$shared "$work/native_server" 1 >"$work/fifo" &
     srv=$!
+    bg+=("$srv")
     exec 3<"$work/fifo"
     read -r -t 10 line <&3 || { echo "native_server did not start" >&2; exit 1; }
     as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups env MAILSLOT_DIR="$shared" "$@"; }
