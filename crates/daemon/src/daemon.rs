@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mailslot::{Error as SlotError, Namespace, RemoteOrigin, SlotName, Writer};
+use mailslot::{Namespace, RemoteOrigin, SlotName};
 
-use crate::confirm::{Outcome, Unconfirmed};
+use crate::links::{Links, Outcome, Settled};
 use crate::nbns;
 use crate::nmbd;
-use crate::receiver::{Decision, Delivery, LogLimit, LogPermit, NameTable, Receiver};
+use crate::receiver::{Decision, LogLimit, LogPermit, NameTable, Receiver};
 use crate::sys;
 
 /// The file in the namespace directory that lists the uids readers trust on
@@ -255,7 +255,7 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
         }
     ));
     let mut buf = vec![0u8; 65536];
-    let mut waiting = Unconfirmed::default();
+    let mut links = Links::default();
     let mut last_stats = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         // SIGUSR1, and every minute with --verbose.
@@ -270,14 +270,14 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
                 log(format_args!("nmbd {}: {note}", l.path().display()));
             }
         }
-        let mut fds = Vec::with_capacity(3 + waiting.fds().count());
+        let mut fds = Vec::with_capacity(3 + links.fds().count());
         if let Some(s) = &sock {
             fds.push(rustix::event::PollFd::new(s, rustix::event::PollFlags::IN));
         }
         if let Some(s) = &nbns_sock {
             fds.push(rustix::event::PollFd::new(s, rustix::event::PollFlags::IN));
         }
-        for fd in waiting.fds() {
+        for fd in links.fds() {
             fds.push(rustix::event::PollFd::from_borrowed_fd(
                 fd,
                 rustix::event::PollFlags::IN,
@@ -307,16 +307,16 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
                 s,
                 &mut buf,
                 &mut rx,
-                &mut waiting,
+                &mut links,
                 &mut limit,
                 start,
                 ns,
                 opts.verbose,
             )?;
         }
-        if !waiting.is_empty() {
+        if !links.is_empty() {
             let now = start.elapsed();
-            report(waiting.settle(now), &mut rx, &mut limit, now, opts.verbose);
+            report(links.settle(now), &mut rx, &mut limit, now, opts.verbose);
         }
         if let Some(l) = &mut nmbd_link {
             let now = start.elapsed();
@@ -325,7 +325,7 @@ pub fn run(opts: &DaemonOptions, ns: &Namespace) -> Result<(), DaemonError> {
                     &p.bytes,
                     p.from,
                     &mut rx,
-                    &mut waiting,
+                    &mut links,
                     &mut limit,
                     now,
                     ns,
@@ -350,7 +350,7 @@ fn receive_ready(
     sock: &UdpSocket,
     buf: &mut [u8],
     rx: &mut Receiver,
-    waiting: &mut Unconfirmed,
+    links: &mut Links,
     limit: &mut LogLimit,
     start: Instant,
     ns: &Namespace,
@@ -382,7 +382,7 @@ fn receive_ready(
             &buf[..n],
             from,
             rx,
-            waiting,
+            links,
             limit,
             start.elapsed(),
             ns,
@@ -439,7 +439,7 @@ fn handle_datagram(
     bytes: &[u8],
     from: SocketAddrV4,
     rx: &mut Receiver,
-    waiting: &mut Unconfirmed,
+    links: &mut Links,
     limit: &mut LogLimit,
     now: Duration,
     ns: &Namespace,
@@ -455,32 +455,36 @@ fn handle_datagram(
         }
     };
     match rx.receive(bytes, from, now) {
-        Decision::Deliver(d) => match deliver(ns, &d) {
-            // Delivered once the reader takes the connection.
-            Ok(w) => {
-                let what = format!(
-                    "{} bytes from {} {} to {} on {}",
-                    d.data.len(),
-                    d.from,
-                    d.source_name,
-                    d.destination_name,
-                    d.slot.path()
-                );
-                if let Some(gone) = waiting.push(w, now, what) {
-                    report(vec![gone], rx, limit, now, verbose);
+        Decision::Deliver(d) => {
+            let origin = RemoteOrigin::new(
+                *d.from.ip(),
+                d.from.port(),
+                &d.source_name.to_string(),
+                &d.destination_name.to_string(),
+            );
+            let what = format!(
+                "{} bytes from {} {} to {} on {}",
+                d.data.len(),
+                d.from,
+                d.source_name,
+                d.destination_name,
+                d.slot.path()
+            );
+            // Delivered once the reader has taken the connection.
+            match links.deliver(ns, &d.slot, &d.data, &origin, what, now) {
+                Ok(settled) => report(settled, rx, limit, now, verbose),
+                Err(reason) => {
+                    rx.stats.count(reason);
+                    if verbose || reason == "delivery-error" {
+                        note(format!(
+                            "dropped datagram from {} for {}: {reason}",
+                            d.from,
+                            d.slot.path()
+                        ));
+                    }
                 }
             }
-            Err(reason) => {
-                rx.stats.count(reason);
-                if verbose || reason == "delivery-error" {
-                    note(format!(
-                        "dropped datagram from {} for {}: {reason}",
-                        d.from,
-                        d.slot.path()
-                    ));
-                }
-            }
-        },
+        }
         Decision::Drop(reason) => {
             let counter = reason.counter();
             if verbose || counter.starts_with("malformed") {
@@ -495,7 +499,7 @@ fn handle_datagram(
 /// Counts and logs what became of deliveries: delivered only once their
 /// reader took them; refusals are always logged (rate-limited).
 fn report(
-    settled: Vec<(Outcome, String)>,
+    settled: Vec<Settled>,
     rx: &mut Receiver,
     limit: &mut LogLimit,
     now: Duration,
@@ -523,47 +527,6 @@ fn report(
                 log(format_args!("{line}"));
             }
         }
-    }
-}
-
-/// Hands one message to its slot's connection; the writer (whose reader
-/// has yet to take it), else the drop reason.
-fn deliver(ns: &Namespace, d: &Delivery) -> Result<Writer, &'static str> {
-    let origin = RemoteOrigin::new(
-        *d.from.ip(),
-        d.from.port(),
-        &d.source_name.to_string(),
-        &d.destination_name.to_string(),
-    );
-    let mut w = match Writer::open_network_in(ns, &d.slot) {
-        Ok(w) => w,
-        Err(SlotError::NotFound { .. }) => {
-            // Class 2: no reader means the message is lost, silently. Tell
-            // "no reader" from "refuses network messages" by its metadata,
-            // read the namespace's way: never blocking on a planted FIFO,
-            // never more than a few KiB of a planted huge file.
-            let refuses = ns.accepts_remote(&d.slot) == Some(false);
-            return Err(if refuses {
-                "refuses-network"
-            } else {
-                "no-reader"
-            });
-        }
-        Err(SlotError::TimedOut { .. }) => return Err("slot-full"),
-        Err(_) => return Err("delivery-error"),
-    };
-    if !w.accepts_remote() {
-        return Err("refuses-network");
-    }
-    // Never wait: a full slot loses the datagram, like a full mailslot on Windows.
-    w.set_write_timeout(Some(Duration::ZERO));
-    match w.write_remote(&d.data, &origin) {
-        Ok(()) => Ok(w),
-        Err(SlotError::TimedOut { .. }) => Err("slot-full"),
-        Err(SlotError::MessageTooLarge { .. }) => Err("too-large-for-slot"),
-        Err(SlotError::ReaderClosed { .. }) => Err("no-reader"),
-        Err(SlotError::Refused { .. }) => Err("refused-by-reader"),
-        Err(_) => Err("delivery-error"),
     }
 }
 

@@ -104,8 +104,8 @@
 
 pub mod client;
 pub mod config;
-mod confirm;
 pub mod daemon;
+mod links;
 pub mod nbns;
 pub mod nmbd;
 pub mod receiver;

@@ -97,12 +97,14 @@ impl ReaderOptions {
     /// Beyond it, messages wait in each writer's ring (shared memory the
     /// writer made: 256 KiB of small messages, up to 2 MiB of large ones)
     /// or socket buffer (about 200 KiB), charged to the writer, and writers
-    /// block when theirs is full: backpressure, never loss. Each queued
-    /// message also charges its queue entry (about 100 bytes) to the byte
-    /// bound. To keep delivery in order the reader may hold one extra frame
-    /// per connected writer past the bound: one message, or one coalesced
-    /// batch of at most 256 messages and 64 KiB. Messages over 64 KiB wait
-    /// in memory files the writer made (at most 16 per writer are held).
+    /// block when theirs is full: backpressure, never loss. The bytes are
+    /// what the reader itself holds: each queued message's entry (about 100
+    /// bytes) and the copies of messages over 64 bytes that came on the
+    /// socket; messages in a writer's ring or memory file stay there until
+    /// read (at most 16 memory files per writer are held). To keep delivery
+    /// in order the reader may hold one extra frame per connected writer
+    /// past the bound: one message, or one coalesced batch of at most 256
+    /// messages and 64 KiB.
     pub fn queue_limit(mut self, messages: usize, bytes: usize) -> Self {
         self.queue_messages = messages.max(1);
         self.queue_bytes = bytes.max(1);
@@ -250,6 +252,18 @@ impl Payload {
             Payload::Inline(v) => v.len(),
             Payload::Memfd { len, .. } | Payload::Ring { len, .. } => *len,
         }
+    }
+
+    /// What the message costs the reader's own memory, charged to the
+    /// queue's byte bound: its entry, and an inline message's buffer. A
+    /// memory file or a ring belongs to the writer (and is bounded apart:
+    /// descriptors per connection, the ring's size).
+    fn cost(&self) -> usize {
+        PENDING_COST
+            + match self {
+                Payload::Inline(v) => v.len(),
+                Payload::Small { .. } | Payload::Memfd { .. } | Payload::Ring { .. } => 0,
+            }
     }
 }
 
@@ -977,7 +991,7 @@ impl Reader {
         let mut sender = conn.sender.clone();
         sender.remote = p.origin.as_deref().cloned();
         self.buffered_msgs -= 1;
-        self.buffered_bytes -= p.payload.len() + PENDING_COST;
+        self.buffered_bytes -= p.payload.cost();
         if let Some(next) = conn.queue.front() {
             let key = (next.stamp, self.seq, idx);
             self.seq += 1;
@@ -1147,6 +1161,7 @@ impl Reader {
                 Some(Refusal::Untrusted)
             } else if cred.uid != 0
                 && cred.uid != self.owner
+                && !(net && trusted)
                 && self.per_uid.get(&cred.uid).copied().unwrap_or(0) >= self.uid_share
             {
                 Some(Refusal::TooManyConnections)
@@ -1475,7 +1490,7 @@ impl Reader {
             }
             for p in conn.queue.range(before..) {
                 self.buffered_msgs += 1;
-                self.buffered_bytes += p.payload.len() + PENDING_COST;
+                self.buffered_bytes += p.payload.cost();
                 if matches!(p.payload, Payload::Memfd { .. }) {
                     conn.fds += 1;
                     self.held_fds += 1;
