@@ -542,3 +542,25 @@ fn hostile_batches_and_info_keep_the_reader_within_its_memory_bound() -> TestRes
     holder.finish();
     Ok(())
 }
+
+/// Item 3, the reader's side: even a trusted deliverer cannot hand over a
+/// "network" message larger than one datagram can carry (a forger with the
+/// daemon's uid would bypass the network's limits that way); a datagram's
+/// worth still passes.
+#[test]
+fn origin_frames_larger_than_a_datagram_are_refused() -> TestResult {
+    let (_tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\attack\origin");
+    let mut reader = Reader::create_in(&ns, &name, &now())?;
+    // This test runs as root (or the directory's owner): trusted.
+    let w = Writer::open_in(&ns, &name)?;
+    let o = mailslot::RemoteOrigin::new([10, 0, 0, 7].into(), 138, "PEER<00>", "HOST<03>");
+    w.write_remote(&[b'a'; 424], &o)?;
+    let m = reader.read_message()?;
+    assert_eq!(m.data.len(), 424);
+    assert!(m.sender.remote.is_some());
+    let _ = w.write_remote(&[b'b'; 65_400], &o);
+    assert!(reader.try_read(&mut vec![0; 1 << 17]).is_err());
+    assert_eq!(reader.rejected_frames(), 1, "the oversized origin frame");
+    Ok(())
+}
