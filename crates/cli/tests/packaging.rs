@@ -1,7 +1,7 @@
 //! What the Debian package ships, checked without building it: generated
-//! man pages and completions, the `mailslotd` name, and the dist/ files the
-//! units and maintainer scripts rely on. (`.ci/deb-check.sh` builds,
-//! installs and verifies the real package.)
+//! man pages and completions, the `mailslotd` name, the dist/ files the
+//! units and maintainer scripts rely on, and how the C library gets in.
+//! (`.ci/deb-check.sh` builds, installs and verifies the real package.)
 
 use std::path::Path;
 use std::process::Command;
@@ -147,4 +147,68 @@ fn units_run_the_daemon_as_its_own_user_and_never_bind_beside_nmbd() {
     assert!(postinst.contains("systemd-sysusers") && postinst.contains("id -u mailslot"));
     assert_eq!(postinst.matches("#DEBHELPER#").count(), 1);
     assert_eq!(repo("dist/debian/postrm").matches("#DEBHELPER#").count(), 1);
+}
+
+#[test]
+fn the_package_ships_the_c_library_that_build_deb_stages() {
+    // The asset: the whole staged /usr tree, symlinks kept. cargo-deb reads
+    // `preserve_symlinks` in an asset table (it ignores `preserve-symlinks`
+    // there and would ship libmailslot.so and .so.0 as copies).
+    let manifest = repo("crates/cli/Cargo.toml");
+    let deb = &manifest[manifest
+        .find("[package.metadata.deb]")
+        .expect("a [package.metadata.deb] section")..];
+    let asset = deb
+        .lines()
+        .find(|l| l.contains("capi-deb"))
+        .expect("an asset for the C library's staging tree");
+    for part in [
+        r#"source = "target/release/capi-deb/usr/**/*""#,
+        r#"dest = "usr/""#,
+        r#"mode = "644""#,
+        "preserve_symlinks = true",
+    ] {
+        assert!(
+            asset.contains(part),
+            "the C library's asset lacks {part}: {asset}"
+        );
+    }
+    // build-deb.sh fills that tree: install.sh under /usr, stripped, into
+    // the directory the asset names, after building the library.
+    let build = repo("dist/build-deb.sh");
+    assert!(build.contains("-p mailslot-capi"), "{build}");
+    assert!(
+        build.contains("stage=$target/release/capi-deb\n"),
+        "{build}"
+    );
+    let install = build
+        .lines()
+        .skip_while(|l| !l.starts_with("DESTDIR=$stage "))
+        .take(2)
+        .collect::<String>();
+    for part in [
+        "MAILSLOT_CAPI_NO_BUILD=1",
+        "MAILSLOT_CAPI_STRIP=1",
+        "bash crates/capi/install.sh /usr",
+    ] {
+        assert!(
+            install.contains(part),
+            "build-deb.sh's install.sh call lacks {part}: {install}"
+        );
+    }
+    // install.sh writes PREFIX/lib into mailslot.pc; build-deb.sh moves the
+    // libraries to the multiarch directory and must rewrite that line.
+    assert!(
+        repo("crates/capi/mailslot.pc.in").contains("\nlibdir=${prefix}/lib\n"),
+        "mailslot.pc.in's libdir line changed: update build-deb.sh's sed"
+    );
+    assert!(build.contains(r#"sed -i "s|^libdir=.*|libdir=\${prefix}/lib/$multiarch|""#));
+    // The loader's cache learns and forgets libmailslot.so.0.
+    for script in ["postinst", "postrm"] {
+        let s = repo(&format!("dist/debian/{script}"));
+        assert!(
+            s.lines().any(|l| l.trim() == "ldconfig"),
+            "{script} does not run ldconfig"
+        );
+    }
 }
