@@ -1051,10 +1051,13 @@ impl Writer {
                     return self.send_on(fd, h, &[], Some(m.as_fd()), deadline);
                 }
                 Err(e)
+                    // A reader that closed before it accepted us leaves a
+                    // connection the kernel may report as refused.
                     if matches!(
                         e.kind(),
                         io::ErrorKind::BrokenPipe
                             | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::ConnectionRefused
                             | io::ErrorKind::NotConnected
                     ) =>
                 {

@@ -202,5 +202,6 @@ fn writes_fail_cleanly_when_every_shared_reader_is_gone() {
     let w = Writer::open_in(&ns, &name()).unwrap();
     w.write(b"x").unwrap();
     drop(r);
-    assert!(matches!(w.write(b"y"), Err(Error::ReaderClosed { .. })));
+    let r = w.write(b"y");
+    assert!(matches!(r, Err(Error::ReaderClosed { .. })), "{r:?}");
 }
