@@ -3,8 +3,7 @@
 //! A mailslot is a named, one-way, message-oriented channel: one process
 //! creates it and reads whole messages ([`Reader`], Windows' "server"); any
 //! number of processes open it by name and write ([`Writer`], the "client").
-//! This crate keeps Windows' local semantics (see the project's
-//! `windows-semantics.md`): case-insensitive names with backslash levels,
+//! This crate keeps Windows' local semantics: case-insensitive names with backslash levels,
 //! first-in-first-out delivery across writers, zero-length messages, a read
 //! timeout of zero, N ms or forever, a too-small buffer that fails and keeps
 //! the message, and a slot that dies with its reader. Every message carries
