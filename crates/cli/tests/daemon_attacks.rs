@@ -21,34 +21,6 @@ const T: Duration = Duration::from_secs(20);
 /// The user who plants files in the namespace directory.
 const PLANTER: u32 = 4722;
 
-fn prerequisites() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    let ip = Command::new("ip").arg("-V").output().is_ok();
-    if root && ip {
-        return true;
-    }
-    if std::env::var("MAILSLOT_SKIP_INTEROP").as_deref() == Ok("1") {
-        eprintln!("skipping: needs root and ip (MAILSLOT_SKIP_INTEROP=1)");
-        return false;
-    }
-    panic!("daemon attack tests need root and iproute2; set MAILSLOT_SKIP_INTEROP=1 to skip");
-}
-
-fn as_user(uid: u32, program: &str) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args([
-        &format!("--reuid={uid}"),
-        &format!("--regid={uid}"),
-        "--clear-groups",
-        "--",
-        program,
-    ]);
-    c
-}
-
 fn status_kib(pid: u32, key: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     s.lines()
@@ -82,7 +54,7 @@ fn refused(dir: &Path, c: Command, args: &[&str], why: &str) -> String {
 
 #[test]
 fn the_daemon_runs_as_its_own_user_and_refuses_nobody() {
-    if !prerequisites() {
+    if !lab::root_and_ip("daemon attack tests") {
         return;
     }
     let tmp = tempfile::Builder::new()
@@ -105,7 +77,7 @@ fn the_daemon_runs_as_its_own_user_and_refuses_nobody() {
     );
     assert!(!trust.exists());
     // Started as nobody (e.g. User=nobody in a unit): refused too.
-    let err = refused(dir, as_user(65534, BIN), &[], "refusing");
+    let err = refused(dir, lab::as_user(65534, BIN), &[], "refusing");
     assert!(
         err.contains("refusing to run as nobody (uid 65534)"),
         "{err}"
@@ -138,7 +110,7 @@ fn the_daemon_runs_as_its_own_user_and_refuses_nobody() {
 
     // Started unprivileged as a uid the slots do not trust: it runs, and
     // says that readers will refuse its deliveries.
-    let mut d = daemon(dir, as_user(PLANTER, BIN), &[]);
+    let mut d = daemon(dir, lab::as_user(PLANTER, BIN), &[]);
     let warning = d.wait_err("WARNING", T);
     assert!(
         warning.contains(&format!("will refuse deliveries from uid {PLANTER}")),
@@ -155,7 +127,7 @@ fn stem(bare: &str) -> String {
 
 #[test]
 fn planted_metadata_neither_hangs_nor_bloats_the_daemon() {
-    if !prerequisites() {
+    if !lab::root_and_ip("daemon attack tests") {
         return;
     }
     let lab = Lab::new("msd", 88);
@@ -164,8 +136,8 @@ fn planted_metadata_neither_hangs_nor_bloats_the_daemon() {
     // sparse 512 MiB file where their metadata would be.
     let fifo = dir.join(format!("{}.meta", stem("fifo")));
     let sparse = dir.join(format!("{}.meta", stem("sparse")));
-    run(as_user(PLANTER, "mkfifo").arg(&fifo));
-    run(as_user(PLANTER, "truncate")
+    run(lab::as_user(PLANTER, "mkfifo").arg(&fifo));
+    run(lab::as_user(PLANTER, "truncate")
         .args(["-s", "512M"])
         .arg(&sparse));
 

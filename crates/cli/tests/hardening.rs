@@ -28,22 +28,6 @@ fn long_run() -> bool {
     std::env::var("MAILSLOT_SOAK").as_deref() == Ok("1")
 }
 
-fn prerequisites() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    let ip = Command::new("ip").arg("-V").output().is_ok();
-    if root && ip {
-        return true;
-    }
-    if std::env::var("MAILSLOT_SKIP_INTEROP").as_deref() == Ok("1") {
-        eprintln!("skipping: needs root and ip (MAILSLOT_SKIP_INTEROP=1)");
-        return false;
-    }
-    panic!("hardening tests need root and iproute2; set MAILSLOT_SKIP_INTEROP=1 to skip");
-}
-
 fn start_daemon(lab: &Lab, verbose: bool) -> Proc {
     lab::daemon_user();
     let mut c = lab.cmd(&lab.a, BIN);
@@ -360,7 +344,7 @@ fn texts(lines: &[String]) -> Vec<String> {
 
 #[test]
 fn hostile_datagrams_and_a_flood_do_not_break_the_daemon() {
-    if !prerequisites() {
+    if !lab::root_and_ip("hardening tests") {
         return;
     }
     let (count, secs) = if long_run() {
@@ -505,7 +489,7 @@ fn hostile_datagrams_and_a_flood_do_not_break_the_daemon() {
 
 #[test]
 fn a_sigkilled_daemon_restarts_and_nothing_else_breaks() {
-    if !prerequisites() {
+    if !lab::root_and_ip("hardening tests") {
         return;
     }
     let lab = Lab::new("hd", 72);

@@ -27,25 +27,13 @@ fn is_root() -> bool {
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
 }
 
-fn as_user(uid: u32, program: &str) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args([
-        &format!("--reuid={uid}"),
-        &format!("--regid={uid}"),
-        "--clear-groups",
-        "--",
-        program,
-    ]);
-    c
-}
-
 fn stem(name: &str) -> String {
     SlotName::parse(name).unwrap().file_stem()
 }
 
 /// Writes `file` in `dir` as the planter.
 fn plant(dir: &Path, file: &str, text: &str) {
-    let mut c = as_user(PLANTER, "sh");
+    let mut c = lab::as_user(PLANTER, "sh");
     c.args(["-c", "cat > \"$1\"", "sh"])
         .arg(dir.join(file))
         .stdin(Stdio::piped());
@@ -72,7 +60,7 @@ fn meta(name: &str, pid: u32, uid: u32) -> String {
 fn hold_lock(dir: &Path, stem: &str) -> Proc {
     let lock = dir.join(format!("{stem}.lock"));
     plant(dir, &format!("{stem}.lock"), "");
-    let mut c = as_user(PLANTER, "flock");
+    let mut c = lab::as_user(PLANTER, "flock");
     c.args(["--exclusive", "--nonblock", "--no-fork"])
         .arg(&lock)
         .args(["-c", "echo locked >&2; exec sleep 600"]);
@@ -110,7 +98,7 @@ fn list_shows_real_owners_drops_mismatched_names_and_escapes_the_terminal() {
     lab::run(Command::new("chmod").arg("1777").arg(dir));
 
     // A legitimate slot of another user.
-    let mut c = as_user(OWNER, BIN);
+    let mut c = lab::as_user(OWNER, BIN);
     c.args(["listen", "legit", "--mode", "666"])
         .env("MAILSLOT_DIR", dir);
     let mut legit = Proc::spawn("listen legit", c);

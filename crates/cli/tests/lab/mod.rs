@@ -16,6 +16,39 @@ use serde_json::Value;
 pub const BIN: &str = env!("CARGO_BIN_EXE_mailslot");
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Whether the lab can run: root and iproute2. Without them the tests fail
+/// with a message naming `what`, unless `MAILSLOT_SKIP_INTEROP=1` says to
+/// skip them.
+pub fn root_and_ip(what: &str) -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    let ip = Command::new("ip").arg("-V").output().is_ok();
+    if root && ip {
+        return true;
+    }
+    if std::env::var("MAILSLOT_SKIP_INTEROP").as_deref() == Ok("1") {
+        eprintln!("skipping: needs root and ip (MAILSLOT_SKIP_INTEROP=1)");
+        return false;
+    }
+    panic!("{what} need root and iproute2; set MAILSLOT_SKIP_INTEROP=1 to skip");
+}
+
+/// `program` run as `uid` (and gid `uid`, no supplementary groups) through
+/// `setpriv`; the uid needs no user entry.
+pub fn as_user(uid: u32, program: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        &format!("--reuid={uid}"),
+        &format!("--regid={uid}"),
+        "--clear-groups",
+        "--",
+        program,
+    ]);
+    c
+}
+
 /// Runs `cmd` and asserts it succeeded, with its stderr in the message.
 pub fn run(cmd: &mut Command) {
     let out = cmd.output().expect("running a command");
