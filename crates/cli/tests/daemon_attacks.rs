@@ -21,14 +21,6 @@ const T: Duration = Duration::from_secs(20);
 /// The user who plants files in the namespace directory.
 const PLANTER: u32 = 4722;
 
-fn status_kib(pid: u32, key: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
-        .unwrap()
-}
-
 fn uids(pid: u32) -> Vec<String> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let l = s.lines().find(|l| l.starts_with("Uid:")).unwrap();
@@ -147,7 +139,7 @@ fn planted_metadata_neither_hangs_nor_bloats_the_daemon() {
     let mut d = Proc::spawn("daemon", d);
     d.wait_err("ready:", T);
     let pid = d.pid();
-    let hwm0 = status_kib(pid, "VmHWM");
+    let hwm0 = lab::status_kib(pid, "VmHWM");
     let mut c = lab.mailslot(&lab.a);
     c.args(["listen", "ok", "--format", "json"]);
     let mut ok = Proc::spawn("listen ok", c);
@@ -158,7 +150,7 @@ fn planted_metadata_neither_hangs_nor_bloats_the_daemon() {
     send_ok(&lab, "sparse", "to the sparse file");
     send_ok(&lab, "ok", "after the sparse file");
     assert_eq!(text(&ok.json_lines(1, T)[0]), "after the sparse file");
-    let hwm1 = status_kib(pid, "VmHWM");
+    let hwm1 = lab::status_kib(pid, "VmHWM");
     assert!(
         hwm1 < hwm0 + 16 * 1024,
         "the daemon's peak RSS grew from {hwm0} to {hwm1} KiB on a planted sparse file"
@@ -172,7 +164,7 @@ fn planted_metadata_neither_hangs_nor_bloats_the_daemon() {
     }
     send_ok(&lab, "ok", "still delivering");
     assert_eq!(text(&ok.json_lines(1, T)[0]), "still delivering");
-    let hwm2 = status_kib(pid, "VmHWM");
+    let hwm2 = lab::status_kib(pid, "VmHWM");
     eprintln!(
         "daemon peak RSS: {hwm0} KiB at start, {hwm1} KiB after the sparse file, {hwm2} KiB at the end"
     );

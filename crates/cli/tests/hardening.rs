@@ -64,14 +64,6 @@ fn attacker(lab: &Lab) -> Proc {
     Proc::spawn_stdin("attacker", c, Stdio::piped())
 }
 
-fn status_kib(pid: u32, key: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
-        .unwrap()
-}
-
 fn status_line(pid: u32, key: &str) -> String {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     s.lines().find(|l| l.starts_with(key)).unwrap().to_string()
@@ -367,7 +359,7 @@ fn hostile_datagrams_and_a_flood_do_not_break_the_daemon() {
     // Warm up: one legitimate message end to end.
     evil.ask("legit warmup");
     slot.wait_out("warmup", T);
-    let (fds0, rss0, cpu0) = (fd_count(pid), status_kib(pid, "VmRSS"), cpu_time(pid));
+    let (fds0, rss0, cpu0) = (fd_count(pid), lab::status_kib(pid, "VmRSS"), cpu_time(pid));
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -432,8 +424,8 @@ fn hostile_datagrams_and_a_flood_do_not_break_the_daemon() {
         .collect();
     let (fds1, rss1, hwm, cpu1) = (
         fd_count(pid),
-        status_kib(pid, "VmRSS"),
-        status_kib(pid, "VmHWM"),
+        lab::status_kib(pid, "VmRSS"),
+        lab::status_kib(pid, "VmHWM"),
         cpu_time(pid),
     );
     eprintln!(

@@ -515,52 +515,9 @@ fn tshark_decodes_every_kind_of_frame_we_send() {
     assert_eq!(browser[0][2], "rust mailslot lab");
 }
 
-const SMB_CONF: &str = "[global]
-   workgroup = TESTGRP
-   netbios name = PEERA
-   server role = standalone server
-   interfaces = IFACE
-   bind interfaces only = yes
-   local master = yes
-   preferred master = yes
-   domain master = no
-   os level = 65
-   wins support = no
-   dns proxy = no
-   name resolve order = bcast
-   lock directory = TMP/lock
-   state directory = TMP/state
-   cache directory = TMP/cache
-   pid directory = TMP/pid
-   private dir = TMP/private
-   ncalrpc dir = TMP/ncalrpc
-   log file = TMP/log/log.%m
-";
-
 fn start_nmbd(lab: &Lab) -> (Proc, PathBuf) {
-    let tmp = lab.dir.path().join("samba");
-    for d in ["lock", "state", "cache", "pid", "private", "ncalrpc", "log"] {
-        std::fs::create_dir_all(tmp.join(d)).unwrap();
-    }
-    let conf = tmp.join("smb.conf");
-    std::fs::write(
-        &conf,
-        SMB_CONF
-            .replace("TMP", tmp.to_str().unwrap())
-            .replace("IFACE", &lab.va),
-    )
-    .unwrap();
-    let mut c = lab.cmd(&lab.a, "nmbd");
-    c.args([
-        "-F",
-        "--no-process-group",
-        "--debug-stdout",
-        "-d",
-        "5",
-        "-s",
-    ])
-    .arg(&conf);
-    (Proc::spawn("nmbd", c), tmp)
+    let (conf, tmp) = lab::nmbd_config(lab);
+    (lab::start_nmbd(lab, &conf), tmp)
 }
 
 #[test]

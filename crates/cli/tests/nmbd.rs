@@ -7,10 +7,10 @@
 
 mod lab;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use lab::{Lab, Proc, run};
+use lab::{Lab, Proc, nmbd_config, run, start_nmbd};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
@@ -36,60 +36,6 @@ fn prerequisites() -> bool {
         "this test needs root (network namespaces) and Samba's nmbd (package samba); \
          install them, or set MAILSLOT_SKIP_INTEROP=1 to skip"
     );
-}
-
-const SMB_CONF: &str = "[global]
-   workgroup = TESTGRP
-   netbios name = PEERA
-   server role = standalone server
-   interfaces = IFACE
-   bind interfaces only = yes
-   local master = yes
-   preferred master = yes
-   domain master = no
-   os level = 65
-   wins support = no
-   dns proxy = no
-   name resolve order = bcast
-   lock directory = TMP/lock
-   state directory = TMP/state
-   cache directory = TMP/cache
-   pid directory = TMP/pid
-   private dir = TMP/private
-   ncalrpc dir = TMP/ncalrpc
-   log file = TMP/log/log.%m
-   nmbd:socket dir = TMP/nmbd
-";
-
-/// Writes smb.conf for nmbd in namespace A; returns (conf, samba dir).
-fn nmbd_config(lab: &Lab) -> (PathBuf, PathBuf) {
-    let tmp = lab.dir.path().join("samba");
-    for d in ["lock", "state", "cache", "pid", "private", "ncalrpc", "log"] {
-        std::fs::create_dir_all(tmp.join(d)).unwrap();
-    }
-    let conf = tmp.join("smb.conf");
-    std::fs::write(
-        &conf,
-        SMB_CONF
-            .replace("TMP", tmp.to_str().unwrap())
-            .replace("IFACE", &lab.va),
-    )
-    .unwrap();
-    (conf, tmp)
-}
-
-fn start_nmbd(lab: &Lab, conf: &Path) -> Proc {
-    let mut c = lab.cmd(&lab.a, "nmbd");
-    c.args([
-        "-F",
-        "--no-process-group",
-        "--debug-stdout",
-        "-d",
-        "5",
-        "-s",
-    ])
-    .arg(conf);
-    Proc::spawn("nmbd", c)
 }
 
 fn send(lab: &Lab, args: &[&str]) {

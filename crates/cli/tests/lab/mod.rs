@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, channel};
@@ -370,4 +371,71 @@ pub fn daemon_user() -> u32 {
         }
     }
     panic!("user mailslot could not be created");
+}
+
+/// A minimal smb.conf for nmbd in namespace A: `TMP` and `IFACE` are
+/// replaced by [`nmbd_config`].
+const SMB_CONF: &str = "[global]
+   workgroup = TESTGRP
+   netbios name = PEERA
+   server role = standalone server
+   interfaces = IFACE
+   bind interfaces only = yes
+   local master = yes
+   preferred master = yes
+   domain master = no
+   os level = 65
+   wins support = no
+   dns proxy = no
+   name resolve order = bcast
+   lock directory = TMP/lock
+   state directory = TMP/state
+   cache directory = TMP/cache
+   pid directory = TMP/pid
+   private dir = TMP/private
+   ncalrpc dir = TMP/ncalrpc
+   log file = TMP/log/log.%m
+   nmbd:socket dir = TMP/nmbd
+";
+
+/// Writes smb.conf for nmbd in namespace A; returns (conf, samba dir).
+pub fn nmbd_config(lab: &Lab) -> (PathBuf, PathBuf) {
+    let tmp = lab.dir.path().join("samba");
+    for d in ["lock", "state", "cache", "pid", "private", "ncalrpc", "log"] {
+        std::fs::create_dir_all(tmp.join(d)).unwrap();
+    }
+    let conf = tmp.join("smb.conf");
+    std::fs::write(
+        &conf,
+        SMB_CONF
+            .replace("TMP", tmp.to_str().unwrap())
+            .replace("IFACE", &lab.va),
+    )
+    .unwrap();
+    (conf, tmp)
+}
+
+/// Starts nmbd in namespace A with `conf`, in the foreground, logging to
+/// stdout.
+pub fn start_nmbd(lab: &Lab, conf: &Path) -> Proc {
+    let mut c = lab.cmd(&lab.a, "nmbd");
+    c.args([
+        "-F",
+        "--no-process-group",
+        "--debug-stdout",
+        "-d",
+        "5",
+        "-s",
+    ])
+    .arg(conf);
+    Proc::spawn("nmbd", c)
+}
+
+/// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`), in KiB.
+pub fn status_kib(pid: u32, key: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap()
 }
