@@ -44,6 +44,10 @@
 //! welcome (sent on the network socket, so the daemon learns its messages
 //! will be read) or refused (flags: why; the reader then closes it).
 //!
+//! Kind 12, writer to reader, header only and announced, passes a receipt
+//! file (see `receipt.rs`): the reader counts there every message of the
+//! connection that a read returns. A queued writer sends it first thing.
+//!
 //! An origin block (flag bit 0, inline kind only) tells where a message came
 //! from on the network; the daemon sets it and readers believe it only from
 //! trusted users: `u8 version (1)`, `IPv4 (4)`, `port u16`, `u8 n` + source
@@ -87,6 +91,9 @@ pub(crate) enum Kind {
     /// Reader to writer: the connection is refused and about to be closed
     /// (flags: a [`Refusal`] reason).
     Refused,
+    /// Writer to reader: the connection's receipt file (passed with this
+    /// frame).
+    Receipts,
 }
 
 /// Why a reader refused a connection (the flags of a refused frame).
@@ -195,6 +202,7 @@ impl Header {
             Kind::Room => 9,
             Kind::Welcome => 10,
             Kind::Refused => 11,
+            Kind::Receipts => 12,
         };
         b[2..4].copy_from_slice(&self.flags.to_le_bytes());
         b[4..8].copy_from_slice(&self.len.to_le_bytes());
@@ -230,6 +238,7 @@ impl Header {
             9 => Kind::Room,
             10 => Kind::Welcome,
             11 => Kind::Refused,
+            12 => Kind::Receipts,
             k => return Err(FrameError::Kind(k)),
         };
         let flags = u16::from_le_bytes([b[2], b[3]]);
@@ -247,7 +256,8 @@ impl Header {
             | Kind::ToRing
             | Kind::Room
             | Kind::Welcome
-            | Kind::Refused => 0,
+            | Kind::Refused
+            | Kind::Receipts => 0,
         };
         if actual != expected {
             return Err(FrameError::Length {

@@ -108,6 +108,7 @@ mod namespace;
 pub mod net;
 pub mod queued;
 mod reader;
+mod receipt;
 mod ring;
 mod shared;
 mod sys;

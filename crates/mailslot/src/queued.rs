@@ -84,11 +84,21 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result, io_err};
 use crate::name::SlotName;
 use crate::namespace::Namespace;
+use crate::receipt::Fate;
 use crate::writer::Writer;
 
 /// How long one blocked send waits before the delivery thread looks again
 /// at its deadline and target.
 const SEND_SLICE: Duration = Duration::from_millis(100);
+
+/// A direct send looks at the receipts every this many unread messages.
+const SETTLE_EVERY: usize = 64;
+
+/// How often an idle delivery thread looks at the receipts of unread
+/// messages and whether their reader is still there: from the first to
+/// the last, doubling while nothing changes.
+const WATCH_MIN: Duration = Duration::from_micros(100);
+const WATCH_MAX: Duration = Duration::from_millis(10);
 
 /// Which queue a message goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -231,12 +241,22 @@ impl Undelivered {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct QueuedStats {
-    /// Messages waiting now, including those being sent.
+    /// Messages held now: waiting, being sent, and sent but not yet read
+    /// (those are in [`unread`](QueuedStats::unread) too).
     pub queued: usize,
-    /// Payload bytes waiting now, including those being sent.
+    /// Payload bytes held now, like [`queued`](QueuedStats::queued).
     pub queued_bytes: usize,
-    /// Messages the kernel accepted for a reader so far.
+    /// Messages sent to the reader connected now that no read has returned
+    /// yet: they are sent again if that reader goes away without them.
+    pub unread: usize,
+    /// Messages the kernel accepted for a reader so far (a message sent
+    /// again counts again).
     pub sent: u64,
+    /// Messages a read returned so far: delivered, for good.
+    pub read: u64,
+    /// Messages sent again because the reader they went to exited, died or
+    /// was left (retarget, close) without returning them.
+    pub resent: u64,
     /// Packets those messages travelled in (fewer than `sent` when coalesced).
     pub packets: u64,
     /// Normal messages dropped by [`Overflow::DropOldestNormal`].
@@ -318,7 +338,10 @@ pub enum QueueError {
 struct State {
     high: VecDeque<Vec<u8>>,
     normal: VecDeque<Vec<u8>>,
-    /// Waiting messages and bytes, including those being sent.
+    /// Messages sent on the current connection that no read has returned
+    /// yet, in the order they were sent (see `receipt.rs`).
+    unread: VecDeque<Sent>,
+    /// Messages and bytes held: waiting, being sent, and unread.
     count: usize,
     bytes: usize,
     target: SlotName,
@@ -326,6 +349,9 @@ struct State {
     /// The close deadline, once closing.
     closing: Option<Instant>,
     worker_idle: bool,
+    /// The idle delivery thread looks at the receipts now and then (it
+    /// need not be woken for a new unread message).
+    worker_watching: bool,
     worker_gone: bool,
     /// Maximum message size of the reader connected now (0 = any).
     slot_max: Option<u32>,
@@ -336,6 +362,69 @@ struct State {
     conn: Option<(u64, Writer)>,
     rejected: Vec<QueuedMessage>,
     stats: QueuedStats,
+}
+
+/// A message sent and not yet returned by a read: number `n` of its
+/// connection's receipts.
+struct Sent {
+    n: u64,
+    priority: Priority,
+    data: Vec<u8>,
+}
+
+impl State {
+    /// Messages not yet sent (waiting or being sent).
+    fn waiting(&self) -> usize {
+        self.count - self.unread.len()
+    }
+
+    /// Drops the unread messages a read has returned, by the connection's
+    /// receipts, and puts those no read will return (their readers have
+    /// gone) back at the front of their queues, in order. True when any
+    /// left the unread list.
+    fn settle(&mut self, writer: &Writer) -> bool {
+        if self.unread.is_empty() {
+            return false;
+        }
+        let receipts = writer.receipts();
+        let mut lost = Vec::new();
+        let mut changed = false;
+        while let Some(front) = self.unread.front() {
+            match receipts.fate(front.n) {
+                Fate::Unread => break,
+                Fate::Read => {
+                    let m = self.unread.pop_front().expect("front exists");
+                    self.count -= 1;
+                    self.bytes -= m.data.len();
+                    self.stats.read += 1;
+                }
+                Fate::Lost => lost.extend(self.unread.pop_front()),
+            }
+            changed = true;
+        }
+        if let Some(front) = self.unread.front() {
+            writer.forget_before(front.n);
+        } else {
+            writer.forget_before(writer.sent_messages());
+        }
+        self.stats.resent += lost.len() as u64;
+        for m in lost.into_iter().rev() {
+            match m.priority {
+                Priority::High => self.high.push_front(m.data),
+                Priority::Normal => self.normal.push_front(m.data),
+            }
+        }
+        changed
+    }
+
+    /// Before the connection is dropped: takes back every message sent on
+    /// it that no read returned (no reader returns them from now on) and
+    /// queues them again.
+    fn take_back(&mut self, writer: &Writer) {
+        writer.revoke_unread();
+        self.settle(writer);
+        debug_assert!(self.unread.is_empty(), "every message is read or lost");
+    }
 }
 
 struct Shared {
@@ -416,12 +505,14 @@ impl QueuedWriter {
             state: Mutex::new(State {
                 high: VecDeque::new(),
                 normal: VecDeque::new(),
+                unread: VecDeque::new(),
                 count: 0,
                 bytes: 0,
                 target: name.clone(),
                 generation: 0,
                 closing: None,
                 worker_idle: false,
+                worker_watching: false,
                 worker_gone: false,
                 slot_max: None,
                 conn: None,
@@ -521,11 +612,16 @@ impl QueuedWriter {
                 }
             }
         }
-        if st.count == 0 && st.closing.is_none() && self.try_direct(&mut st, &data) {
-            return Ok(());
-        }
         st.count += 1;
         st.bytes += data.len();
+        let data = if st.waiting() == 1 && st.closing.is_none() {
+            match self.try_direct(&mut st, data, priority) {
+                None => return Ok(()),
+                Some(data) => data,
+            }
+        } else {
+            data
+        };
         match priority {
             Priority::High => st.high.push_back(data),
             Priority::Normal => st.normal.push_back(data),
@@ -537,39 +633,75 @@ impl QueuedWriter {
         Ok(())
     }
 
-    /// Sends `data` on the delivery thread's idle connection without
-    /// blocking, when there is one for the current target. True when the
-    /// kernel accepted it; false when nothing was sent (queue it then).
-    /// Call only with nothing queued: the order depends on it.
-    fn try_direct(&self, st: &mut State, data: &[u8]) -> bool {
+    /// Sends `data` (counted in the queue already) on the delivery
+    /// thread's idle connection without blocking, when there is one for
+    /// the current target; it is unread then. Hands the message back when
+    /// nothing was sent (queue it then). Call only with nothing else
+    /// waiting to be sent: the order depends on it.
+    fn try_direct(&self, st: &mut State, data: Vec<u8>, priority: Priority) -> Option<Vec<u8>> {
         let generation = st.generation;
         let Some((g, w)) = st.conn.as_mut() else {
-            return false;
+            return Some(data);
         };
         // A shared slot's non-blocking write could reach only some readers.
         if *g != generation || w.is_shared() {
-            return false;
+            return Some(data);
         }
         w.set_write_timeout(Some(Duration::ZERO));
         // Any error (no room, the reader gone, too large) sent nothing; the
         // delivery thread finds out and deals with it when it sends the
         // message from the queue.
-        if w.write(data).is_err() {
-            return false;
+        if w.write(&data).is_err() {
+            return Some(data);
         }
+        let n = w.sent_messages() - 1;
         st.stats.sent += 1;
         st.stats.packets += 1;
-        true
+        st.unread.push_back(Sent { n, priority, data });
+        // Look at the receipts now and then (the delivery thread does when
+        // idle; it is woken once to start looking).
+        if st.unread.len() % SETTLE_EVERY == 0 {
+            if let Some((_, w)) = st.conn.take() {
+                if st.settle(&w) {
+                    self.shared.space.notify_all();
+                    if st.count == 0 {
+                        self.shared.idle.notify_all();
+                    }
+                }
+                st.conn = Some((generation, w));
+            }
+        }
+        if st.worker_idle && !st.worker_watching {
+            st.worker_idle = false;
+            self.shared.work.notify_one();
+        }
+        None
     }
 
-    /// Waits until every queued message has been delivered (or rejected,
-    /// see [`QueuedStats::rejected`]), up to `timeout`.
+    /// Waits until every queued message has been handed to a reader (or
+    /// rejected, see [`QueuedStats::rejected`]), up to `timeout`. They may
+    /// not be read yet: [`wait_read`](QueuedWriter::wait_read) waits for
+    /// that.
     ///
     /// On timeout the messages stay queued and the error says how many.
     pub fn flush(&self, timeout: Duration) -> Result<(), QueueError> {
+        self.wait_until(timeout, State::waiting)
+    }
+
+    /// Waits until a read has returned every queued message (or it was
+    /// rejected), up to `timeout`: nothing this writer accepted is left
+    /// to deliver.
+    ///
+    /// On timeout the messages stay queued (those a reader has stay
+    /// there, to be read or sent again) and the error says how many.
+    pub fn wait_read(&self, timeout: Duration) -> Result<(), QueueError> {
+        self.wait_until(timeout, |st| st.count)
+    }
+
+    fn wait_until(&self, timeout: Duration, left: fn(&State) -> usize) -> Result<(), QueueError> {
         let deadline = Instant::now() + timeout;
         let mut st = self.shared.lock();
-        while st.count > 0 {
+        while left(&st) > 0 {
             if st.worker_gone {
                 return Err(QueueError::Stopped {
                     name: st.target.path(),
@@ -614,12 +746,15 @@ impl QueuedWriter {
         QueuedStats {
             queued: st.count,
             queued_bytes: st.bytes,
+            unread: st.unread.len(),
             ..st.stats.clone()
         }
     }
 
-    /// Keeps delivering until the queue is empty or `timeout` has passed,
-    /// stops the delivery thread, and returns what was not delivered.
+    /// Keeps delivering until a read has returned every message or
+    /// `timeout` has passed, stops the delivery thread, and returns what
+    /// was not delivered: what was still waiting, and what a reader had
+    /// but had not returned (taken back: no read returns it afterwards).
     pub fn close(mut self, timeout: Duration) -> Undelivered {
         self.shutdown(timeout)
     }
@@ -664,18 +799,29 @@ impl Drop for QueuedWriter {
     }
 }
 
-/// Marks the delivery thread gone however it ends, so nobody waits for it.
+/// Marks the delivery thread gone however it ends, so nobody waits for it,
+/// and takes back what its connection's reader has not read.
 struct Gone<'a>(&'a Shared);
 
 impl Drop for Gone<'_> {
     fn drop(&mut self) {
         let mut st = self.0.lock();
+        if let Some((_, w)) = st.conn.take() {
+            st.take_back(&w);
+        }
         st.worker_gone = true;
         st.stats.connected = false;
-        st.conn = None;
         self.0.space.notify_all();
         self.0.idle.notify_all();
     }
+}
+
+/// What the delivery thread does next.
+enum Next {
+    /// Send: there are messages waiting.
+    Send,
+    /// Stop: closing, and nothing left (or out of time).
+    Stop,
 }
 
 /// The delivery thread.
@@ -686,28 +832,18 @@ fn deliver(shared: &Shared, ns: &Namespace) {
     let mut connected_once = false;
     let mut batch: Vec<QueuedMessage> = Vec::new();
     loop {
-        // Wait for messages, or for the end. The connection stays in the
-        // state (where a direct send may use it) except while sending.
+        // Wait for messages, or for the end, watching the unread ones. The
+        // connection stays in the state (where a direct send may use it)
+        // except while sending.
+        if let Next::Stop = wait_for_work(shared) {
+            return;
+        }
         let (target, generation, deadline, connected) = {
             let mut st = shared.lock();
-            loop {
-                if st.closing.is_some_and(|d| Instant::now() >= d) {
-                    return;
-                }
-                if st.count > 0 {
-                    break;
-                }
-                if st.closing.is_some() {
-                    return;
-                }
-                st.worker_idle = true;
-                st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
-                st.worker_idle = false;
-            }
-            // Drop a connection to a slot no longer targeted.
+            // Leave a slot no longer targeted: its unread messages go to
+            // the new one.
             if st.conn.as_ref().is_some_and(|(g, _)| *g != st.generation) {
-                st.conn = None;
-                st.stats.connected = false;
+                drop_connection(&mut st, None);
             }
             (
                 st.target.clone(),
@@ -717,9 +853,9 @@ fn deliver(shared: &Shared, ns: &Namespace) {
             )
         };
 
-        // Connect (again) when needed.
+        // Connect (again) when needed, and ask the reader for receipts.
         if !connected {
-            match Writer::open_in(ns, &target) {
+            match Writer::open_in(ns, &target).and_then(|mut w| w.ask_receipts().map(|()| w)) {
                 Ok(w) => {
                     backoff = opts.backoff_min;
                     let mut st = shared.lock();
@@ -754,43 +890,7 @@ fn deliver(shared: &Shared, ns: &Namespace) {
             let Some((conn_generation, writer)) = st.conn.take() else {
                 continue;
             };
-            let max = writer.max_message_size() as usize;
-            let st = &mut *st;
-            let mut room = Writer::BATCH_BYTES;
-            let mut rejected = false;
-            'take: for (priority, q) in [
-                (Priority::High, &mut st.high),
-                (Priority::Normal, &mut st.normal),
-            ] {
-                while let Some(front) = q.front() {
-                    let len = front.len();
-                    if max != 0 && len > max {
-                        let data = q.pop_front().unwrap_or_default();
-                        st.count -= 1;
-                        st.bytes -= len;
-                        st.stats.rejected += 1;
-                        st.rejected.push(QueuedMessage { priority, data });
-                        rejected = true;
-                        continue;
-                    }
-                    if !batch.is_empty()
-                        && (!opts.coalesce
-                            || len + 4 > room
-                            || batch.len() >= Writer::BATCH_MESSAGES)
-                    {
-                        break 'take;
-                    }
-                    room = room.saturating_sub(len + 4);
-                    let data = q.pop_front().unwrap_or_default();
-                    batch.push(QueuedMessage { priority, data });
-                }
-            }
-            if rejected {
-                shared.space.notify_all();
-                if st.count == 0 {
-                    shared.idle.notify_all();
-                }
-            }
+            take_batch(shared, &mut st, &writer, &mut batch);
             (conn_generation, writer)
         };
         if batch.is_empty() {
@@ -798,7 +898,8 @@ fn deliver(shared: &Shared, ns: &Namespace) {
             continue;
         }
 
-        // Send it; only what the kernel accepted leaves the queue.
+        // Send it; only what the kernel accepted leaves the queue, to wait
+        // for its read.
         let slice = deadline.map_or(SEND_SLICE, |d| {
             d.saturating_duration_since(Instant::now()).min(SEND_SLICE)
         });
@@ -806,6 +907,7 @@ fn deliver(shared: &Shared, ns: &Namespace) {
         // readers already; sending it again would duplicate it there. So
         // those wait for room as long as it takes.
         writer.set_write_timeout((!writer.is_shared()).then_some(slice));
+        let first = writer.sent_messages();
         let result = if let [one] = batch.as_slice() {
             writer.write(&one.data).map_err(|e| (0, e))
         } else {
@@ -818,9 +920,6 @@ fn deliver(shared: &Shared, ns: &Namespace) {
         };
         {
             let mut st = shared.lock();
-            let sent_bytes: usize = batch[..sent].iter().map(|m| m.data.len()).sum();
-            st.count -= sent;
-            st.bytes -= sent_bytes;
             st.stats.sent += sent as u64;
             if sent > 0 {
                 st.stats.packets += 1;
@@ -832,24 +931,27 @@ fn deliver(shared: &Shared, ns: &Namespace) {
                     Priority::Normal => st.normal.push_front(m.data),
                 }
             }
-            batch.clear();
+            for (n, m) in (first..).zip(batch.drain(..)) {
+                st.unread.push_back(Sent {
+                    n,
+                    priority: m.priority,
+                    data: m.data,
+                });
+            }
+            st.settle(&writer);
             match &err {
                 // Keep the connection (hand it back for direct sends).
                 None | Some(Error::TimedOut { .. }) => {
                     st.conn = Some((conn_generation, writer));
                 }
                 Some(e) => {
-                    drop(writer);
-                    st.stats.connected = false;
-                    st.stats.last_error = Some(e.to_string());
-                    // The next reader may allow larger messages.
-                    st.slot_max = None;
+                    let e = e.to_string();
+                    st.conn = Some((conn_generation, writer));
+                    drop_connection(&mut st, Some(e));
                 }
             }
-            if sent > 0 {
-                shared.space.notify_all();
-            }
-            if st.count == 0 {
+            shared.space.notify_all();
+            if st.count == 0 || st.waiting() == 0 {
                 shared.idle.notify_all();
             }
         }
@@ -862,6 +964,124 @@ fn deliver(shared: &Shared, ns: &Namespace) {
                 shared.pause(backoff, generation);
                 backoff = (backoff * 2).min(opts.backoff_max);
             }
+        }
+    }
+}
+
+/// Waits until there is something to send, watching the messages a reader
+/// has not read yet (their receipts, and whether the reader is still
+/// there) while there are any. Stops when closing and everything has been
+/// read, or at the close deadline.
+fn wait_for_work(shared: &Shared) -> Next {
+    let mut watch = WATCH_MIN;
+    let mut st = shared.lock();
+    loop {
+        if st.closing.is_some_and(|d| Instant::now() >= d) {
+            return Next::Stop;
+        }
+        if st.waiting() > 0 {
+            return Next::Send;
+        }
+        if st.closing.is_some() && st.count == 0 {
+            return Next::Stop;
+        }
+        // Watch the unread messages. Those of a slot no longer targeted go
+        // to the new one.
+        let mut changed = false;
+        if st.conn.as_ref().is_some_and(|(g, _)| *g != st.generation) {
+            drop_connection(&mut st, None);
+            changed = true;
+        }
+        if let Some((g, w)) = st.conn.take() {
+            changed = st.settle(&w);
+            st.conn = Some((g, w));
+            let gone =
+                !st.unread.is_empty() && st.conn.as_ref().is_some_and(|(_, w)| !w.readers_alive());
+            if gone {
+                let why = format!("the reader of {} went away", st.target.path());
+                drop_connection(&mut st, Some(why));
+                changed = true;
+            }
+        }
+        if changed {
+            watch = WATCH_MIN;
+            shared.space.notify_all();
+            if st.count == 0 {
+                shared.idle.notify_all();
+            }
+            continue;
+        }
+        st.worker_idle = true;
+        st.worker_watching = !st.unread.is_empty();
+        st = if st.worker_watching {
+            let limit = st.closing.map_or(watch, |c| {
+                c.saturating_duration_since(Instant::now()).min(watch)
+            });
+            watch = (watch * 2).min(WATCH_MAX);
+            shared
+                .work
+                .wait_timeout(st, limit)
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+        } else {
+            shared.work.wait(st).unwrap_or_else(|p| p.into_inner())
+        };
+        st.worker_idle = false;
+        st.worker_watching = false;
+    }
+}
+
+/// Drops the connection (its reader gone, or no longer targeted): the
+/// messages it has not returned are taken back and queued again.
+fn drop_connection(st: &mut State, why: Option<String>) {
+    if let Some((_, w)) = st.conn.take() {
+        st.take_back(&w);
+    }
+    st.stats.connected = false;
+    if let Some(why) = why {
+        st.stats.last_error = Some(why);
+    }
+    // The next reader may allow larger messages.
+    st.slot_max = None;
+}
+
+/// Moves one packet's worth of waiting messages into `batch`: high
+/// priority first, then normal. Messages too large for the reader are set
+/// aside as rejected.
+fn take_batch(shared: &Shared, st: &mut State, writer: &Writer, batch: &mut Vec<QueuedMessage>) {
+    let opts = &shared.opts;
+    let max = writer.max_message_size() as usize;
+    let mut room = Writer::BATCH_BYTES;
+    let mut rejected = false;
+    'take: for (priority, q) in [
+        (Priority::High, &mut st.high),
+        (Priority::Normal, &mut st.normal),
+    ] {
+        while let Some(front) = q.front() {
+            let len = front.len();
+            if max != 0 && len > max {
+                let data = q.pop_front().unwrap_or_default();
+                st.count -= 1;
+                st.bytes -= len;
+                st.stats.rejected += 1;
+                st.rejected.push(QueuedMessage { priority, data });
+                rejected = true;
+                continue;
+            }
+            if !batch.is_empty()
+                && (!opts.coalesce || len + 4 > room || batch.len() >= Writer::BATCH_MESSAGES)
+            {
+                break 'take;
+            }
+            room = room.saturating_sub(len + 4);
+            let data = q.pop_front().unwrap_or_default();
+            batch.push(QueuedMessage { priority, data });
+        }
+    }
+    if rejected {
+        shared.space.notify_all();
+        if st.count == 0 {
+            shared.idle.notify_all();
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::frame::{
 };
 use crate::name::SlotName;
 use crate::namespace::{Claim, Meta, Namespace};
+use crate::receipt::Receipts;
 use crate::ring::{Record, RingReader};
 use crate::sys;
 
@@ -317,6 +318,9 @@ struct Conn {
     /// A ring the writer offered, waiting for its wake eventfd.
     offered: Option<OwnedFd>,
     ring: Option<RingConn>,
+    /// The writer's receipt file, when it asked for receipts: every
+    /// message a read returns is counted there (see `receipt.rs`).
+    receipts: Option<Receipts>,
     /// Messages in `queue` that hold a descriptor (memory files).
     fds: usize,
     /// What the reader knows about when this writer's frames were sent.
@@ -713,7 +717,8 @@ impl Reader {
             }
             let (idx, p, sender) = self.take_head();
             // A message its writer made unreadable costs that writer its
-            // connection, never the reader: read on.
+            // connection, never the reader: read on. So does one its
+            // writer has taken back (see `receipt.rs`).
             if self.take_into(idx, p, &mut buf[..needed]).is_ok() {
                 return Ok((needed, sender));
             }
@@ -721,9 +726,10 @@ impl Reader {
     }
 
     /// Copies the taken message `p` of connection `idx` into `buf` (its
-    /// exact length) and gives its resources back. A message that cannot
-    /// be read (a memory file its writer made unreadable) cuts that
-    /// connection off.
+    /// exact length), counts it as returned, and gives its resources back.
+    /// A message that cannot be read (a memory file its writer made
+    /// unreadable) cuts that connection off; one whose writer revoked it
+    /// is dropped. Either way the caller must not return it.
     fn take_into(&mut self, idx: usize, p: Pending, buf: &mut [u8]) -> io::Result<()> {
         let r = match p.payload {
             Payload::Small { len, data } => {
@@ -750,8 +756,23 @@ impl Reader {
         if r.is_err() {
             self.cut_off(idx);
         }
+        let r = r.and_then(|()| self.claim(idx));
         self.after_take(idx, p.ring_end);
         r
+    }
+
+    /// Counts a message of connection `idx` as returned in its writer's
+    /// receipts, when it asked for them: the last step before a read
+    /// returns it. Fails when the writer has taken its messages back (it
+    /// sends them again elsewhere).
+    fn claim(&self, idx: usize) -> io::Result<()> {
+        match self.conns[idx].as_ref().and_then(|c| c.receipts.as_ref()) {
+            Some(r) if !r.claim() => Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "the writer took the message back",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Closes connection `idx` because its writer broke the protocol
@@ -794,11 +815,19 @@ impl Reader {
             let (idx, p, sender) = self.take_head();
             let data = match p.payload {
                 Payload::Small { len, data } => {
+                    let claimed = self.claim(idx);
                     self.after_take(idx, p.ring_end);
+                    if claimed.is_err() {
+                        continue;
+                    }
                     data[..usize::from(len)].to_vec()
                 }
                 Payload::Inline(v) => {
+                    let claimed = self.claim(idx);
                     self.after_take(idx, p.ring_end);
+                    if claimed.is_err() {
+                        continue;
+                    }
                     v
                 }
                 _ => {
@@ -1193,6 +1222,7 @@ impl Reader {
                 maps: Vec::new(),
                 expect_fd: false,
                 offered: None,
+                receipts: None,
                 ring: None,
                 fds: 0,
                 order: Order {
@@ -1422,6 +1452,23 @@ impl Reader {
                             notify(conn.fd.as_fd(), Kind::RingAnswer, flags, 0);
                             continue;
                         }
+                        Some(Kind::Receipts) => match fd.as_ref().map(Receipts::open) {
+                            // One receipt file per connection, before any
+                            // message (a writer that breaks this loses
+                            // its connection, and with it its receipts).
+                            Some(Ok(r))
+                                if conn.receipts.is_none()
+                                    && conn.queue.is_empty()
+                                    && !conn.net_only =>
+                            {
+                                conn.receipts = Some(r);
+                                continue;
+                            }
+                            _ => {
+                                broken = true;
+                                break;
+                            }
+                        },
                         Some(Kind::ToRing) if fd.is_none() => match conn.ring.as_mut() {
                             Some(rc) => {
                                 rc.reading = true;
@@ -1756,7 +1803,7 @@ fn control_frame(packet: &[u8]) -> Option<Kind> {
     let h = Header::decode(packet).ok()?;
     let control = matches!(
         h.kind,
-        Kind::Announce | Kind::Ring | Kind::RingWake | Kind::ToRing
+        Kind::Announce | Kind::Ring | Kind::RingWake | Kind::ToRing | Kind::Receipts
     );
     (control && h.flags == 0).then_some(h.kind)
 }

@@ -1,8 +1,9 @@
 //! The writer: Windows' mailslot "client".
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, io_err};
@@ -13,6 +14,7 @@ use crate::frame::{
 use crate::memfd_pool::{self, MemfdPool};
 use crate::name::SlotName;
 use crate::namespace::{Meta, Namespace};
+use crate::receipt::{Ledger, Receipts, Snapshot};
 use crate::ring::{self, RingWriter};
 use crate::sys;
 
@@ -22,6 +24,9 @@ use crate::sys;
 /// reader crashed may still succeed, unread, as one just before it would.
 /// A reader that closes normally marks the ring, which every write checks.
 const CHECK_NS: u64 = 20_000;
+
+/// How long asking a new connection for receipts may wait for room.
+const RECEIPTS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A writer gives up on an offered ring that the reader has not answered
 /// after this many writes (an old reader that ignores the offer).
@@ -58,6 +63,10 @@ pub struct Writer {
     send_lock: Mutex<SendState>,
     // For a shared slot: every reader instance (`fd` is a copy of the first).
     shared: Option<Mutex<crate::shared::SharedTargets>>,
+    /// Messages sent so far: the numbers receipts count in.
+    sent_msgs: AtomicU64,
+    /// The readers' receipts, once asked for ([`Writer::ask_receipts`]).
+    ledger: Option<Mutex<Ledger>>,
     // For `\\HOST`, `\\DOMAIN`, `\\*`: where datagrams go (`fd` is a copy
     // of its UDP socket). Checked once per write; `None` on the local path.
     #[cfg(feature = "network")]
@@ -223,6 +232,8 @@ impl Writer {
                             },
                         )),
                         shared: None,
+                        sent_msgs: AtomicU64::new(0),
+                        ledger: None,
                         #[cfg(feature = "network")]
                         remote: None,
                     });
@@ -284,6 +295,8 @@ impl Writer {
             write_timeout: None,
             send_lock: Mutex::new(SendState::socket_only()),
             shared: Some(Mutex::new(targets)),
+            sent_msgs: AtomicU64::new(0),
+            ledger: None,
             #[cfg(feature = "network")]
             remote: None,
         })
@@ -349,6 +362,8 @@ impl Writer {
             write_timeout: None,
             send_lock: Mutex::new(SendState::socket_only()),
             shared: None,
+            sent_msgs: AtomicU64::new(0),
+            ledger: None,
             remote: Some(Box::new(target)),
         })
     }
@@ -422,6 +437,12 @@ impl Writer {
         if let Some(r) = &self.remote {
             return r.send_all(&[data]).map_err(|(_, e)| Error::Network(e));
         }
+        self.write_local(data)?;
+        self.count_sent(1);
+        Ok(())
+    }
+
+    fn write_local(&self, data: &[u8]) -> Result<()> {
         self.check_size(data.len())?;
         let len = u32::try_from(data.len()).map_err(|_| Error::MessageTooLarge {
             name: self.display.clone(),
@@ -892,9 +913,116 @@ impl Writer {
             let head = Header::new(Kind::Batch, 0, buf.len() as u32);
             self.send_stamped(&mut st, head, &buf, None)
                 .map_err(|e| (sent, e))?;
+            self.count_sent(i - start);
             sent += i - start;
         }
         Ok(())
+    }
+
+    /// Asks the reader (every reader of a shared slot, and those that join
+    /// later) to count, in a receipt file of this writer's, each message
+    /// of this connection that a read returns (see `receipt.rs`); the
+    /// queued writer's delivery guarantee rests on it. Call before the
+    /// first write.
+    pub(crate) fn ask_receipts(&mut self) -> Result<()> {
+        let mut ledger = Ledger::default();
+        let deadline = Some(Instant::now() + RECEIPTS_TIMEOUT);
+        match &self.shared {
+            None => self.send_receipts(self.fd.as_fd(), &mut ledger, deadline)?,
+            Some(t) => {
+                let t = t.lock().unwrap_or_else(|p| p.into_inner());
+                for (_, fd) in t.conns() {
+                    self.send_receipts(fd, &mut ledger, deadline)?;
+                }
+            }
+        }
+        self.ledger = Some(Mutex::new(ledger));
+        Ok(())
+    }
+
+    fn send_receipts(
+        &self,
+        fd: BorrowedFd<'_>,
+        ledger: &mut Ledger,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        let (receipts, memfd) =
+            Receipts::create().map_err(io_err("creating a receipt file", &self.display))?;
+        let head = Header::new(Kind::Receipts, 0, 0);
+        self.send_on(fd, head, &[], Some(memfd.as_fd()), deadline)?;
+        let sent = self.sent_msgs.load(Ordering::Relaxed);
+        ledger.join(fd.as_raw_fd() as u64, sent, receipts);
+        Ok(())
+    }
+
+    fn count_sent(&self, n: usize) {
+        if self.ledger.is_some() {
+            self.sent_msgs.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn with_ledger<T>(&self, f: impl FnOnce(&mut Ledger, u64) -> T) -> Option<T> {
+        let ledger = self.ledger.as_ref()?;
+        let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+        Some(f(&mut ledger, self.sent_msgs.load(Ordering::Relaxed)))
+    }
+
+    /// Messages sent so far, when receipts were asked for: the next one
+    /// gets this number.
+    pub(crate) fn sent_messages(&self) -> u64 {
+        self.sent_msgs.load(Ordering::Relaxed)
+    }
+
+    /// The readers' receipts as they are now: what became of each message
+    /// (see [`ask_receipts`](Writer::ask_receipts)).
+    pub(crate) fn receipts(&self) -> Snapshot {
+        self.with_ledger(|l, sent| l.snapshot(sent))
+            .unwrap_or_default()
+    }
+
+    /// Drops what the receipts keep about readers gone before message `n`.
+    pub(crate) fn forget_before(&self, n: u64) {
+        self.with_ledger(|l, _| l.forget_before(n));
+    }
+
+    /// Looks, without waiting, whether the readers are still there;
+    /// revokes the receipts of those gone. False when none is left.
+    pub(crate) fn readers_alive(&self) -> bool {
+        let sent = self.sent_msgs.load(Ordering::Relaxed);
+        match &self.shared {
+            None => {
+                let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+                if !self.collect(&mut st).closed {
+                    return true;
+                }
+                self.with_ledger(|l, _| l.leave(self.fd.as_raw_fd() as u64, sent));
+                false
+            }
+            Some(t) => {
+                let mut t = t.lock().unwrap_or_else(|p| p.into_inner());
+                let dead: Vec<usize> = t
+                    .conns()
+                    .filter(|(_, fd)| peer_closed(*fd))
+                    .map(|(i, _)| i)
+                    .collect();
+                self.with_ledger(|l, _| {
+                    for (i, fd) in t.conns() {
+                        if dead.contains(&i) {
+                            l.leave(fd.as_raw_fd() as u64, sent);
+                        }
+                    }
+                });
+                t.remove(&dead);
+                !t.is_empty()
+            }
+        }
+    }
+
+    /// Takes back every message no read has returned yet: from now on no
+    /// reader returns one (see `receipt.rs`). Before the writer drops the
+    /// connection, to send them elsewhere or hand them back.
+    pub(crate) fn revoke_unread(&self) {
+        self.with_ledger(|l, sent| l.leave_all(sent));
     }
 
     /// Sends one message on behalf of a network sender: the mailslot
@@ -969,13 +1097,39 @@ impl Writer {
         }
         let mut dead = Vec::new();
         let mut failure = None;
+        let mut reached = 0;
+        let mut ledger = self
+            .ledger
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
         for (i, fd) in t.conns() {
+            if let Some(ledger) = ledger.as_deref_mut() {
+                let key = fd.as_raw_fd() as u64;
+                if !ledger.live_keys().any(|k| k == key)
+                    && self.send_receipts(fd, ledger, deadline).is_err()
+                {
+                    dead.push(i);
+                    continue;
+                }
+            }
             match self.send_on(fd, header, payload, memfd, deadline) {
-                Ok(()) => {}
+                Ok(()) => reached += 1,
                 Err(Error::ReaderClosed { .. }) => dead.push(i),
+                // Readers that have this frame already must not get it
+                // twice: this one is given up instead (and connected
+                // again at a later write).
+                Err(_) if reached > 0 => dead.push(i),
                 Err(e) => {
                     failure = Some(e);
                     break;
+                }
+            }
+        }
+        if let Some(ledger) = ledger.as_deref_mut() {
+            let sent = self.sent_msgs.load(Ordering::Relaxed);
+            for (i, fd) in t.conns() {
+                if dead.contains(&i) {
+                    ledger.leave(fd.as_raw_fd() as u64, sent);
                 }
             }
         }
@@ -1090,6 +1244,19 @@ impl std::os::fd::AsRawFd for Writer {
 
 /// Takes what the reader left on a connection it closed; the reason if it
 /// refused the connection.
+/// Whether the reader at the other end of `fd` has closed it (notices it
+/// sent are read and dropped).
+fn peer_closed(fd: BorrowedFd<'_>) -> bool {
+    let mut buf = [0u8; HEADER_LEN];
+    loop {
+        match sys::recv_packet(fd, &mut buf) {
+            Ok(sys::Recv::Frame { .. }) => {}
+            Ok(sys::Recv::WouldBlock) => return false,
+            Ok(sys::Recv::Closed) | Err(_) => return true,
+        }
+    }
+}
+
 fn refusal_on(fd: BorrowedFd<'_>) -> Option<u16> {
     let mut buf = [0u8; HEADER_LEN];
     while let Ok(sys::Recv::Frame { len, .. }) = sys::recv_packet(fd, &mut buf) {

@@ -77,9 +77,12 @@ fn high_priority_first_then_fifo_within_each_priority() {
         .chain((0..6000).map(|i| (Priority::Normal, i)))
         .collect();
     assert_eq!(got, want);
-    w.flush(LONG).unwrap();
+    w.wait_read(LONG).unwrap();
     let s = w.stats();
-    assert_eq!((s.sent, s.queued, s.dropped, s.reconnects), (6500, 0, 0, 0));
+    assert_eq!(
+        (s.sent, s.read, s.queued, s.dropped, s.reconnects),
+        (6500, 6500, 0, 0, 0)
+    );
     assert!(s.packets < s.sent / 10, "coalescing: {s:?}");
     assert!(w.close(LONG).is_empty());
 }
@@ -302,9 +305,18 @@ fn overflow_block_waits_until_a_reader_makes_room() {
             rx.recv_timeout(Duration::from_millis(200)),
             Err(mpsc::RecvTimeoutError::Timeout)
         );
+        // Sent to a reader but not read, the two are still held: still
+        // no room.
         let mut r = reader(&ns, &n);
+        w.flush(LONG).unwrap();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(200)),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        // A read makes room.
+        assert_eq!(read_n(&mut r, 1), [b"1"]);
         rx.recv_timeout(LONG).unwrap();
-        assert_eq!(read_n(&mut r, 3), [b"1", b"2", b"3"]);
+        assert_eq!(read_n(&mut r, 2), [b"2", b"3"]);
     });
     assert_eq!(w.stats().dropped, 0);
 }
@@ -478,7 +490,7 @@ fn retarget_to_a_recreated_reader_delivers_every_message_intact() {
 }
 
 #[test]
-fn retarget_while_the_old_reader_lives_sends_nothing_more_to_it() {
+fn retarget_takes_unread_messages_from_the_old_reader_to_the_new() {
     let (_tmp, ns) = ns();
     let (old, new) = (name("first"), name("second"));
     let mut a = reader(&ns, &old);
@@ -488,20 +500,26 @@ fn retarget_while_the_old_reader_lives_sends_nothing_more_to_it() {
         w.send(patterned(i), Priority::Normal).unwrap();
     }
     w.flush(LONG).unwrap();
-    w.retarget(&new);
-    for i in 0..1000 {
-        w.send(patterned(i), Priority::Normal).unwrap();
-    }
-    for i in 0..1000 {
-        assert_eq!(b.read_message().unwrap().data, patterned(i), "message {i}");
-    }
-    w.flush(LONG).unwrap();
-    assert_eq!(b.info().unwrap().count, 0);
-    assert_eq!(a.info().unwrap().count, 5);
-    for i in 0..5 {
+    // The old reader returns two; the other three go with the writer.
+    for i in 0..2 {
         assert_eq!(a.read_message().unwrap().data, patterned(i));
     }
-    assert_eq!(w.stats().reconnects, 1);
+    w.retarget(&new);
+    for i in 5..1000 {
+        w.send(patterned(i), Priority::Normal).unwrap();
+    }
+    for i in 2..1000 {
+        assert_eq!(b.read_message().unwrap().data, patterned(i), "message {i}");
+    }
+    w.wait_read(LONG).unwrap();
+    assert_eq!(b.info().unwrap().count, 0);
+    // The old reader still has them queued, but no read returns them.
+    assert!(matches!(
+        a.read_message_timeout(Some(Duration::ZERO)),
+        Err(mailslot::Error::TimedOut { .. })
+    ));
+    let s = w.stats();
+    assert_eq!((s.reconnects, s.resent, s.read), (1, 3, 1000));
 }
 
 #[test]
@@ -586,7 +604,7 @@ fn direct_sends_interleave_with_queued_ones_in_order() {
     let all = t.join().unwrap();
     assert_eq!(all.len(), TOTAL);
     assert_each_priority_in_order(&all, hi, no);
-    w.flush(LONG).unwrap();
+    w.wait_read(LONG).unwrap();
 
     // Idle and connected: a send is delivered before it returns.
     let before = w.stats();
@@ -598,8 +616,10 @@ fn direct_sends_interleave_with_queued_ones_in_order() {
     w.flush(LONG).unwrap();
     w.send(&b"d"[..], Priority::High).unwrap();
     let s = w.stats();
-    assert_eq!((s.sent, s.queued), (TOTAL as u64 + 2, 0));
+    assert_eq!((s.sent, s.queued, s.unread), (TOTAL as u64 + 2, 2, 2));
     assert_eq!(s.packets, before.packets + 2);
     assert_eq!(read_n(&mut r, 2), [b"q", b"d"]);
+    w.wait_read(LONG).unwrap();
+    assert_eq!(w.stats().read, TOTAL as u64 + 2);
     assert!(w.close(LONG).is_empty());
 }
