@@ -93,7 +93,7 @@
 #![deny(missing_docs)]
 // The crate docs link the `network` items; without the feature they are plain text.
 #![cfg_attr(not(feature = "network"), allow(rustdoc::broken_intra_doc_links))]
-// Only `sys::shm` (shared mappings of large-message buffers) may use `unsafe`.
+// Only `sys/shm.rs` (shared mappings of memory files) may use `unsafe`.
 #![deny(unsafe_code)]
 
 #[cfg(feature = "tokio")]
