@@ -1,5 +1,5 @@
-//! The local behaviours of windows-semantics.md (B1-B40) that apply to our
-//! API, one test each, named after the item it guards.
+//! The local behaviours of `docs/windows-semantics.md` (B1-B40) that apply
+//! to our API, one test each, named after the item it guards.
 
 use std::time::{Duration, Instant};
 
