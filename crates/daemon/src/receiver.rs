@@ -1,6 +1,6 @@
 //! The receiver decision, sans-IO: bytes and a clock reading in, a decision out.
 //!
-//! [`Receiver::receive`] applies the receiver algorithm of `wire-protocol.md`
+//! [`Receiver::receive`] applies the receiver algorithm of `docs/wire.md`
 //! section 6: the codec ([`decode_mailslot_datagram`]) does steps 1 to 5 and
 //! 7 to 9; this module adds step 6 (is the destination one of our names, in
 //! our scope), step 11 (duplicates), the slot-name mapping of step 10 and the

@@ -7,7 +7,9 @@
 //! first-in-first-out delivery across writers, zero-length messages, a read
 //! timeout of zero, N ms or forever, a too-small buffer that fails and keeps
 //! the message, and a slot that dies with its reader. Every message carries
-//! who sent it.
+//! who sent it. `docs/windows-semantics.md` in the repository lists each
+//! Windows behaviour (the B-numbers these docs cite), what this crate does
+//! about it and the test that shows it.
 //!
 //! # Quick start
 //!

@@ -185,3 +185,30 @@ async fn async_writer_refuses_a_shared_slot_instead_of_risking_duplicates() {
     let e = AsyncWriter::open_in(&ns, &n).unwrap_err();
     assert!(matches!(e, mailslot::Error::InvalidArgument { .. }), "{e}");
 }
+
+/// B42: a read on an empty slot is pending and delivers nothing; a later
+/// write wakes it, and it finishes with that whole message.
+#[tokio::test(flavor = "current_thread")]
+async fn b42_a_pending_read_is_finished_by_a_later_write() {
+    let (_tmp, ns) = ns();
+    let n = name("b42");
+    let mut reader = AsyncReader::create_in(&ns, &n, &ReaderOptions::default()).unwrap();
+    let w = Writer::open_in(&ns, &n).unwrap();
+    let m = {
+        let read = reader.read_message();
+        tokio::pin!(read);
+        let first = poll_fn(|cx| std::task::Poll::Ready(read.as_mut().poll(cx))).await;
+        assert!(first.is_pending(), "a read on an empty slot gave {first:?}");
+        // Another thread writes while the read is pending.
+        std::thread::spawn(move || w.write(b"abcd").unwrap())
+            .join()
+            .unwrap();
+        tokio::time::timeout(LONG, read)
+            .await
+            .expect("the pending read was never woken")
+            .unwrap()
+    };
+    assert_eq!(m.data, b"abcd");
+    assert_eq!(m.sender.pid, std::process::id());
+    assert_eq!(reader.info().await.unwrap().count, 0);
+}

@@ -548,7 +548,7 @@ impl fmt::Display for BrowserFrame {
 mod tests {
     use super::*;
 
-    /// The lab HostAnnouncement of wire-protocol.md section 10.
+    /// A HostAnnouncement as a test host sends it (`docs/wire.md` section 7).
     fn lab() -> BrowserFrame {
         BrowserFrame::HostAnnouncement(Announcement {
             update_count: 0,

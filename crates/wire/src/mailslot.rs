@@ -2,7 +2,7 @@
 //!
 //! [`encode_mailslot_datagram`] applies the send size rules;
 //! [`decode_mailslot_datagram`] implements steps 1 to 9 of the receiver
-//! algorithm in `wire-protocol.md` section 6, except the "is this name
+//! algorithm in `docs/wire.md` section 6, except the "is this name
 //! mine" check (step 6), which needs the daemon's name table. The scope
 //! check of step 5 is part of that check: [`NetbiosName`] equality includes
 //! the scope.
@@ -207,7 +207,9 @@ pub fn decode_mailslot_datagram(bytes: &[u8]) -> Result<ReceivedMailslot, Decode
 mod tests {
     use super::*;
 
-    /// The annotated reference packet of wire-protocol.md section 5.1.
+    /// A reference packet, field by field as in `docs/wire.md` sections 3
+    /// to 5: `PEERB<00>` at 10.213.0.2 sends "hello" to
+    /// `\MAILSLOT\TESTSLOT` at `PEERA<00>` (DIRECT_UNIQUE, DGM_ID 0x1234).
     pub(crate) const REFERENCE: &str = "\
         10021234 0ad50002 008a00a1 0000\
         20 4641454645464643454343414341434143414341434143414341434143414141 00\

@@ -283,7 +283,7 @@ impl NetbiosName {
     ///
     /// Returns the name and the offset just past it. Compression pointers
     /// (0xC0) are rejected: no datagram implementation we know of sends them
-    /// (see `wire-protocol.md` section 2), and refusing them avoids pointer
+    /// (see `docs/wire.md` section 2), and refusing them avoids pointer
     /// loops. The decoded letters must be upper-case `A`..`P`.
     pub fn decode(packet: &[u8], offset: usize) -> Result<(Self, usize), NameError> {
         let truncated = || NameError::Truncated {

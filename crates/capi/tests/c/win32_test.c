@@ -1,5 +1,5 @@
 /* Every function of mailslot/win32.h, with Windows' error numbers and
- * behaviour (windows-semantics.md), against the installed library.
+ * behaviour (docs/windows-semantics.md), against the installed library.
  * Built four ways by tests/c/run.sh: C11 and C++17, ANSI and UNICODE, and
  * through the stand-in <windows.h> (MAILSLOT_TEST_WINDOWS_H). */
 #ifndef _GNU_SOURCE

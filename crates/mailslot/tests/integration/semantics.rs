@@ -1,5 +1,5 @@
-//! The local behaviours of windows-semantics.md (B1-B40) that apply to our
-//! API, one test each, named after the item it guards.
+//! The local behaviours of `docs/windows-semantics.md` (B1-B40) that apply
+//! to our API, one test each, named after the item it guards.
 
 use std::time::{Duration, Instant};
 
@@ -161,6 +161,55 @@ fn b12_name_can_be_created_again_at_once_after_drop() -> TestResult {
     assert_eq!(std::fs::read_dir(tmp.path())?.count(), 0);
     assert!(ns.list()?.is_empty());
     Ok(())
+}
+
+/// B13 for a reader that is dropped (closed) with messages still queued:
+/// they are gone, its writers are not carried over to the next reader of
+/// the name, and the name is free at once. `drain_first` makes the reader
+/// read one message first, so the writer's later messages go through the
+/// ring the reader took, not the socket.
+fn b13_scenario(drain_first: bool) -> TestResult {
+    let (tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\b13");
+    let mut reader = Reader::create_in(&ns, &name, &now_opts())?;
+    let w = Writer::open_in(&ns, &name)?;
+    if drain_first {
+        w.write(b"taken")?;
+        assert_eq!(reader.read_message()?.data, b"taken");
+    }
+    w.write(b"unread")?;
+    w.write(&vec![7u8; 200_000])?;
+    w.write(b"")?;
+    assert_eq!(reader.info()?.count, 3);
+    drop(reader);
+    match w.write(b"after") {
+        Err(Error::ReaderClosed { name }) => assert_eq!(name, r"\\.\mailslot\b13"),
+        other => panic!("expected ReaderClosed, got {other:?}"),
+    }
+    let e = Writer::open_in(&ns, &name).unwrap_err();
+    assert!(matches!(e, Error::NotFound { .. }), "{e}");
+    assert!(ns.list()?.is_empty(), "the closed reader is still listed");
+    assert_eq!(std::fs::read_dir(tmp.path())?.count(), 0);
+
+    let mut again = Reader::create_in(&ns, &name, &now_opts())?;
+    assert_eq!(again.info()?.count, 0, "the old reader's messages survived");
+    let e = w.write(b"old writer").unwrap_err();
+    assert!(matches!(e, Error::ReaderClosed { .. }), "{e}");
+    Writer::open_in(&ns, &name)?.write(b"new")?;
+    assert_eq!(again.read_message()?.data, b"new");
+    let e = again.try_read(&mut [0; 16]).unwrap_err();
+    assert!(matches!(e, Error::TimedOut { .. }), "{e}");
+    Ok(())
+}
+
+#[test]
+fn b13_unread_messages_die_with_the_reader() -> TestResult {
+    b13_scenario(false)
+}
+
+#[test]
+fn b13_unread_ring_messages_die_with_the_reader() -> TestResult {
+    b13_scenario(true)
 }
 
 #[test]
