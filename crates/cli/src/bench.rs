@@ -15,6 +15,10 @@
 //! Latency: two processes, each reading its own endpoint and writing to the
 //! other's; one-way latency is half the round trip.
 
+// The raw ring baseline maps shared memory: the crate's one `unsafe` module.
+#[allow(unsafe_code)]
+mod shm;
+mod shm_ring;
 mod transport;
 mod worker;
 
@@ -742,6 +746,7 @@ fn matrix(h: &mut Harness, args: &Args) -> Result<u8, Failure> {
         Transport::Seqpacket,
         Transport::Dgram,
         Transport::Mq,
+        Transport::ShmRing,
     ];
     println!(
         "mailslot bench: {} s per measurement, {} repeat(s) (medians), {} cores; reader and writers are separate processes",
@@ -794,8 +799,18 @@ fn collect_notes<T>(r: &Results<T>, notes: &mut Vec<String>) {
 
 fn print_tp_header() {
     println!(
-        "{:<8} {:>2}  {:<30} {:>11} {:>9} {:>8} {:>9}  {:>7} {:>7} {:>7}",
-        "size", "W", "path", "msgs/s", "MB/s", "CPU ns", "rd mem", "/seqp", "/dgram", "/mq"
+        "{:<8} {:>2}  {:<30} {:>11} {:>9} {:>8} {:>9}  {:>7} {:>7} {:>7} {:>7}",
+        "size",
+        "W",
+        "path",
+        "msgs/s",
+        "MB/s",
+        "CPU ns",
+        "rd mem",
+        "/seqp",
+        "/dgram",
+        "/mq",
+        "/ring"
     );
 }
 
@@ -810,10 +825,11 @@ fn print_tp_rows(cell: CellSpec, paths: &[Transport], ours: Transport, tp: &Resu
             Ok(t) => {
                 let ratios = if mine {
                     format!(
-                        "{:>7} {:>7} {:>7}",
+                        "{:>7} {:>7} {:>7} {:>7}",
                         ratio(p, Transport::Seqpacket),
                         ratio(p, Transport::Dgram),
-                        ratio(p, Transport::Mq)
+                        ratio(p, Transport::Mq),
+                        ratio(p, Transport::ShmRing)
                     )
                 } else {
                     String::new()
@@ -843,8 +859,16 @@ fn print_tp_rows(cell: CellSpec, paths: &[Transport], ours: Transport, tp: &Resu
 
 fn print_lat_header() {
     println!(
-        "{:<8} {:<30} {:>9} {:>9} {:>9}  {:>7} {:>7} {:>7}",
-        "size", "one-way latency", "p50 us", "p99 us", "p99.9 us", "/seqp", "/dgram", "/mq"
+        "{:<8} {:<30} {:>9} {:>9} {:>9}  {:>7} {:>7} {:>7} {:>7}",
+        "size",
+        "one-way latency",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "/seqp",
+        "/dgram",
+        "/mq",
+        "/ring"
     );
 }
 
@@ -859,10 +883,11 @@ fn print_lat_rows(size: usize, paths: &[Transport], ours: Transport, lat: &Resul
             Ok(l) => {
                 let ratios = if mine {
                     format!(
-                        "{:>7} {:>7} {:>7}",
+                        "{:>7} {:>7} {:>7} {:>7}",
                         ratio(p, Transport::Seqpacket),
                         ratio(p, Transport::Dgram),
-                        ratio(p, Transport::Mq)
+                        ratio(p, Transport::Mq),
+                        ratio(p, Transport::ShmRing)
                     )
                 } else {
                     String::new()

@@ -1,5 +1,7 @@
 //! `mailslot`: Windows-style mailslots for Linux from the command line.
 
+#![deny(unsafe_code)]
+
 mod assets;
 mod bench;
 mod demo;
