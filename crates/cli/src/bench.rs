@@ -1,6 +1,11 @@
 //! `mailslot bench`: throughput, CPU and latency of mailslots against the
 //! plain kernel facilities they are built on, measured in the same run.
 //!
+//! Baselines: raw `SOCK_SEQPACKET`, `SOCK_DGRAM`, POSIX message queues, and
+//! a raw ring in shared memory per writer ([`shm_ring`]), the physical
+//! reference: what a message costs with nothing but the copies and the
+//! wake-ups.
+//!
 //! Every measurement runs the reader and each writer as separate processes
 //! (this same binary, re-executed with a hidden `--worker` argument; see
 //! [`worker`]). Each path under test ([`transport`]) goes through the same
@@ -40,7 +45,9 @@ Without --json, --size, --writers or --mode, runs the full matrix (64 B, 1 KiB, 
 (default 1) and prints tables. With any of them, runs that one cell (defaults: --size 64
 --writers 1 --mode plain); --json prints it as one JSON object. Ratios compare ours with
 each baseline measured in the same run; a baseline the kernel cannot run (e.g. a 1 MiB
-datagram) shows n/a and why.
+datagram) shows n/a and why. Baselines: raw SOCK_SEQPACKET (/seqp), SOCK_DGRAM (/dgram),
+POSIX mq (/mq), and a raw shared-memory ring per writer (/ring, JSON key shm-ring): about the
+least a checked message can cost between two processes.
 
 Every message is checked (length, writer id, sequence, check byte); any loss or corruption
 fails the run with exit code 1. Bad arguments exit with 2.";
