@@ -1,6 +1,11 @@
 //! `mailslot bench`: throughput, CPU and latency of mailslots against the
 //! plain kernel facilities they are built on, measured in the same run.
 //!
+//! Baselines: raw `SOCK_SEQPACKET`, `SOCK_DGRAM`, POSIX message queues, and
+//! a raw ring in shared memory per writer ([`shm_ring`]), the physical
+//! reference: what a message costs with nothing but the copies and the
+//! wake-ups.
+//!
 //! Every measurement runs the reader and each writer as separate processes
 //! (this same binary, re-executed with a hidden `--worker` argument; see
 //! [`worker`]). Each path under test ([`transport`]) goes through the same
@@ -15,6 +20,10 @@
 //! Latency: two processes, each reading its own endpoint and writing to the
 //! other's; one-way latency is half the round trip.
 
+// The raw ring baseline maps shared memory: the crate's one `unsafe` module.
+#[allow(unsafe_code)]
+mod shm;
+mod shm_ring;
 mod transport;
 mod worker;
 
@@ -36,7 +45,9 @@ Without --json, --size, --writers or --mode, runs the full matrix (64 B, 1 KiB, 
 (default 1) and prints tables. With any of them, runs that one cell (defaults: --size 64
 --writers 1 --mode plain); --json prints it as one JSON object. Ratios compare ours with
 each baseline measured in the same run; a baseline the kernel cannot run (e.g. a 1 MiB
-datagram) shows n/a and why.
+datagram) shows n/a and why. Baselines: raw SOCK_SEQPACKET (/seqp), SOCK_DGRAM (/dgram),
+POSIX mq (/mq), and a raw shared-memory ring per writer (/ring, JSON key shm-ring): about the
+least a checked message can cost between two processes.
 
 Every message is checked (length, writer id, sequence, check byte); any loss or corruption
 fails the run with exit code 1. Bad arguments exit with 2.";
@@ -742,6 +753,7 @@ fn matrix(h: &mut Harness, args: &Args) -> Result<u8, Failure> {
         Transport::Seqpacket,
         Transport::Dgram,
         Transport::Mq,
+        Transport::ShmRing,
     ];
     println!(
         "mailslot bench: {} s per measurement, {} repeat(s) (medians), {} cores; reader and writers are separate processes",
@@ -794,8 +806,18 @@ fn collect_notes<T>(r: &Results<T>, notes: &mut Vec<String>) {
 
 fn print_tp_header() {
     println!(
-        "{:<8} {:>2}  {:<30} {:>11} {:>9} {:>8} {:>9}  {:>7} {:>7} {:>7}",
-        "size", "W", "path", "msgs/s", "MB/s", "CPU ns", "rd mem", "/seqp", "/dgram", "/mq"
+        "{:<8} {:>2}  {:<30} {:>11} {:>9} {:>8} {:>9}  {:>7} {:>7} {:>7} {:>7}",
+        "size",
+        "W",
+        "path",
+        "msgs/s",
+        "MB/s",
+        "CPU ns",
+        "rd mem",
+        "/seqp",
+        "/dgram",
+        "/mq",
+        "/ring"
     );
 }
 
@@ -810,10 +832,11 @@ fn print_tp_rows(cell: CellSpec, paths: &[Transport], ours: Transport, tp: &Resu
             Ok(t) => {
                 let ratios = if mine {
                     format!(
-                        "{:>7} {:>7} {:>7}",
+                        "{:>7} {:>7} {:>7} {:>7}",
                         ratio(p, Transport::Seqpacket),
                         ratio(p, Transport::Dgram),
-                        ratio(p, Transport::Mq)
+                        ratio(p, Transport::Mq),
+                        ratio(p, Transport::ShmRing)
                     )
                 } else {
                     String::new()
@@ -843,8 +866,16 @@ fn print_tp_rows(cell: CellSpec, paths: &[Transport], ours: Transport, tp: &Resu
 
 fn print_lat_header() {
     println!(
-        "{:<8} {:<30} {:>9} {:>9} {:>9}  {:>7} {:>7} {:>7}",
-        "size", "one-way latency", "p50 us", "p99 us", "p99.9 us", "/seqp", "/dgram", "/mq"
+        "{:<8} {:<30} {:>9} {:>9} {:>9}  {:>7} {:>7} {:>7} {:>7}",
+        "size",
+        "one-way latency",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "/seqp",
+        "/dgram",
+        "/mq",
+        "/ring"
     );
 }
 
@@ -859,10 +890,11 @@ fn print_lat_rows(size: usize, paths: &[Transport], ours: Transport, lat: &Resul
             Ok(l) => {
                 let ratios = if mine {
                     format!(
-                        "{:>7} {:>7} {:>7}",
+                        "{:>7} {:>7} {:>7} {:>7}",
                         ratio(p, Transport::Seqpacket),
                         ratio(p, Transport::Dgram),
-                        ratio(p, Transport::Mq)
+                        ratio(p, Transport::Mq),
+                        ratio(p, Transport::ShmRing)
                     )
                 } else {
                     String::new()

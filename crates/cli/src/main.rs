@@ -1,5 +1,7 @@
 //! `mailslot`: Windows-style mailslots for Linux from the command line.
 
+#![deny(unsafe_code)]
+
 mod assets;
 mod bench;
 mod demo;
@@ -49,7 +51,7 @@ enum Command {
     List(list::Args),
     /// A self-contained show of the main job: a reader, several writer processes.
     Demo(demo::Args),
-    /// Measure throughput and latency against raw sockets and POSIX queues.
+    /// Measure throughput and latency against raw sockets, POSIX queues and a raw ring.
     Bench(bench::Args),
     /// Receive remote mailslot datagrams on UDP 138 and deliver them to local slots.
     Daemon(net::DaemonArgs),

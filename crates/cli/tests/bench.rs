@@ -52,7 +52,7 @@ fn bench_json_reports_throughput_and_baselines_without_loss() {
     assert_eq!(v["loss"], false);
     assert_eq!(v["mode"], "plain");
     assert!(v.get("p50_us").is_none(), "latency only with --latency");
-    for b in ["seqpacket", "dgram", "mq"] {
+    for b in ["seqpacket", "dgram", "mq", "shm-ring"] {
         let base = &v["baselines"][b];
         assert!(
             base.get("ratio").is_some() || base.get("error").is_some(),
@@ -60,6 +60,43 @@ fn bench_json_reports_throughput_and_baselines_without_loss() {
         );
     }
     positive(&v["baselines"]["seqpacket"], "ratio");
+    positive(&v["baselines"]["shm-ring"], "ratio");
+}
+
+/// The raw ring baseline carries every message, checked like the others
+/// (a loss or a bad byte fails the run): small messages from 4 writers
+/// (one ring each), wrapping 60 KiB ones, and 3 MiB ones larger than the
+/// ring, which stream through it; and it answers ping-pong.
+#[test]
+fn bench_shm_ring_baseline_reports_messages_without_loss() {
+    for (size, writers, latency) in [("64", "4", true), ("60k", "2", false), ("3m", "2", false)] {
+        let mut args = vec![
+            "--json",
+            "--size",
+            size,
+            "--writers",
+            writers,
+            "--seconds",
+            "0.5",
+            "--only",
+            "plain,shm-ring",
+        ];
+        if latency {
+            args.push("--latency");
+        }
+        let v = json(&bench(&args));
+        let ring = &v["baselines"]["shm-ring"];
+        assert!(ring.get("error").is_none(), "{size} x {writers}: {ring}");
+        for f in ["msgs_per_s", "mb_per_s", "cpu_ns_per_msg", "ratio"] {
+            positive(ring, f);
+        }
+        if latency {
+            for f in ["p50_us", "p99_us", "p50_ratio"] {
+                positive(ring, f);
+            }
+        }
+        assert_eq!(v["loss"], false);
+    }
 }
 
 #[test]

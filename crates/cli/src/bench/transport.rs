@@ -6,8 +6,10 @@
 //! thread coalesces what waits into as few packets as fit).
 //! Baselines: the plainest loops over the same kernel facilities — a raw
 //! `AF_UNIX` `SOCK_SEQPACKET` listener polling its connections with epoll, an
-//! `AF_UNIX` `SOCK_DGRAM` socket, and a POSIX message queue. Each baseline
-//! does only what moving the bytes needs; none orders, frames or bounds.
+//! `AF_UNIX` `SOCK_DGRAM` socket, a POSIX message queue — and a raw ring in
+//! shared memory per writer ([`super::shm_ring`]), the physical reference
+//! for ours. Each baseline does only what moving the bytes needs; none
+//! orders across writers or bounds memory.
 
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, OwnedFd};
@@ -24,6 +26,8 @@ use rustix::net::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::shm_ring::{RingRx, RingTx};
+
 /// A path under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Transport {
@@ -37,11 +41,19 @@ pub enum Transport {
     Dgram,
     /// A POSIX message queue.
     Mq,
+    /// A raw single-producer, single-consumer ring in a memory file per
+    /// writer, futex and eventfd wake-ups.
+    ShmRing,
 }
 
 impl Transport {
     /// The baselines, in table order.
-    pub const BASELINES: [Transport; 3] = [Transport::Seqpacket, Transport::Dgram, Transport::Mq];
+    pub const BASELINES: [Transport; 4] = [
+        Transport::Seqpacket,
+        Transport::Dgram,
+        Transport::Mq,
+        Transport::ShmRing,
+    ];
 
     /// Short name for tables and JSON keys.
     pub fn key(self) -> &'static str {
@@ -51,6 +63,7 @@ impl Transport {
             Transport::Seqpacket => "seqpacket",
             Transport::Dgram => "dgram",
             Transport::Mq => "mq",
+            Transport::ShmRing => "shm-ring",
         }
     }
 
@@ -62,6 +75,7 @@ impl Transport {
             Transport::Seqpacket => "raw SOCK_SEQPACKET",
             Transport::Dgram => "raw SOCK_DGRAM",
             Transport::Mq => "POSIX mq",
+            Transport::ShmRing => "raw shm ring (memfd)",
         }
     }
 }
@@ -141,11 +155,14 @@ pub fn bind(t: Transport, ep: &Endpoint, size: usize) -> Result<Box<dyn Rx>, Str
             Ok(Box::new(SocketRx(fd)))
         }
         Transport::Mq => Mq::create(&ep.mq_name(), size).map(|q| Box::new(q) as Box<dyn Rx>),
+        Transport::ShmRing => RingRx::bind(&ep.socket_path())
+            .map(|r| Box::new(r) as Box<dyn Rx>)
+            .map_err(|e| format!("shared-memory ring listener: {e}")),
     }
 }
 
-/// Opens the sending end of `t` to `ep`.
-pub fn connect(t: Transport, ep: &Endpoint) -> Result<Box<dyn Tx>, String> {
+/// Opens the sending end of `t` to `ep`, for messages of `size` bytes.
+pub fn connect(t: Transport, ep: &Endpoint, size: usize) -> Result<Box<dyn Tx>, String> {
     match t {
         Transport::Plain | Transport::Queued => {
             let ns = Namespace::at(&ep.dir).map_err(|e| e.to_string())?;
@@ -173,6 +190,14 @@ pub fn connect(t: Transport, ep: &Endpoint) -> Result<Box<dyn Tx>, String> {
             Ok(Box::new(SocketTx(fd)))
         }
         Transport::Mq => Mq::open(&ep.mq_name()).map(|q| Box::new(q) as Box<dyn Tx>),
+        Transport::ShmRing => RingTx::connect(&ep.socket_path(), size)
+            .map(|r| Box::new(r) as Box<dyn Tx>)
+            .map_err(|e| {
+                format!(
+                    "handing a shared-memory ring to {}: {e}",
+                    ep.socket_path().display()
+                )
+            }),
     }
 }
 

@@ -257,7 +257,7 @@ fn receive(s: &Spec, writers: u32) -> Result<Report, String> {
 }
 
 fn send(s: &Spec, id: u32, seconds: f64) -> Result<Report, String> {
-    let mut tx = transport::connect(s.transport, &s.ep)?;
+    let mut tx = transport::connect(s.transport, &s.ep, s.size)?;
     let mut msg = vec![0xA5u8; s.size];
     say("ready");
     wait_go()?;
@@ -291,7 +291,7 @@ fn pong(s: &Spec, peer: &Endpoint) -> Result<Report, String> {
     let mut rx = transport::bind(s.transport, &s.ep, s.size)?;
     say("ready");
     wait_go()?;
-    let mut tx = transport::connect(s.transport, peer)?;
+    let mut tx = transport::connect(s.transport, peer, s.size)?;
     say("ready");
     let mut buf = vec![0u8; s.size + 1];
     let cpu0 = cpu_ns();
@@ -320,7 +320,7 @@ fn pong(s: &Spec, peer: &Endpoint) -> Result<Report, String> {
 /// The measuring side: one message out, wait for its echo, repeat.
 fn ping(s: &Spec, peer: &Endpoint, seconds: f64) -> Result<Report, String> {
     let mut rx = transport::bind(s.transport, &s.ep, s.size)?;
-    let mut tx = transport::connect(s.transport, peer)?;
+    let mut tx = transport::connect(s.transport, peer, s.size)?;
     say("ready");
     wait_go()?;
     let mut msg = vec![0xA5u8; s.size];
