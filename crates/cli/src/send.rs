@@ -33,8 +33,9 @@ pub struct Args {
     /// Priority of queued messages: high ones are delivered before normal ones.
     #[arg(long, value_enum, default_value_t = PriorityArg::Normal, requires = "queued")]
     pub priority: PriorityArg,
-    /// With --queued: how long to wait at the end for a reader to take what is
-    /// still queued (e.g. 500ms, 5s, 2min); what is left then is reported (exit 1).
+    /// With --queued: how long to wait at the end until readers have read every
+    /// message (e.g. 500ms, 5s, 2min). Exit 0 only when all were read; what is
+    /// left unread then is taken back and reported (exit 1).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration, requires = "queued")]
     pub wait: Duration,
     /// Network options (for \\HOST, \\DOMAIN and \\* names).
@@ -108,7 +109,7 @@ fn send_queued(args: &Args, slot: &mailslot::SlotName, dir: Option<&Path>) -> Re
     let left = w.close(args.wait);
     if !left.is_empty() {
         return Err(Failure::op(format!(
-            "{} message(s), {} bytes, were not delivered to {} within {}: no reader took them (start a reader, or pass a longer --wait)",
+            "{} message(s), {} bytes, were not read from {} within {}: no reader read them (start a reader, or pass a longer --wait); they were taken back, so no reader will return them now",
             left.len(),
             left.bytes(),
             slot.path(),

@@ -436,6 +436,91 @@ fn send_queued_waits_for_a_reader_that_starts_later() {
     assert_eq!(l.finish(), (0, "6f6e65\n74776f\n".to_string()));
 }
 
+/// The numbers in the `text` of each JSON line `listen` printed.
+fn json_numbers(out: &str) -> Vec<u32> {
+    out.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["text"].as_str().unwrap().trim().parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn send_queued_delivers_what_an_early_exiting_listener_left_to_the_next() {
+    // seq 1 3000 | mailslot send --queued later &
+    // mailslot listen later --count 1000 --format json
+    // mailslot listen later --count 2000 --format json
+    let d = ns();
+    let mut sender = cmd(d.path())
+        .args(["send", "later", "--queued", "--wait", "60s"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: String = (1..=3000).map(|i| format!("{i}\n")).collect();
+    sender
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let first = run(
+        d.path(),
+        &[
+            "listen",
+            "later",
+            "--count",
+            "1000",
+            "--format",
+            "json",
+            "--timeout",
+            "20000",
+        ],
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+    let second = run(
+        d.path(),
+        &[
+            "listen",
+            "later",
+            "--count",
+            "2000",
+            "--format",
+            "json",
+            "--timeout",
+            "20000",
+        ],
+    );
+    assert!(second.status.success(), "{}", stderr(&second));
+    let out = sender.wait_with_output().unwrap();
+    assert!(out.status.success(), "send: {}", stderr(&out));
+    let mut got = json_numbers(&String::from_utf8_lossy(&first.stdout));
+    assert_eq!(got, (1..=1000).collect::<Vec<_>>());
+    got.extend(json_numbers(&String::from_utf8_lossy(&second.stdout)));
+    assert_eq!(got, (1..=3000).collect::<Vec<_>>(), "all once, in order");
+}
+
+#[test]
+fn send_queued_fails_when_its_messages_are_not_all_read_in_time() {
+    let d = ns();
+    let sender = cmd(d.path())
+        .args(["send", "partly", "--queued", "--wait", "1s", "a", "b", "c"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // One is read; the listener exits with the other two unread.
+    let l = run(
+        d.path(),
+        &["listen", "partly", "--count", "1", "--format", "hex"],
+    );
+    assert_eq!(String::from_utf8_lossy(&l.stdout), "61\n");
+    let out = sender.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(e.contains("2 message(s), 2 bytes, were not read"), "{e}");
+}
+
 #[test]
 fn send_queued_reports_what_was_not_delivered() {
     let d = ns();
@@ -445,10 +530,7 @@ fn send_queued_reports_what_was_not_delivered() {
     );
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(
-        e.contains("2 message(s), 3 bytes, were not delivered"),
-        "{e}"
-    );
+    assert!(e.contains("2 message(s), 3 bytes, were not read"), "{e}");
     let o = run(d.path(), &["send", "x", "--priority", "high", "a"]);
     assert_eq!(o.status.code(), Some(2), "--priority needs --queued");
 }
