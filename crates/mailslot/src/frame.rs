@@ -449,8 +449,8 @@ mod tests {
         p[0] = 0;
         assert_eq!(Header::decode(&p), Err(FrameError::Magic(0)));
         p[0] = MAGIC;
-        p[1] = 12;
-        assert_eq!(Header::decode(&p), Err(FrameError::Kind(12)));
+        p[1] = 13;
+        assert_eq!(Header::decode(&p), Err(FrameError::Kind(13)));
     }
 
     #[test]

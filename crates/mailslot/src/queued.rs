@@ -11,33 +11,54 @@
 //!
 //! # Delivery guarantee
 //!
-//! A message leaves the queue only when the kernel has accepted it into the
-//! connection to a live reader: that is the delivery point. A send that
-//! fails (the reader gone, no room before the deadline) leaves the message
-//! queued, and it is sent again, in order, on the next connection. So no
-//! message is duplicated and, as long as readers read what they were given,
-//! none is lost.
+//! A message [`QueuedWriter::send`] accepted is returned by exactly one
+//! read of one reader, or handed back by [`QueuedWriter::close`] — never
+//! dropped silently because a reader exited, closed with messages unread,
+//! or was killed. Within each priority the order holds across readers.
 //!
-//! For a shared slot (several readers each getting every message) the
-//! delivery point is every live reader's kernel buffer; a send waiting for
-//! room there is not cut short by the close deadline, since a part-done
-//! fan-out cannot be retried without duplicates.
+//! How: right after it connects, the delivery thread gives the reader a
+//! small receipt file of its own (shared memory), and the reader counts
+//! there each message of this connection that a read returns, as the
+//! read's last step. Sent messages stay in the writer's memory, counted in
+//! its queue limit and in [`QueuedStats::unread`], until their receipt
+//! comes. When the reader goes away (its connection closes; the thread
+//! notices at its next send, or within 10 ms while it watches unread
+//! messages), when the writer is retargeted, or at the close deadline, the
+//! writer revokes the receipt file with one atomic operation, which also
+//! tells it how many were returned: no read returns any of the rest from
+//! then on (a reader that still holds them drops them), and they go back
+//! to the front of their queues, to the next reader.
 //!
-//! The residual window, as on Windows: a message the kernel accepted into
-//! a reader's connection but that reader never read (it exited with
-//! messages still in its slot) is lost with that reader. Mailslots are
-//! one-way, so no writer can know it. A reader that drains its slot before
-//! closing loses nothing.
+//! The one message a SIGKILLed reader may take with it is the one whose
+//! read had counted it but not returned yet, or had returned it to a
+//! caller that had not used it yet: nothing else, and nothing twice.
+//!
+//! [`QueuedWriter::flush`] waits until every message is in a reader's
+//! hands; [`QueuedWriter::wait_read`] until reads have returned them all.
+//!
+//! **Shared slots** (several readers, each getting every message): a
+//! message is delivered once every reader it was sent to has returned it
+//! or gone. A reader that goes away loses its unread copies only when
+//! another reader returned that message; a message that every reader it
+//! went to left unread is sent again, to the readers there then. Each
+//! reader returns each message at most once. (A message sent again can
+//! come after later messages at a reader that joined in between.)
+//!
+//! **Not covered:** the writer's own process dying (what it holds in
+//! memory dies with it; readers are not disturbed and keep everything it
+//! sent), and network slots (`\\HOST\...`), which this writer does not
+//! serve: a datagram has no receipt.
 //!
 //! # Direct sends
 //!
 //! Handing every message to the delivery thread costs a wake-up and a
-//! context switch per send. So when [`QueuedWriter::send`] finds the queue
-//! empty and the delivery thread idle with a connection to the current
-//! target (not retargeted since, not closing), it sends the message itself,
-//! from the caller's thread, with a non-blocking write: the kernel accepts
-//! it at once (the delivery point; it counts in [`QueuedStats::sent`] and
-//! [`QueuedStats::packets`] like any other) or, when the reader's buffer is
+//! context switch per send. So when [`QueuedWriter::send`] finds nothing
+//! waiting to be sent and the delivery thread idle with a connection to the
+//! current target (not retargeted since, not closing), it sends the message
+//! itself, from the caller's thread, with a non-blocking write: the kernel
+//! accepts it at once (it is then unread, like any message sent, and counts
+//! in [`QueuedStats::sent`] and [`QueuedStats::packets`]; every 64 such
+//! sends the caller also looks at the receipts) or, when the reader's buffer is
 //! full or the reader has gone, nothing is sent and the message is queued
 //! as usual. The order is kept because this happens only when nothing at
 //! all is waiting, and the caller and the thread never send at the same
@@ -76,6 +97,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -84,20 +106,28 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result, io_err};
 use crate::name::SlotName;
 use crate::namespace::Namespace;
-use crate::receipt::Fate;
+use crate::receipt::{Fate, Snapshot};
 use crate::writer::Writer;
 
 /// How long one blocked send waits before the delivery thread looks again
 /// at its deadline and target.
 const SEND_SLICE: Duration = Duration::from_millis(100);
 
+/// Buffers of messages read are kept for reuse up to this size, and this
+/// many of them (at most 1 MiB).
+const SPARE_LEN: usize = 4096;
+const SPARE_COUNT: usize = 256;
+
 /// A direct send looks at the receipts every this many unread messages.
 const SETTLE_EVERY: usize = 64;
 
 /// How often an idle delivery thread looks at the receipts of unread
-/// messages and whether their reader is still there: from the first to
-/// the last, doubling while nothing changes.
-const WATCH_MIN: Duration = Duration::from_micros(100);
+/// messages and whether their reader is still there: every `WATCH_HURRY`
+/// while someone waits for them to be read (a blocked send, `wait_read`,
+/// `close`), else from `WATCH_MIN` doubling to `WATCH_MAX` (senders look
+/// themselves as they send).
+const WATCH_HURRY: Duration = Duration::from_micros(100);
+const WATCH_MIN: Duration = Duration::from_millis(1);
 const WATCH_MAX: Duration = Duration::from_millis(10);
 
 /// Which queue a message goes to.
@@ -341,6 +371,10 @@ struct State {
     /// Messages sent on the current connection that no read has returned
     /// yet, in the order they were sent (see `receipt.rs`).
     unread: VecDeque<Sent>,
+    /// The receipts as last looked at (kept for its buffer).
+    receipts: Snapshot,
+    /// Buffers of messages read, for `send_slice` to copy into.
+    spare: Vec<Vec<u8>>,
     /// Messages and bytes held: waiting, being sent, and unread.
     count: usize,
     bytes: usize,
@@ -352,6 +386,9 @@ struct State {
     /// The idle delivery thread looks at the receipts now and then (it
     /// need not be woken for a new unread message).
     worker_watching: bool,
+    /// Threads waiting for reads to free room or finish (the delivery
+    /// thread then looks at the receipts often).
+    hurry: usize,
     worker_gone: bool,
     /// Maximum message size of the reader connected now (0 = any).
     slot_max: Option<u32>,
@@ -373,6 +410,22 @@ struct Sent {
 }
 
 impl State {
+    /// A copy of `data` in a buffer of a message already read, when one is
+    /// at hand (see [`QueuedWriter::send_slice`]).
+    fn buffer_with(&mut self, data: &[u8]) -> Vec<u8> {
+        match self.spare.pop() {
+            Some(mut v) if data.len() <= SPARE_LEN => {
+                v.clear();
+                v.extend_from_slice(data);
+                v
+            }
+            other => {
+                self.spare.extend(other);
+                data.to_vec()
+            }
+        }
+    }
+
     /// Messages not yet sent (waiting or being sent).
     fn waiting(&self) -> usize {
         self.count - self.unread.len()
@@ -386,7 +439,8 @@ impl State {
         if self.unread.is_empty() {
             return false;
         }
-        let receipts = writer.receipts();
+        let mut receipts = std::mem::take(&mut self.receipts);
+        writer.receipts(&mut receipts);
         let mut lost = Vec::new();
         let mut changed = false;
         while let Some(front) = self.unread.front() {
@@ -397,6 +451,9 @@ impl State {
                     self.count -= 1;
                     self.bytes -= m.data.len();
                     self.stats.read += 1;
+                    if m.data.capacity() <= SPARE_LEN && self.spare.len() < SPARE_COUNT {
+                        self.spare.push(m.data);
+                    }
                 }
                 Fate::Lost => lost.extend(self.unread.pop_front()),
             }
@@ -407,6 +464,7 @@ impl State {
         } else {
             writer.forget_before(writer.sent_messages());
         }
+        self.receipts = receipts;
         self.stats.resent += lost.len() as u64;
         for m in lost.into_iter().rev() {
             match m.priority {
@@ -441,6 +499,27 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits on `cv` (up to `timeout`) for something only reads of unread
+    /// messages can bring (room, or everything read): the delivery thread
+    /// looks at the receipts often meanwhile.
+    fn waiting_on<'a>(
+        &self,
+        mut st: MutexGuard<'a, State>,
+        cv: &Condvar,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, State> {
+        st.hurry += 1;
+        if st.worker_idle {
+            self.work.notify_one();
+        }
+        let mut st = match timeout {
+            None => cv.wait(st).unwrap_or_else(|p| p.into_inner()),
+            Some(t) => cv.wait_timeout(st, t).unwrap_or_else(|p| p.into_inner()).0,
+        };
+        st.hurry -= 1;
+        st
     }
 
     /// Waits `d`, or less when the writer is retargeted or closing.
@@ -506,6 +585,8 @@ impl QueuedWriter {
                 high: VecDeque::new(),
                 normal: VecDeque::new(),
                 unread: VecDeque::new(),
+                receipts: Snapshot::default(),
+                spare: Vec::new(),
                 count: 0,
                 bytes: 0,
                 target: name.clone(),
@@ -513,6 +594,7 @@ impl QueuedWriter {
                 closing: None,
                 worker_idle: false,
                 worker_watching: false,
+                hurry: 0,
                 worker_gone: false,
                 slot_max: None,
                 conn: None,
@@ -551,7 +633,17 @@ impl QueuedWriter {
     /// [`QueueError::TooLarge`] for a message over the queue's byte limit,
     /// or over the maximum message size of the reader connected now.
     pub fn send(&self, data: impl Into<Vec<u8>>, priority: Priority) -> Result<(), QueueError> {
-        let data = data.into();
+        self.enqueue(Cow::Owned(data.into()), priority)
+    }
+
+    /// Like [`send`](QueuedWriter::send), copying `data` into a buffer of
+    /// the writer's own: messages up to 4 KiB reuse the buffers of
+    /// messages already read, so a steady stream allocates nothing.
+    pub fn send_slice(&self, data: &[u8], priority: Priority) -> Result<(), QueueError> {
+        self.enqueue(Cow::Borrowed(data), priority)
+    }
+
+    fn enqueue(&self, data: Cow<'_, [u8]>, priority: Priority) -> Result<(), QueueError> {
         let opts = &self.shared.opts;
         let mut st = self.shared.lock();
         let too_large = |st: &State, limit, max: u64| QueueError::TooLarge {
@@ -588,11 +680,7 @@ impl QueuedWriter {
             }
             match opts.overflow {
                 Overflow::Block => {
-                    st = self
-                        .shared
-                        .space
-                        .wait(st)
-                        .unwrap_or_else(|p| p.into_inner());
+                    st = self.shared.waiting_on(st, &self.shared.space, None);
                 }
                 Overflow::DropOldestNormal if !st.normal.is_empty() => {
                     if let Some(old) = st.normal.pop_front() {
@@ -614,6 +702,10 @@ impl QueuedWriter {
         }
         st.count += 1;
         st.bytes += data.len();
+        let data = match data {
+            Cow::Owned(v) => v,
+            Cow::Borrowed(s) => st.buffer_with(s),
+        };
         let data = if st.waiting() == 1 && st.closing.is_none() {
             match self.try_direct(&mut st, data, priority) {
                 None => return Ok(()),
@@ -719,10 +811,7 @@ impl QueuedWriter {
             }
             st = self
                 .shared
-                .idle
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+                .waiting_on(st, &self.shared.idle, Some(deadline - now));
         }
         Ok(())
     }
@@ -993,10 +1082,12 @@ fn wait_for_work(shared: &Shared) -> Next {
             changed = true;
         }
         if let Some((g, w)) = st.conn.take() {
-            changed = st.settle(&w);
+            changed |= st.settle(&w);
             st.conn = Some((g, w));
-            let gone =
-                !st.unread.is_empty() && st.conn.as_ref().is_some_and(|(_, w)| !w.readers_alive());
+            // A reader that reads is there; look only at one that does not.
+            let gone = !changed
+                && !st.unread.is_empty()
+                && st.conn.as_ref().is_some_and(|(_, w)| !w.readers_alive());
             if gone {
                 let why = format!("the reader of {} went away", st.target.path());
                 drop_connection(&mut st, Some(why));
@@ -1004,7 +1095,6 @@ fn wait_for_work(shared: &Shared) -> Next {
             }
         }
         if changed {
-            watch = WATCH_MIN;
             shared.space.notify_all();
             if st.count == 0 {
                 shared.idle.notify_all();
@@ -1014,10 +1104,16 @@ fn wait_for_work(shared: &Shared) -> Next {
         st.worker_idle = true;
         st.worker_watching = !st.unread.is_empty();
         st = if st.worker_watching {
-            let limit = st.closing.map_or(watch, |c| {
-                c.saturating_duration_since(Instant::now()).min(watch)
+            let every = if st.hurry > 0 || st.closing.is_some() {
+                WATCH_HURRY
+            } else {
+                let every = watch;
+                watch = (watch * 2).min(WATCH_MAX);
+                every
+            };
+            let limit = st.closing.map_or(every, |c| {
+                c.saturating_duration_since(Instant::now()).min(every)
             });
-            watch = (watch * 2).min(WATCH_MAX);
             shared
                 .work
                 .wait_timeout(st, limit)

@@ -185,16 +185,21 @@ impl Ledger {
 
     /// The counts as they are now, with `sent` messages sent so far (one
     /// load of each receipt word, however many fates are asked of it).
+    #[cfg(test)]
     pub(crate) fn snapshot(&self, sent: u64) -> Snapshot {
-        Snapshot(
-            self.entries
-                .iter()
-                .map(|e| match e.gone {
-                    Some((end, returned)) => (e.base, end, returned, false),
-                    None => (e.base, sent, e.receipts.returned(), true),
-                })
-                .collect(),
-        )
+        let mut s = Snapshot::default();
+        self.snapshot_into(sent, &mut s);
+        s
+    }
+
+    /// Like [`snapshot`](Ledger::snapshot), into `s` (no allocation once
+    /// it has room).
+    pub(crate) fn snapshot_into(&self, sent: u64, s: &mut Snapshot) {
+        s.0.clear();
+        s.0.extend(self.entries.iter().map(|e| match e.gone {
+            Some((end, returned)) => (e.base, end, returned, false),
+            None => (e.base, sent, e.receipts.returned(), true),
+        }));
     }
 
     /// Forgets connections gone that no message from `first` on went to.

@@ -151,6 +151,33 @@ impl RingWriter {
         true
     }
 
+    /// Writes a batch frame record if there is room, straight from the
+    /// messages (no batch buffer in between): `header`, then each message
+    /// as `u32` length and bytes; `body_len` is their total. Not published.
+    pub(crate) fn push_batch<M: AsRef<[u8]>>(
+        &mut self,
+        header: &[u8],
+        messages: &[M],
+        body_len: usize,
+    ) -> bool {
+        let len = header.len() + body_len;
+        debug_assert!(len <= FRAME_MAX);
+        let Some(at) = self.reserve(REC_HDR + padded(len), SOFT) else {
+            return false;
+        };
+        self.put_record_header(at, len as u32, TAG_FRAME);
+        let mut off = DATA_OFF + at + REC_HDR;
+        self.map.write_at(off, header);
+        off += header.len();
+        for m in messages {
+            let m = m.as_ref();
+            self.map.write_at(off, &(m.len() as u32).to_le_bytes());
+            self.map.write_at(off + 4, m);
+            off += 4 + m.len();
+        }
+        true
+    }
+
     /// Writes a hand-off record if there is room (not yet published).
     pub(crate) fn push_handoff(&mut self) -> bool {
         let Some(at) = self.reserve(REC_HDR, SOFT) else {

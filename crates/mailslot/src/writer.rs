@@ -899,20 +899,34 @@ impl Writer {
                 i += 1;
                 continue;
             }
-            buf.clear();
             let start = i;
+            let mut len = 0;
             while i < messages.len()
                 && i - start < Self::BATCH_MESSAGES
                 && !alone(messages[i].as_ref())
-                && buf.len() + 4 + messages[i].as_ref().len() <= Self::BATCH_BYTES
+                && len + 4 + messages[i].as_ref().len() <= Self::BATCH_BYTES
             {
-                push_batch(&mut buf, messages[i].as_ref());
+                len += 4 + messages[i].as_ref().len();
                 i += 1;
             }
+            let chunk = &messages[start..i];
             let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-            let head = Header::new(Kind::Batch, 0, buf.len() as u32);
-            self.send_stamped(&mut st, head, &buf, None)
-                .map_err(|e| (sent, e))?;
+            let head = Header::new(Kind::Batch, 0, len as u32);
+            // Through the ring, each message is copied once, straight into
+            // its record; the socket takes the batch from one buffer.
+            let r = if HEADER_LEN + len <= ring::FRAME_MAX && self.ring_open(&mut st) {
+                self.ring_push(&mut st, None, |ring, stamp| {
+                    ring.push_batch(&head.stamped(stamp).encode(), chunk, len)
+                })
+            } else {
+                buf.clear();
+                for m in chunk {
+                    push_batch(&mut buf, m.as_ref());
+                }
+                let deadline = self.deadline();
+                self.send_socket(&mut st, head, &buf, None, deadline)
+            };
+            r.map_err(|e| (sent, e))?;
             self.count_sent(i - start);
             sent += i - start;
         }
@@ -975,9 +989,13 @@ impl Writer {
 
     /// The readers' receipts as they are now: what became of each message
     /// (see [`ask_receipts`](Writer::ask_receipts)).
-    pub(crate) fn receipts(&self) -> Snapshot {
-        self.with_ledger(|l, sent| l.snapshot(sent))
-            .unwrap_or_default()
+    pub(crate) fn receipts(&self, into: &mut Snapshot) {
+        if self
+            .with_ledger(|l, sent| l.snapshot_into(sent, into))
+            .is_none()
+        {
+            *into = Snapshot::default();
+        }
     }
 
     /// Drops what the receipts keep about readers gone before message `n`.

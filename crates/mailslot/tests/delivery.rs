@@ -76,7 +76,10 @@ fn token_of(m: &[u8]) -> String {
         b'N' => (Priority::Normal, 'N'),
         b => return format!("BAD tag {b}"),
     };
-    let Some(seq) = m.get(1..9).map(|b| u64::from_le_bytes(b.try_into().unwrap())) else {
+    let Some(seq) = m
+        .get(1..9)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    else {
         return format!("BAD short message of {} bytes", m.len());
     };
     if m != message(p, seq) {
@@ -250,7 +253,11 @@ fn a_reader_closed_with_messages_unread_leaves_them_to_the_next() {
     // Small ones through the ring, a batch, and a large one in a memory file.
     let msgs: Vec<Vec<u8>> = (0..300u32)
         .map(|i| {
-            let len = if i == 150 { 200_000 } else { (i as usize * 7) % 3000 };
+            let len = if i == 150 {
+                200_000
+            } else {
+                (i as usize * 7) % 3000
+            };
             (0..len).map(|j| (j as u32 ^ i) as u8).collect()
         })
         .collect();
@@ -265,7 +272,12 @@ fn a_reader_closed_with_messages_unread_leaves_them_to_the_next() {
     let mut second = Reader::create_in(&ns, &name, &ReaderOptions::default()).unwrap();
     second.set_read_timeout(Some(LONG));
     for (i, m) in msgs[100..].iter().enumerate() {
-        assert_eq!(&second.read_message().unwrap().data, m, "message {}", i + 100);
+        assert_eq!(
+            &second.read_message().unwrap().data,
+            m,
+            "message {}",
+            i + 100
+        );
     }
     w.wait_read(LONG).unwrap();
     let s = w.stats();
@@ -305,7 +317,9 @@ fn shared_slot_each_reader_gets_each_message_once_and_what_every_one_lost_goes_t
     let tmp = tempfile::tempdir().unwrap();
     let ns = Namespace::at(tmp.path()).unwrap();
     let name = slot("shared");
-    let opts = ReaderOptions::default().shared(true).read_timeout(Some(LONG));
+    let opts = ReaderOptions::default()
+        .shared(true)
+        .read_timeout(Some(LONG));
     let mut a = Reader::create_in(&ns, &name, &opts).unwrap();
     let mut b = Reader::create_in(&ns, &name, &opts).unwrap();
     let w = QueuedWriter::open_in(&ns, &name, QueuedOptions::default()).unwrap();

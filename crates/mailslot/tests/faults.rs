@@ -359,9 +359,7 @@ fn reader_sigkilled_under_load_writers_fail_cleanly_name_returns_queued_writer_r
     );
     eprintln!(
         "faults: {rounds} SIGKILLs survived; queued writer: {fed} queued, {} sent ({} again after a kill), {} reconnects, {lost_total} lost inside killed readers (read, not yet reported); plain writers wrote {plain_total} ({plain_timeouts} writes timed out on a busy machine and were retried), worst error {worst_error:?} after a kill; name re-created at worst {worst_create:?} after a kill",
-        stats.sent,
-        stats.resent,
-        stats.reconnects
+        stats.sent, stats.resent, stats.reconnects
     );
 }
 

@@ -230,7 +230,7 @@ struct QueuedTx(QueuedWriter);
 
 impl Tx for QueuedTx {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        self.0.send(msg, Priority::Normal).map_err(other)
+        self.0.send_slice(msg, Priority::Normal).map_err(other)
     }
 
     fn finish(&mut self) -> io::Result<()> {
