@@ -406,7 +406,26 @@ struct State {
 struct Sent {
     n: u64,
     priority: Priority,
-    data: Vec<u8>,
+    held: Held,
+}
+
+/// Where an unread message's bytes are kept.
+enum Held {
+    /// In a buffer of the writer's.
+    Owned(Vec<u8>),
+    /// In the connection's ring, as written at this offset (the reader
+    /// gives its record back only after a read returned it): a message
+    /// sent directly costs no copy of its own then.
+    Ring { at: usize, len: usize },
+}
+
+impl Held {
+    fn len(&self) -> usize {
+        match self {
+            Held::Owned(v) => v.len(),
+            Held::Ring { len, .. } => *len,
+        }
+    }
 }
 
 impl State {
@@ -423,6 +442,13 @@ impl State {
                 self.spare.extend(other);
                 data.to_vec()
             }
+        }
+    }
+
+    /// Keeps the buffer of a message read for [`buffer_with`](State::buffer_with).
+    fn recycle(&mut self, v: Vec<u8>) {
+        if v.capacity() <= SPARE_LEN && self.spare.len() < SPARE_COUNT {
+            self.spare.push(v);
         }
     }
 
@@ -449,10 +475,10 @@ impl State {
                 Fate::Read => {
                     let m = self.unread.pop_front().expect("front exists");
                     self.count -= 1;
-                    self.bytes -= m.data.len();
+                    self.bytes -= m.held.len();
                     self.stats.read += 1;
-                    if m.data.capacity() <= SPARE_LEN && self.spare.len() < SPARE_COUNT {
-                        self.spare.push(m.data);
+                    if let Held::Owned(v) = m.held {
+                        self.recycle(v);
                     }
                 }
                 Fate::Lost => lost.extend(self.unread.pop_front()),
@@ -467,9 +493,15 @@ impl State {
         self.receipts = receipts;
         self.stats.resent += lost.len() as u64;
         for m in lost.into_iter().rev() {
+            let data = match m.held {
+                Held::Owned(v) => v,
+                // Still in the ring: this writer's memory, and no read
+                // returned it, so its record was not given back.
+                Held::Ring { at, len } => writer.read_back(at, len).unwrap_or_default(),
+            };
             match m.priority {
-                Priority::High => self.high.push_front(m.data),
-                Priority::Normal => self.normal.push_front(m.data),
+                Priority::High => self.high.push_front(data),
+                Priority::Normal => self.normal.push_front(data),
             }
         }
         changed
@@ -702,10 +734,6 @@ impl QueuedWriter {
         }
         st.count += 1;
         st.bytes += data.len();
-        let data = match data {
-            Cow::Owned(v) => v,
-            Cow::Borrowed(s) => st.buffer_with(s),
-        };
         let data = if st.waiting() == 1 && st.closing.is_none() {
             match self.try_direct(&mut st, data, priority) {
                 None => return Ok(()),
@@ -713,6 +741,10 @@ impl QueuedWriter {
             }
         } else {
             data
+        };
+        let data = match data {
+            Cow::Owned(v) => v,
+            Cow::Borrowed(s) => st.buffer_with(s),
         };
         match priority {
             Priority::High => st.high.push_back(data),
@@ -730,7 +762,12 @@ impl QueuedWriter {
     /// the current target; it is unread then. Hands the message back when
     /// nothing was sent (queue it then). Call only with nothing else
     /// waiting to be sent: the order depends on it.
-    fn try_direct(&self, st: &mut State, data: Vec<u8>, priority: Priority) -> Option<Vec<u8>> {
+    fn try_direct<'a>(
+        &self,
+        st: &mut State,
+        data: Cow<'a, [u8]>,
+        priority: Priority,
+    ) -> Option<Cow<'a, [u8]>> {
         let generation = st.generation;
         let Some((g, w)) = st.conn.as_mut() else {
             return Some(data);
@@ -743,13 +780,24 @@ impl QueuedWriter {
         // Any error (no room, the reader gone, too large) sent nothing; the
         // delivery thread finds out and deals with it when it sends the
         // message from the queue.
-        if w.write(&data).is_err() {
-            return Some(data);
-        }
-        let n = w.sent_messages() - 1;
+        let held = match w.write_in_place(&data) {
+            Err(_) => return Some(data),
+            Ok(Some(at)) => {
+                let len = data.len();
+                if let Cow::Owned(v) = data {
+                    st.recycle(v);
+                }
+                Held::Ring { at, len }
+            }
+            Ok(None) => Held::Owned(match data {
+                Cow::Owned(v) => v,
+                Cow::Borrowed(s) => st.buffer_with(s),
+            }),
+        };
+        let n = st.conn.as_ref().map_or(0, |(_, w)| w.sent_messages() - 1);
         st.stats.sent += 1;
         st.stats.packets += 1;
-        st.unread.push_back(Sent { n, priority, data });
+        st.unread.push_back(Sent { n, priority, held });
         // Look at the receipts now and then (the delivery thread does when
         // idle; it is woken once to start looking).
         if st.unread.len() % SETTLE_EVERY == 0 {
@@ -1024,7 +1072,7 @@ fn deliver(shared: &Shared, ns: &Namespace) {
                 st.unread.push_back(Sent {
                     n,
                     priority: m.priority,
-                    data: m.data,
+                    held: Held::Owned(m.data),
                 });
             }
             st.settle(&writer);

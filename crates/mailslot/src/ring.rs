@@ -100,6 +100,8 @@ pub(crate) struct RingWriter {
     head: u64,
     /// The head at which the last record that found no room would fit.
     needs_head: u64,
+    /// Where the body of the last frame pushed starts in the memory file.
+    last_body: usize,
 }
 
 impl RingWriter {
@@ -115,6 +117,7 @@ impl RingWriter {
                 tail: 0,
                 head: 0,
                 needs_head: 0,
+                last_body: 0,
             },
             fd,
         ))
@@ -146,9 +149,29 @@ impl RingWriter {
         };
         self.put_record_header(at, len as u32, TAG_FRAME);
         self.map.write_at(DATA_OFF + at + REC_HDR, header);
-        self.map
-            .write_at(DATA_OFF + at + REC_HDR + header.len(), body);
+        self.last_body = DATA_OFF + at + REC_HDR + header.len();
+        self.map.write_at(self.last_body, body);
         true
+    }
+
+    /// Where the body of the last frame pushed starts: it stays there, as
+    /// written, until the reader gives its record back (after a read
+    /// returned it), so a writer can keep its messages there rather than
+    /// in a copy of its own (see `queued.rs`).
+    pub(crate) fn last_body(&self) -> usize {
+        self.last_body
+    }
+
+    /// A copy of `len` bytes at `off` (from [`last_body`](RingWriter::last_body)).
+    pub(crate) fn read_back(&self, off: usize, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        if off
+            .checked_add(len)
+            .is_some_and(|end| end <= self.map.len())
+        {
+            self.map.read_at(off, &mut v);
+        }
+        v
     }
 
     /// Writes a batch frame record if there is room, straight from the

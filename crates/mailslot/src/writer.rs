@@ -442,7 +442,26 @@ impl Writer {
         Ok(())
     }
 
-    fn write_local(&self, data: &[u8]) -> Result<()> {
+    /// Like [`write`](Writer::write) on a local slot; when the message
+    /// went into the ring, returns where it lies there (it stays until a
+    /// read returns it; see [`read_back`](Writer::read_back)).
+    pub(crate) fn write_in_place(&self, data: &[u8]) -> Result<Option<usize>> {
+        let at = self.write_local(data)?;
+        self.count_sent(1);
+        Ok(at)
+    }
+
+    /// A copy of the message of `len` bytes that
+    /// [`write_in_place`](Writer::write_in_place) left at `at` in the ring.
+    pub(crate) fn read_back(&self, at: usize, len: usize) -> Option<Vec<u8>> {
+        let st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+        match &st.lane {
+            Lane::Open { ring, .. } => Some(ring.read_back(at, len)),
+            _ => None,
+        }
+    }
+
+    fn write_local(&self, data: &[u8]) -> Result<Option<usize>> {
         self.check_size(data.len())?;
         let len = u32::try_from(data.len()).map_err(|_| Error::MessageTooLarge {
             name: self.display.clone(),
@@ -450,18 +469,22 @@ impl Writer {
             max: u64::from(u32::MAX),
         })?;
         if data.len() > INLINE_MAX {
-            return self.write_large(data, len);
+            return self.write_large(data, len).map(|()| None);
         }
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
         if self.ring_open(&mut st) {
-            return self.send_stamped(&mut st, Header::new(Kind::Inline, 0, len), data, None);
+            self.send_stamped(&mut st, Header::new(Kind::Inline, 0, len), data, None)?;
+            return Ok(match &st.lane {
+                Lane::Open { ring, .. } => Some(ring.last_body()),
+                _ => None,
+            });
         }
         // Not through the ring (not open yet, or not taken), mid-sized: a
         // free reusable buffer beats a socket buffer of that size (never
         // wait for one; inline on the socket is fine too).
         if data.len() >= MEMFD_MIN && st.pool.is_some() {
             if let Ok(Some(lease)) = self.lease(&mut st, data) {
-                return self.send_lease(&mut st, lease, len);
+                return self.send_lease(&mut st, lease, len).map(|()| None);
             }
         }
         let deadline = self.deadline();
@@ -472,6 +495,7 @@ impl Writer {
             None,
             deadline,
         )
+        .map(|()| None)
     }
 
     /// Keeps this writer's messages on the socket (no ring): for users of
