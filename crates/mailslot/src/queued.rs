@@ -21,7 +21,9 @@
 //! there each message of this connection that a read returns, as the
 //! read's last step. Sent messages stay in the writer's memory, counted in
 //! its queue limit and in [`QueuedStats::unread`], until their receipt
-//! comes. When the reader goes away (its connection closes; the thread
+//! comes: a message sent directly through the connection's ring stays
+//! right there (the reader gives a record back only after a read returned
+//! it), others in a buffer of the writer's. When the reader goes away (its connection closes; the thread
 //! notices at its next send, or within 10 ms while it watches unread
 //! messages), when the writer is retargeted, or at the close deadline, the
 //! writer revokes the receipt file with one atomic operation, which also
