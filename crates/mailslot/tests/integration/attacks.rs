@@ -564,3 +564,70 @@ fn origin_frames_larger_than_a_datagram_are_refused() -> TestResult {
     assert_eq!(reader.rejected_frames(), 1, "the oversized origin frame");
     Ok(())
 }
+
+/// A writer that asks for read receipts (frame kind 12) and then lies with
+/// them: it revokes its own messages, sends a second receipt file, or one
+/// of the wrong size. Only its own messages vanish or its connection is
+/// cut off; the honest writer's messages are read, and the reader lives on.
+#[test]
+fn a_writer_lying_with_its_receipt_file_costs_only_its_own_messages() -> TestResult {
+    let (tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\attack\receipts");
+    let mut reader = Reader::create_in(&ns, &name, &now())?;
+    let good = Writer::open_in(&ns, &name)?;
+    let inline = |text: &[u8]| {
+        let mut f = header(0, 0, text.len() as u32);
+        f.extend_from_slice(text);
+        f
+    };
+    let receipts = || {
+        memfd(
+            &[0u8; 4096],
+            ALL_SEALS.difference(rustix::fs::SealFlags::WRITE),
+        )
+    };
+
+    // Revokes its own messages: the reader drops them and reads on.
+    let liar = raw_client(tmp.path(), &name);
+    let page = receipts()?;
+    rustix::net::send(&liar, &header(4, 0, 0), SendFlags::NOSIGNAL)?;
+    send_with_fd(&liar, &header(12, 0, 0), &page);
+    rustix::net::send(&liar, &inline(b"mine"), SendFlags::NOSIGNAL)?;
+    good.write(b"theirs")?;
+    reader.info()?; // Both are queued now.
+    rustix::io::pwrite(&page, &(1u64 << 63).to_le_bytes(), 0)?;
+    assert_eq!(reader.read_message()?.data, b"theirs");
+    assert!(
+        reader.try_read(&mut [0; 16]).is_err(),
+        "the revoked one is gone"
+    );
+    assert_eq!(
+        reader.rejected_frames(),
+        0,
+        "revoking is the writer's right"
+    );
+
+    // A second receipt file, or one of the wrong size: cut off, and what
+    // came before is still read (its count in the first file).
+    let twice = raw_client(tmp.path(), &name);
+    let first = receipts()?;
+    rustix::net::send(&twice, &header(4, 0, 0), SendFlags::NOSIGNAL)?;
+    send_with_fd(&twice, &header(12, 0, 0), &first);
+    rustix::net::send(&twice, &inline(b"counted"), SendFlags::NOSIGNAL)?;
+    rustix::net::send(&twice, &header(4, 0, 0), SendFlags::NOSIGNAL)?;
+    send_with_fd(&twice, &header(12, 0, 0), &receipts()?);
+    let small = raw_client(tmp.path(), &name);
+    rustix::net::send(&small, &header(4, 0, 0), SendFlags::NOSIGNAL)?;
+    send_with_fd(&small, &header(12, 0, 0), &memfd(&[0u8; 16], ALL_SEALS)?);
+    good.write(b"after")?;
+    let mut got = vec![reader.read_message()?.data, reader.read_message()?.data];
+    got.sort();
+    assert_eq!(got, [b"after".to_vec(), b"counted".to_vec()]);
+    let mut word = [0u8; 8];
+    rustix::io::pread(&first, &mut word, 0)?;
+    assert_eq!(u64::from_le_bytes(word), 1, "the read was counted");
+    assert_eq!(reader.rejected_frames(), 2, "both liars were cut off");
+    good.write(b"still")?;
+    assert_eq!(reader.read_message()?.data, b"still");
+    Ok(())
+}
