@@ -1,0 +1,94 @@
+//! The stamp-ordered merge: every connection's earliest message in one heap, within the queue's bounds.
+
+use std::cmp::Reverse;
+use std::io;
+use std::os::fd::AsFd;
+
+use super::conn::{Payload, Pending};
+use super::{Reader, Sender, notify};
+use crate::frame::Kind;
+
+impl Reader {
+    /// Counts a message of connection `idx` as returned in its writer's
+    /// receipts, when it asked for them: the last step before a read
+    /// returns it. Fails when the writer has taken its messages back (it
+    /// sends them again elsewhere).
+    pub(super) fn claim(&self, idx: usize) -> io::Result<()> {
+        match self.conns[idx].as_ref().and_then(|c| c.receipts.as_ref()) {
+            Some(r) if !r.claim() => Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "the writer took the message back",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The connection of the earliest head, if it may be delivered now: its
+    /// messages arrived before the latest pass began.
+    pub(super) fn deliverable_head(&self) -> Option<usize> {
+        let Reverse((_, _, idx)) = *self.heads.peek()?;
+        let conn = self.conns[idx].as_ref()?;
+        (conn.filled_pass < self.pass).then_some(idx)
+    }
+
+    pub(super) fn head_len(&self, idx: usize) -> usize {
+        self.conns[idx]
+            .as_ref()
+            .and_then(|c| c.queue.front())
+            .map_or(0, |p| p.payload.len())
+    }
+
+    /// After a message of connection `idx` was taken and copied: gives its
+    /// ring record back to the writer (with a room notice if it waits for
+    /// one), and forgets the connection once it has ended and is empty.
+    pub(super) fn after_take(&mut self, idx: usize, ring_end: u64) {
+        let Some(conn) = self.conns[idx].as_mut() else {
+            return;
+        };
+        if ring_end != 0 {
+            if let Some(rc) = conn.ring.as_mut() {
+                rc.held -= 1;
+                // With nothing of the ring left in the queue, give back what
+                // was parsed too (wrap and hand-off records after it).
+                let pos = if rc.held == 0 {
+                    rc.ring.position()
+                } else {
+                    ring_end
+                };
+                if rc.ring.release(pos) {
+                    notify(conn.fd.as_fd(), Kind::Room, 0, 0);
+                }
+            }
+        }
+        if conn.queue.is_empty() && conn.eof {
+            self.remove_conn(idx);
+        }
+    }
+
+    /// Removes the globally earliest message; returns its connection too.
+    pub(super) fn take_head(&mut self) -> (usize, Pending, Sender) {
+        let Reverse((_, _, idx)) = self.heads.pop().expect("a head exists");
+        let conn = self.conns[idx].as_mut().expect("head's connection exists");
+        let p = conn.queue.pop_front().expect("head's queue is not empty");
+        if matches!(p.payload, Payload::Memfd { .. }) {
+            conn.fds -= 1;
+            self.held_fds -= 1;
+            self.fd_freed = true;
+        }
+        let mut sender = conn.sender.clone();
+        sender.remote = p.origin.as_deref().cloned();
+        self.buffered_msgs -= 1;
+        self.buffered_bytes -= p.payload.cost();
+        if let Some(next) = conn.queue.front() {
+            let key = (next.stamp, self.seq, idx);
+            self.seq += 1;
+            self.heads.push(Reverse(key));
+        } else if conn.eof {
+            // Forgotten by `after_take`, once the message is copied.
+        } else {
+            // This writer may have more, possibly earlier than other heads.
+            self.needs_pump = true;
+        }
+        (idx, p, sender)
+    }
+}
