@@ -174,6 +174,91 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// With nothing of its ring left in the queue, gives back what was
+    /// parsed (with a room notice if the writer waits for one).
+    fn release_parsed(&mut self) {
+        if let Some(rc) = self.ring.as_mut() {
+            if rc.held == 0 && rc.ring.release(rc.ring.position()) {
+                notify(self.fd.as_fd(), Kind::Room, 0, 0);
+            }
+        }
+    }
+
+    /// The ring has no record to parse: gives back a wrap record passed
+    /// at its end, and tells whether to read on.
+    fn ring_drained(&mut self, sock_event: bool) -> Step {
+        // Give back a wrap record passed at the end.
+        self.release_parsed();
+        // While the ring is read, the socket carries only
+        // its end, or a frame after a hand-off record
+        // (published before the frame was sent, so the
+        // ring has it now).
+        if !sock_event {
+            return Step::Done;
+        }
+        match sys::peek_packet(self.fd.as_fd()) {
+            Ok(sys::Recv::WouldBlock) => Step::Done,
+            Ok(sys::Recv::Frame { .. })
+                if self.ring.as_ref().is_some_and(|rc| rc.ring.has_records()) =>
+            {
+                Step::Again
+            }
+            Ok(sys::Recv::Frame { .. }) => Step::Broken,
+            Ok(sys::Recv::Closed) | Err(_) => {
+                self.eof = true;
+                Step::Done
+            }
+        }
+    }
+
+    /// A ring record's `added` messages were queued: the record goes back
+    /// to the writer when its last message is taken (at once when none
+    /// was: refused, an empty batch).
+    fn hold_record(&mut self, added: usize) {
+        match self.queue.back_mut() {
+            Some(p) if added > 0 => {
+                let rc = self.ring.as_mut().expect("reading a ring");
+                p.ring_end = rc.ring.position();
+                rc.held += 1;
+            }
+            _ => self.release_parsed(),
+        }
+    }
+}
+
+/// How far one fill of a connection may go, and what it got so far.
+struct Fill {
+    /// The queue was empty when the fill began.
+    was_empty: bool,
+    /// For `info()`: not bounded by the batch, but by `budget` and
+    /// `ring_budget`, what the socket and ring held when the fill began.
+    unbounded: bool,
+    /// The socket was reported ready.
+    sock_event: bool,
+    budget: Option<usize>,
+    ring_budget: Option<u64>,
+    /// Messages and bytes queued, bytes received from the socket.
+    got: usize,
+    got_bytes: usize,
+    taken: usize,
+}
+
+/// What reading one frame or record gave.
+enum Step {
+    /// A frame was decoded into the queue (`ok`: by the protocol), of
+    /// `len` bytes, sent no earlier than `floor`.
+    Frame { ok: bool, len: usize, floor: u64 },
+    /// A control frame or record was handled: read on.
+    Again,
+    /// Nothing more to read now (or the connection ended).
+    Done,
+    /// The writer broke the protocol.
+    Broken,
+    /// The next frame carries a descriptor the process has no room for.
+    Starved,
+}
+
 /// Bounds on a writer's stamps from what the reader itself observed, so a
 /// writer that lies in its stamps (0 on every frame, say) cannot stay
 /// ahead of the others for longer than it takes the reader to read a
@@ -322,15 +407,26 @@ impl Reader {
     /// the socket was reported ready (while reading the ring, that can
     /// only be its end).
     pub(super) fn fill(&mut self, idx: usize, unbounded: bool, sock_event: bool) {
-        let Some(conn) = self.conns[idx].as_mut() else {
+        // Out of `conns` while it is read, so that the reader's other parts
+        // can be borrowed beside it.
+        let Some(mut conn) = self.conns[idx].take() else {
             return;
         };
         let was_empty = conn.queue.is_empty();
-        let mut got = 0usize;
-        let mut got_bytes = 0usize;
-        let mut broken = false;
-        let mut starved = false;
-        let pump_ns = self.pump_ns;
+        let end = self.read_frames(&mut conn, idx, unbounded, sock_event);
+        self.conns[idx] = Some(conn);
+        self.end_fill(idx, was_empty, end);
+    }
+
+    /// Reads frames of `conn` until its batch or the queue is full, or it
+    /// has nothing more now; returns why it stopped.
+    fn read_frames(
+        &mut self,
+        conn: &mut Conn,
+        idx: usize,
+        unbounded: bool,
+        sock_event: bool,
+    ) -> Step {
         // Unbounded (`info()`) takes what the kernel held when it started and
         // no more: writers that keep refilling their buffers must not make
         // it read, and hold, without end (issue 8). Likewise for the ring.
@@ -344,286 +440,321 @@ impl Reader {
             .as_ref()
             .filter(|_| budget.is_some())
             .map(|r| r.ring.tail());
-        let unbounded = budget.is_some();
-        let mut taken = 0usize;
+        let mut fill = Fill {
+            was_empty: conn.queue.is_empty(),
+            unbounded: budget.is_some(),
+            sock_event,
+            budget,
+            ring_budget,
+            got: 0,
+            got_bytes: 0,
+            taken: 0,
+        };
         loop {
             let on_ring = conn.ring.as_ref().is_some_and(|r| r.reading);
-            // The queue's bound holds for `info()` too: past it, messages
-            // wait in the writer's socket or ring (one frame per connection
-            // may go past it, so that every writer has its head here).
-            if !conn.queue.is_empty()
-                && ((!unbounded
-                    && (got >= BATCH
-                        || got_bytes >= BATCH_BYTES
-                        // The first message was sent while we waited: the
-                        // writer was not ahead of us, so there is most likely
-                        // nothing more. Leave the rest to level-triggered
-                        // epoll rather than spend a receive call on learning
-                        // that (it would sit in every message's latency).
-                        || (!on_ring
-                            && was_empty
-                            && got == 1
-                            && conn.queue[0].stamp >= self.pump_ns)))
-                    || self.buffered_msgs >= self.opts.queue_messages
-                    || self.buffered_bytes >= self.opts.queue_bytes)
-            {
-                break;
+            if self.batch_done(conn, &fill, on_ring) {
+                return Step::Done;
             }
             let before = conn.queue.len();
             // Decode one frame, from the ring or the socket: was it valid,
             // and how long.
-            let (ok, len, floor) = if let (true, Some(rc)) = (on_ring, conn.ring.as_mut()) {
-                if ring_budget.is_some_and(|b| rc.ring.position() >= b) {
-                    break;
-                }
-                let loaded = rc.ring.cached_tail();
-                match rc.ring.next() {
-                    Err(_) => {
-                        broken = true;
-                        break;
-                    }
-                    Ok(None) => {
-                        // Give back a wrap record passed at the end.
-                        if rc.held == 0 && rc.ring.release(rc.ring.position()) {
-                            notify(conn.fd.as_fd(), Kind::Room, 0, 0);
-                        }
-                        // While the ring is read, the socket carries only
-                        // its end, or a frame after a hand-off record
-                        // (published before the frame was sent, so the
-                        // ring has it now).
-                        if !sock_event {
-                            break;
-                        }
-                        match sys::peek_packet(conn.fd.as_fd()) {
-                            Ok(sys::Recv::WouldBlock) => break,
-                            Ok(sys::Recv::Frame { .. }) if rc.ring.has_records() => continue,
-                            Ok(sys::Recv::Frame { .. }) => {
-                                broken = true;
-                                break;
-                            }
-                            Ok(sys::Recv::Closed) | Err(_) => {
-                                conn.eof = true;
-                                break;
-                            }
-                        }
-                    }
-                    Ok(Some(Record::Handoff)) => {
-                        rc.reading = false;
-                        if rc.held == 0 && rc.ring.release(rc.ring.position()) {
-                            notify(conn.fd.as_fd(), Kind::Room, 0, 0);
-                        }
-                        continue;
-                    }
-                    Ok(Some(Record::Frame { off, len })) => {
-                        if rc.ring.cached_tail() != loaded {
-                            // Records up to the tail just loaded were
-                            // published after the previous load.
-                            rc.floor_ns = rc.load_ns;
-                            rc.load_ns = self.pump_ns;
-                        }
-                        let ok = decode_ring_frame(
-                            &rc.ring,
-                            off,
-                            len,
-                            self.opts.max_message_size,
-                            conn.trusted,
-                            &mut self.scratch,
-                            &mut conn.queue,
-                            &mut self.spare,
-                        );
-                        (ok, len, rc.floor_ns)
-                    }
-                }
+            let step = if on_ring {
+                self.ring_frame(conn, &fill)
             } else {
-                if budget.is_some_and(|b| taken >= b) {
-                    break;
-                }
-                if conn.expect_fd {
-                    // Descriptors are budgeted: a connection with messages
-                    // queued takes no more than its share now (the rest
-                    // wait in the kernel), and a descriptor the process has
-                    // no room for is left queued, never lost.
-                    if !conn.queue.is_empty()
-                        && (conn.fds >= FDS_PER_CONN || self.held_fds >= self.fd_budget)
-                    {
-                        break;
-                    }
-                    if matches!(sys::peek_frame_fd(conn.fd.as_fd()), sys::PeekFd::NoRoom) {
-                        starved = true;
-                        break;
-                    }
-                }
-                // Plain `recv` unless a descriptor was announced: it costs
-                // less, and drops any descriptor a writer sends unannounced.
-                let r = if conn.expect_fd {
-                    sys::recv_frame(conn.fd.as_fd(), &mut self.scratch)
-                } else {
-                    sys::recv_packet(conn.fd.as_fd(), &mut self.scratch)
-                };
-                // The announced frame may not have arrived yet (would block):
-                // keep expecting it until a frame comes.
-                if matches!(r, Ok(sys::Recv::Frame { .. })) {
-                    conn.expect_fd = false;
-                }
-                let (len, truncated, fd) = match r {
-                    Ok(sys::Recv::Frame { len, truncated, fd }) => (len, truncated, fd),
-                    Ok(sys::Recv::WouldBlock) => {
-                        // Drained: whatever comes next was sent after now.
-                        conn.order.drained(self.pump_ns);
-                        break;
-                    }
-                    Ok(sys::Recv::Closed) | Err(_) => {
-                        conn.eof = true;
-                        break;
-                    }
-                };
-                taken += len;
-                if len == HEADER_LEN && !truncated {
-                    match control_frame(&self.scratch[..len]) {
-                        Some(Kind::Announce) if fd.is_none() => {
-                            conn.expect_fd = true;
-                            continue;
-                        }
-                        Some(Kind::Ring) => {
-                            // An offer without its memory file, or a second
-                            // one, is refused when its eventfd comes.
-                            conn.offered = fd.filter(|_| conn.ring.is_none() && !conn.net_only);
-                            continue;
-                        }
-                        Some(Kind::RingWake) => {
-                            let accepted = match (conn.offered.take(), fd, conn.ring.is_none()) {
-                                (Some(memfd), Some(wake), true) => match RingReader::open(&memfd) {
-                                    Ok(ring) => self
-                                        .poller
-                                        .add_edge(wake.as_fd(), RING_WAKE | idx as u64)
-                                        .map(|()| RingConn {
-                                            ring,
-                                            wake,
-                                            reading: false,
-                                            held: 0,
-                                            // Nothing is written before the
-                                            // answer, sent after now.
-                                            load_ns: pump_ns,
-                                            floor_ns: pump_ns,
-                                        })
-                                        .ok(),
-                                    Err(_) => None,
-                                },
-                                _ => None,
-                            };
-                            let flags = if accepted.is_some() { FLAG_ACCEPTED } else { 0 };
-                            if accepted.is_some() {
-                                conn.ring = accepted;
-                                self.rings += 1;
-                            }
-                            notify(conn.fd.as_fd(), Kind::RingAnswer, flags, 0);
-                            continue;
-                        }
-                        Some(Kind::Receipts) => match fd.as_ref().map(Receipts::open) {
-                            // One receipt file per connection, before any
-                            // message (a writer that breaks this loses
-                            // its connection, and with it its receipts).
-                            Some(Ok(r))
-                                if conn.receipts.is_none()
-                                    && conn.queue.is_empty()
-                                    && !conn.net_only =>
-                            {
-                                conn.receipts = Some(r);
-                                continue;
-                            }
-                            _ => {
-                                broken = true;
-                                break;
-                            }
-                        },
-                        Some(Kind::ToRing) if fd.is_none() => match conn.ring.as_mut() {
-                            Some(rc) => {
-                                rc.reading = true;
-                                continue;
-                            }
-                            None => {
-                                broken = true;
-                                break;
-                            }
-                        },
-                        _ => {}
-                    }
-                }
-                let ok = !truncated
-                    && decode_frame(
-                        &self.scratch[..len],
-                        fd,
-                        self.opts.max_message_size,
-                        conn.trusted,
-                        &conn.maps,
-                        &mut conn.queue,
-                        &mut self.spare,
-                    );
-                (ok, len, conn.order.frame(len, self.pump_ns, self.in_flight))
+                self.socket_frame(conn, idx, &mut fill)
             };
-            if !ok {
-                conn.queue.truncate(before);
-                // A writer that breaks the protocol loses its connection.
-                broken = true;
-                break;
-            }
-            got_bytes += len;
-            // Stamps are the writer's word: each is raised to what the
-            // reader can prove about when it was written, and to the
-            // connection's last (see `Order`).
-            for p in conn.queue.range_mut(before..) {
-                p.stamp = conn.order.clamp(p.stamp, floor);
-            }
-            // The network socket carries only messages with an origin.
-            if conn.net_only && conn.queue.range(before..).any(|p| p.origin.is_none()) {
-                conn.queue.truncate(before);
-                broken = true;
-                break;
-            }
-            if !self.opts.accept_remote && conn.queue.back().is_some_and(|p| p.origin.is_some()) {
-                conn.queue.truncate(before);
-                self.refused_remote += 1;
-            }
-            let added = conn.queue.len() - before;
-            if on_ring {
-                let rc = conn.ring.as_mut().expect("reading a ring");
-                match conn.queue.back_mut() {
-                    // The record goes back to the writer when its last
-                    // message is taken.
-                    Some(p) if added > 0 => {
-                        p.ring_end = rc.ring.position();
-                        rc.held += 1;
+            match step {
+                Step::Frame { ok, len, floor } => {
+                    if !ok {
+                        conn.queue.truncate(before);
+                        // A writer that breaks the protocol loses its connection.
+                        return Step::Broken;
                     }
-                    // Nothing of it queued (refused, an empty batch).
-                    _ => {
-                        if rc.held == 0 && rc.ring.release(rc.ring.position()) {
-                            notify(conn.fd.as_fd(), Kind::Room, 0, 0);
-                        }
+                    fill.got_bytes += len;
+                    if !self.queue_frame(conn, before, floor, on_ring, &mut fill) {
+                        return Step::Broken;
                     }
                 }
+                Step::Again => {}
+                end => return end,
             }
-            for p in conn.queue.range(before..) {
-                self.buffered_msgs += 1;
-                self.buffered_bytes += p.payload.cost();
-                if matches!(p.payload, Payload::Memfd { .. }) {
-                    conn.fds += 1;
-                    self.held_fds += 1;
+        }
+    }
+
+    /// Whether `conn` has read enough for now.
+    fn batch_done(&self, conn: &Conn, fill: &Fill, on_ring: bool) -> bool {
+        // The queue's bound holds for `info()` too: past it, messages
+        // wait in the writer's socket or ring (one frame per connection
+        // may go past it, so that every writer has its head here).
+        !conn.queue.is_empty()
+            && ((!fill.unbounded
+                && (fill.got >= BATCH
+                    || fill.got_bytes >= BATCH_BYTES
+                    // The first message was sent while we waited: the
+                    // writer was not ahead of us, so there is most likely
+                    // nothing more. Leave the rest to level-triggered
+                    // epoll rather than spend a receive call on learning
+                    // that (it would sit in every message's latency).
+                    || (!on_ring
+                        && fill.was_empty
+                        && fill.got == 1
+                        && conn.queue[0].stamp >= self.pump_ns)))
+                || self.queue_full())
+    }
+
+    /// Parses the next record of `conn`'s ring.
+    fn ring_frame(&mut self, conn: &mut Conn, fill: &Fill) -> Step {
+        let rc = conn.ring.as_mut().expect("reading a ring");
+        if fill.ring_budget.is_some_and(|b| rc.ring.position() >= b) {
+            return Step::Done;
+        }
+        let loaded = rc.ring.cached_tail();
+        match rc.ring.next() {
+            Err(_) => Step::Broken,
+            Ok(None) => conn.ring_drained(fill.sock_event),
+            Ok(Some(Record::Handoff)) => {
+                rc.reading = false;
+                conn.release_parsed();
+                Step::Again
+            }
+            Ok(Some(Record::Frame { off, len })) => {
+                if rc.ring.cached_tail() != loaded {
+                    // Records up to the tail just loaded were
+                    // published after the previous load.
+                    rc.floor_ns = rc.load_ns;
+                    rc.load_ns = self.pump_ns;
+                }
+                let ok = decode_ring_frame(
+                    &rc.ring,
+                    off,
+                    len,
+                    self.opts.max_message_size,
+                    conn.trusted,
+                    &mut self.scratch,
+                    &mut conn.queue,
+                    &mut self.spare,
+                );
+                Step::Frame {
+                    ok,
+                    len,
+                    floor: rc.floor_ns,
                 }
             }
-            got += added;
-            if added > 0 {
-                conn.filled_pass = self.pass;
+        }
+    }
+
+    /// Receives the next frame of `conn`'s socket: a control frame is
+    /// handled here, any other decoded into the queue.
+    fn socket_frame(&mut self, conn: &mut Conn, idx: usize, fill: &mut Fill) -> Step {
+        if fill.budget.is_some_and(|b| fill.taken >= b) {
+            return Step::Done;
+        }
+        if conn.expect_fd {
+            if let Some(end) = self.no_fd_room(conn) {
+                return end;
             }
         }
-        if broken {
-            self.rejected += 1;
-            conn.eof = true;
-            let _ = rustix::net::shutdown(&conn.fd, rustix::net::Shutdown::Both);
-        } else if starved {
-            let _ = self.poller.delete(conn.fd.as_fd());
-            self.starved.push(idx);
-            self.starved_until = Some(Instant::now() + STARVE_PAUSE);
+        // Plain `recv` unless a descriptor was announced: it costs
+        // less, and drops any descriptor a writer sends unannounced.
+        let r = if conn.expect_fd {
+            sys::recv_frame(conn.fd.as_fd(), &mut self.scratch)
+        } else {
+            sys::recv_packet(conn.fd.as_fd(), &mut self.scratch)
+        };
+        // The announced frame may not have arrived yet (would block):
+        // keep expecting it until a frame comes.
+        if matches!(r, Ok(sys::Recv::Frame { .. })) {
+            conn.expect_fd = false;
         }
+        let (len, truncated, mut fd) = match r {
+            Ok(sys::Recv::Frame { len, truncated, fd }) => (len, truncated, fd),
+            Ok(sys::Recv::WouldBlock) => {
+                // Drained: whatever comes next was sent after now.
+                conn.order.drained(self.pump_ns);
+                return Step::Done;
+            }
+            Ok(sys::Recv::Closed) | Err(_) => {
+                conn.eof = true;
+                return Step::Done;
+            }
+        };
+        fill.taken += len;
+        if len == HEADER_LEN && !truncated {
+            let control = control_frame(&self.scratch[..len])
+                .and_then(|kind| self.control(conn, idx, kind, &mut fd));
+            if let Some(step) = control {
+                return step;
+            }
+        }
+        let ok = !truncated
+            && decode_frame(
+                &self.scratch[..len],
+                fd,
+                self.opts.max_message_size,
+                conn.trusted,
+                &conn.maps,
+                &mut conn.queue,
+                &mut self.spare,
+            );
+        Step::Frame {
+            ok,
+            len,
+            floor: conn.order.frame(len, self.pump_ns, self.in_flight),
+        }
+    }
+
+    /// Before a frame that carries a descriptor: why not to receive it now,
+    /// if there is a reason.
+    fn no_fd_room(&self, conn: &Conn) -> Option<Step> {
+        // Descriptors are budgeted: a connection with messages
+        // queued takes no more than its share now (the rest
+        // wait in the kernel), and a descriptor the process has
+        // no room for is left queued, never lost.
+        if !conn.queue.is_empty() && (conn.fds >= FDS_PER_CONN || self.held_fds >= self.fd_budget) {
+            return Some(Step::Done);
+        }
+        if matches!(sys::peek_frame_fd(conn.fd.as_fd()), sys::PeekFd::NoRoom) {
+            return Some(Step::Starved);
+        }
+        None
+    }
+
+    /// Handles the control frame `kind` of `conn` (with the descriptor
+    /// `fd` it carried); `None` if it is to be decoded as a message frame
+    /// (and so refused).
+    fn control(
+        &mut self,
+        conn: &mut Conn,
+        idx: usize,
+        kind: Kind,
+        fd: &mut Option<OwnedFd>,
+    ) -> Option<Step> {
+        let step = match kind {
+            Kind::Announce if fd.is_none() => {
+                conn.expect_fd = true;
+                Step::Again
+            }
+            Kind::Ring => {
+                // An offer without its memory file, or a second
+                // one, is refused when its eventfd comes.
+                conn.offered = fd.take().filter(|_| conn.ring.is_none() && !conn.net_only);
+                Step::Again
+            }
+            Kind::RingWake => {
+                self.answer_ring(conn, idx, fd.take());
+                Step::Again
+            }
+            Kind::Receipts => match fd.as_ref().map(Receipts::open) {
+                // One receipt file per connection, before any
+                // message (a writer that breaks this loses
+                // its connection, and with it its receipts).
+                Some(Ok(r))
+                    if conn.receipts.is_none() && conn.queue.is_empty() && !conn.net_only =>
+                {
+                    conn.receipts = Some(r);
+                    Step::Again
+                }
+                _ => Step::Broken,
+            },
+            Kind::ToRing if fd.is_none() => match conn.ring.as_mut() {
+                Some(rc) => {
+                    rc.reading = true;
+                    Step::Again
+                }
+                None => Step::Broken,
+            },
+            _ => return None,
+        };
+        Some(step)
+    }
+
+    /// The writer on `conn` sent its ring's wake eventfd `wake`: takes the
+    /// ring it offered, if it may, and answers.
+    fn answer_ring(&mut self, conn: &mut Conn, idx: usize, wake: Option<OwnedFd>) {
+        let accepted = match (conn.offered.take(), wake, conn.ring.is_none()) {
+            (Some(memfd), Some(wake), true) => match RingReader::open(&memfd) {
+                Ok(ring) => self
+                    .poller
+                    .add_edge(wake.as_fd(), RING_WAKE | idx as u64)
+                    .map(|()| RingConn {
+                        ring,
+                        wake,
+                        reading: false,
+                        held: 0,
+                        // Nothing is written before the
+                        // answer, sent after now.
+                        load_ns: self.pump_ns,
+                        floor_ns: self.pump_ns,
+                    })
+                    .ok(),
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        let flags = if accepted.is_some() { FLAG_ACCEPTED } else { 0 };
+        if accepted.is_some() {
+            conn.ring = accepted;
+            self.rings += 1;
+        }
+        notify(conn.fd.as_fd(), Kind::RingAnswer, flags, 0);
+    }
+
+    /// Checks and counts the messages a frame of `conn` added to its queue
+    /// (from `before` on, sent no earlier than `floor`); false if the
+    /// writer broke the protocol (nothing of the frame is kept then).
+    fn queue_frame(
+        &mut self,
+        conn: &mut Conn,
+        before: usize,
+        floor: u64,
+        on_ring: bool,
+        fill: &mut Fill,
+    ) -> bool {
+        // Stamps are the writer's word: each is raised to what the
+        // reader can prove about when it was written, and to the
+        // connection's last (see `Order`).
+        for p in conn.queue.range_mut(before..) {
+            p.stamp = conn.order.clamp(p.stamp, floor);
+        }
+        // The network socket carries only messages with an origin.
+        if conn.net_only && conn.queue.range(before..).any(|p| p.origin.is_none()) {
+            conn.queue.truncate(before);
+            return false;
+        }
+        if !self.opts.accept_remote && conn.queue.back().is_some_and(|p| p.origin.is_some()) {
+            conn.queue.truncate(before);
+            self.refused_remote += 1;
+        }
+        let added = conn.queue.len() - before;
+        if on_ring {
+            conn.hold_record(added);
+        }
+        self.count_queued(conn, before);
+        fill.got += added;
+        if added > 0 {
+            conn.filled_pass = self.pass;
+        }
+        true
+    }
+
+    /// After filling connection `idx`: closes it if its writer broke the
+    /// protocol, takes it off the poller if it starved for a descriptor,
+    /// and gives the merge its head (or forgets it, ended and empty).
+    fn end_fill(&mut self, idx: usize, was_empty: bool, end: Step) {
+        match end {
+            Step::Broken => self.cut_off(idx),
+            Step::Starved => {
+                if let Some(conn) = self.conns[idx].as_ref() {
+                    let _ = self.poller.delete(conn.fd.as_fd());
+                }
+                self.starved.push(idx);
+                self.starved_until = Some(Instant::now() + STARVE_PAUSE);
+            }
+            _ => {}
+        }
+        let Some(conn) = self.conns[idx].as_ref() else {
+            return;
+        };
         if was_empty {
             if let Some(front) = conn.queue.front() {
                 let key = (front.stamp, self.seq, idx);

@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::io;
 use std::os::fd::AsFd;
 
-use super::conn::{Payload, Pending};
+use super::conn::{Conn, Payload, Pending};
 use super::{Reader, Sender, notify};
 use crate::frame::Kind;
 
@@ -90,5 +90,24 @@ impl Reader {
             self.needs_pump = true;
         }
         (idx, p, sender)
+    }
+
+    /// The queue holds as many messages or bytes as it may.
+    pub(super) fn queue_full(&self) -> bool {
+        self.buffered_msgs >= self.opts.queue_messages
+            || self.buffered_bytes >= self.opts.queue_bytes
+    }
+
+    /// Counts the messages `conn` queued from `before` on against the
+    /// queue's bounds, and those holding a descriptor against theirs.
+    pub(super) fn count_queued(&mut self, conn: &mut Conn, before: usize) {
+        for p in conn.queue.range(before..) {
+            self.buffered_msgs += 1;
+            self.buffered_bytes += p.payload.cost();
+            if matches!(p.payload, Payload::Memfd { .. }) {
+                conn.fds += 1;
+                self.held_fds += 1;
+            }
+        }
     }
 }
