@@ -1,12 +1,14 @@
 //! Accepting writers: trust, each uid's share of connections, and pausing when out of descriptors.
 
-use std::os::fd::AsFd;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::conn::Conn;
-use super::{LISTENER, NET_LISTENER, Reader, Sender, notify};
+use super::{LISTENER, NET_LISTENER, Reader, ReaderOptions, Sender, WAKER, notify};
 use crate::error::{Result, io_err};
 use crate::frame::{Kind, Refusal};
+use crate::namespace::Namespace;
 use crate::sys;
 
 /// At most this many connections are accepted per listener and wake.
@@ -22,6 +24,54 @@ pub(super) fn uid_share(nofile: u64) -> usize {
 
 /// How long accepting pauses after running out of descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// The slot's listening sockets, registered with a new poller beside the
+/// waker's eventfd.
+pub(super) struct Listeners {
+    pub(super) listener: OwnedFd,
+    pub(super) net_listener: Option<OwnedFd>,
+    pub(super) poller: sys::Poller,
+    pub(super) efd: sys::EventFd,
+}
+
+impl Listeners {
+    /// Binds `BASE.sock` (mode `options.mode`) and, for a slot that
+    /// accepts network messages, `BASE.net.sock` (mode 0666).
+    pub(super) fn open(
+        ns: &Namespace,
+        base: &str,
+        options: &ReaderOptions,
+        display: &str,
+    ) -> Result<Listeners> {
+        let listener = bind_socket(ns, &format!("{base}.sock"), options.mode)
+            .map_err(io_err("creating the slot's socket", display))?;
+        let poller = sys::Poller::new().map_err(io_err("creating an epoll instance", display))?;
+        let efd = sys::EventFd::new().map_err(io_err("creating an eventfd", display))?;
+        poller
+            .add(listener.as_fd(), LISTENER)
+            .and_then(|()| poller.add(efd.as_fd(), WAKER))
+            .map_err(io_err("registering with epoll", display))?;
+        // Network socket (issue 6).
+        let net_sock = format!("{base}.net.sock");
+        sys::unlink_at(ns.fd(), &net_sock).map_err(io_err("removing a stale socket", display))?;
+        let net_listener = if options.accept_remote {
+            let fd = bind_socket(ns, &net_sock, 0o666)
+                .map_err(io_err("creating the slot's network socket", display))?;
+            poller
+                .add(fd.as_fd(), NET_LISTENER)
+                .map_err(io_err("registering with epoll", display))?;
+            Some(fd)
+        } else {
+            None
+        };
+        Ok(Listeners {
+            listener,
+            net_listener,
+            poller,
+            efd,
+        })
+    }
+}
 
 impl Reader {
     pub(super) fn accept_all(&mut self, net: bool, all: bool) -> Result<()> {
@@ -139,4 +189,23 @@ impl Reader {
             }
         }
     }
+}
+
+/// Binds the socket `file` under a temporary name, sets its mode, starts
+/// listening, then renames it into place, so no writer ever sees a socket
+/// with the wrong permissions.
+fn bind_socket(ns: &Namespace, file: &str, mode: u32) -> io::Result<OwnedFd> {
+    let stem = file.strip_suffix(".sock").unwrap_or(file);
+    let tmp = format!("{stem}.{}.tmp.sock", sys::pid());
+    sys::unlink_at(ns.fd(), &tmp)?;
+    let fd = sys::seqpacket_socket(true)?;
+    let addr = sys::unix_addr(ns.dir(), ns.fd(), &tmp)?;
+    sys::bind(fd.as_fd(), &addr)?;
+    let r = sys::chmod_at(ns.fd(), &tmp, mode)
+        .and_then(|()| sys::listen(fd.as_fd(), 4096))
+        .and_then(|()| sys::rename_at(ns.fd(), &tmp, file));
+    if r.is_err() {
+        let _ = sys::unlink_at(ns.fd(), &tmp);
+    }
+    r.map(|()| fd)
 }

@@ -830,32 +830,10 @@ fn decode_frame(
             });
         }
         (Kind::Memfd, Some(fd)) if h.flags & !FLAG_RECYCLE == 0 => {
-            let recycle = h.flags & FLAG_RECYCLE != 0;
-            let token = if recycle { frame::token(body) } else { None };
-            if too_big(h.len as usize) || (recycle && token.is_none()) {
-                return false;
-            }
-            // A buffer we keep mapped passed the seal check when we mapped it.
-            let known = |dev, ino| mapped.iter().any(|(k, _)| *k == (dev, ino));
-            let Ok(st) = sys::check_memfd(fd.as_fd(), u64::from(h.len), recycle, known) else {
+            let Some(p) = decode_memfd(&h, body, fd, max, mapped) else {
                 return false;
             };
-            // Map only buffers sized like our writers' (a power of two at
-            // most twice the message), never a huge sparse file.
-            let size = st.st_size as u64;
-            let id = (recycle && size <= (2 * u64::from(h.len)).max(256 << 10))
-                .then_some((st.st_dev, st.st_ino));
-            queue.push_back(Pending {
-                stamp: h.stamp,
-                payload: Payload::Memfd {
-                    fd,
-                    len: h.len as usize,
-                    token,
-                    id,
-                },
-                origin: None,
-                ring_end: 0,
-            });
+            queue.push_back(p);
         }
         (Kind::Batch, None) if h.flags == 0 => {
             let Some(msgs) = split_batch(body) else {
@@ -874,6 +852,44 @@ fn decode_frame(
         _ => return false,
     }
     true
+}
+
+/// Decodes a memory-file frame (header `h`, body `body`) with its file
+/// `fd`; `None` if the writer broke the protocol.
+fn decode_memfd(
+    h: &Header,
+    body: &[u8],
+    fd: OwnedFd,
+    max: u32,
+    mapped: &[((u64, u64), sys::SharedMap)],
+) -> Option<Pending> {
+    let too_big = |n: usize| max != 0 && n > max as usize;
+    let recycle = h.flags & FLAG_RECYCLE != 0;
+    let token = if recycle { frame::token(body) } else { None };
+    if too_big(h.len as usize) || (recycle && token.is_none()) {
+        return None;
+    }
+    // A buffer we keep mapped passed the seal check when we mapped it.
+    let known = |dev, ino| mapped.iter().any(|(k, _)| *k == (dev, ino));
+    let Ok(st) = sys::check_memfd(fd.as_fd(), u64::from(h.len), recycle, known) else {
+        return None;
+    };
+    // Map only buffers sized like our writers' (a power of two at
+    // most twice the message), never a huge sparse file.
+    let size = st.st_size as u64;
+    let id = (recycle && size <= (2 * u64::from(h.len)).max(256 << 10))
+        .then_some((st.st_dev, st.st_ino));
+    Some(Pending {
+        stamp: h.stamp,
+        payload: Payload::Memfd {
+            fd,
+            len: h.len as usize,
+            token,
+            id,
+        },
+        origin: None,
+        ring_end: 0,
+    })
 }
 
 /// Decodes a frame record of a ring into `queue`; false if the writer

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use self::accept::uid_share;
+use self::accept::{Listeners, uid_share};
 use self::conn::{Conn, Payload, Pending, RingConn};
 use crate::error::{Error, Result, io_err};
 use crate::frame::{HEADER_LEN, Header, INLINE_MAX, Kind, RemoteOrigin};
@@ -309,22 +309,7 @@ impl Reader {
             .try_clone()
             .map_err(io_err("duplicating the directory handle", &display))?;
         let stem = name.file_stem();
-        let meta = Meta {
-            name: display.clone(),
-            pid: sys::pid(),
-            uid: sys::euid(),
-            gid: rustix::process::getegid().as_raw(),
-            mode: options.mode,
-            max_message_size: u64::from(options.max_message_size),
-            accept_remote: options.accept_remote,
-            created_ms: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            shared: options.shared,
-            recycle: !options.shared,
-            announce: true,
-            ring: !options.shared,
-        };
+        let meta = slot_meta(&display, options);
         let claim = Claim::acquire(&ns, name, options.shared, &meta)?;
         // A shared reader is one instance among several, with sockets of its own.
         let instance = options.shared.then(|| {
@@ -337,27 +322,12 @@ impl Reader {
             )
         });
         let base = instance.clone().unwrap_or_else(|| stem.clone());
-        let listener = bind_socket(&ns, &format!("{base}.sock"), options.mode)
-            .map_err(io_err("creating the slot's socket", &display))?;
-        let poller = sys::Poller::new().map_err(io_err("creating an epoll instance", &display))?;
-        let efd = sys::EventFd::new().map_err(io_err("creating an eventfd", &display))?;
-        poller
-            .add(listener.as_fd(), LISTENER)
-            .and_then(|()| poller.add(efd.as_fd(), WAKER))
-            .map_err(io_err("registering with epoll", &display))?;
-        // Network socket (issue 6).
-        let net_sock = format!("{base}.net.sock");
-        sys::unlink_at(ns.fd(), &net_sock).map_err(io_err("removing a stale socket", &display))?;
-        let net_listener = if options.accept_remote {
-            let fd = bind_socket(&ns, &net_sock, 0o666)
-                .map_err(io_err("creating the slot's network socket", &display))?;
-            poller
-                .add(fd.as_fd(), NET_LISTENER)
-                .map_err(io_err("registering with epoll", &display))?;
-            Some(fd)
-        } else {
-            None
-        };
+        let Listeners {
+            listener,
+            net_listener,
+            poller,
+            efd,
+        } = Listeners::open(&ns, &base, options, &display)?;
         let dir_owner = sys::fstat(ns.fd())
             .map_err(io_err("inspecting the directory", &display))?
             .st_uid;
@@ -794,23 +764,24 @@ fn notify(fd: BorrowedFd<'_>, kind: Kind, flags: u16, stamp: u64) {
     let _ = sys::send_frame(fd, &notice, &[], None, true);
 }
 
-/// Binds the socket `file` under a temporary name, sets its mode, starts
-/// listening, then renames it into place, so no writer ever sees a socket
-/// with the wrong permissions.
-fn bind_socket(ns: &Namespace, file: &str, mode: u32) -> io::Result<OwnedFd> {
-    let stem = file.strip_suffix(".sock").unwrap_or(file);
-    let tmp = format!("{stem}.{}.tmp.sock", sys::pid());
-    sys::unlink_at(ns.fd(), &tmp)?;
-    let fd = sys::seqpacket_socket(true)?;
-    let addr = sys::unix_addr(ns.dir(), ns.fd(), &tmp)?;
-    sys::bind(fd.as_fd(), &addr)?;
-    let r = sys::chmod_at(ns.fd(), &tmp, mode)
-        .and_then(|()| sys::listen(fd.as_fd(), 4096))
-        .and_then(|()| sys::rename_at(ns.fd(), &tmp, file));
-    if r.is_err() {
-        let _ = sys::unlink_at(ns.fd(), &tmp);
+/// What the slot's metadata file says about a reader created with `options`.
+fn slot_meta(display: &str, options: &ReaderOptions) -> Meta {
+    Meta {
+        name: display.to_owned(),
+        pid: sys::pid(),
+        uid: sys::euid(),
+        gid: rustix::process::getegid().as_raw(),
+        mode: options.mode,
+        max_message_size: u64::from(options.max_message_size),
+        accept_remote: options.accept_remote,
+        created_ms: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        shared: options.shared,
+        recycle: !options.shared,
+        announce: true,
+        ring: !options.shared,
     }
-    r.map(|()| fd)
 }
 
 impl Drop for Reader {
