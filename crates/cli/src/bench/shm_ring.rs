@@ -63,7 +63,7 @@ use rustix::net::{
 use rustix::thread::futex;
 
 use super::shm::SharedMap;
-use super::transport::{Rx, Tx};
+use super::transport::{LISTENER, Rx, Tx, listen_with_epoll};
 
 const TAIL: usize = 0;
 const READER_WAITING: usize = 8;
@@ -83,7 +83,6 @@ const ACCEPT_EVERY_MSGS: u32 = 4096;
 const ACCEPT_EVERY: Duration = Duration::from_millis(1);
 /// A writer waiting for room looks this often whether the reader is gone.
 const WRITER_PATIENCE: Duration = Duration::from_millis(100);
-const LISTENER: u64 = u64::MAX;
 
 /// The data area for messages of `size` bytes: the sizes of our ring
 /// (ARCHITECTURE.md, "The ring"), where small messages use 256 KiB and
@@ -177,21 +176,7 @@ pub struct RingRx {
 impl RingRx {
     /// Listens at `path` for writers.
     pub fn bind(path: &Path) -> io::Result<RingRx> {
-        let listener = rustix::net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-            None,
-        )?;
-        rustix::net::bind(&listener, &SocketAddrUnix::new(path)?)?;
-        rustix::net::listen(&listener, 128)?;
-        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-        epoll::add(
-            &epoll,
-            &listener,
-            epoll::EventData::new_u64(LISTENER),
-            epoll::EventFlags::IN,
-        )?;
+        let (listener, epoll) = listen_with_epoll(path)?;
         Ok(RingRx {
             listener,
             epoll,

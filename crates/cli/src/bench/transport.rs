@@ -248,25 +248,33 @@ struct SeqpacketRx {
     events: Vec<epoll::Event>,
 }
 
-const LISTENER: u64 = u64::MAX;
+/// The epoll token of the listening socket.
+pub(super) const LISTENER: u64 = u64::MAX;
+
+/// A non-blocking `SOCK_SEQPACKET` listener at `path`, and an epoll set
+/// watching it (token [`LISTENER`]): where the raw baselines' readers start.
+pub(super) fn listen_with_epoll(path: &Path) -> io::Result<(OwnedFd, OwnedFd)> {
+    let listener = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    rustix::net::bind(&listener, &SocketAddrUnix::new(path)?)?;
+    rustix::net::listen(&listener, 128)?;
+    let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+    epoll::add(
+        &epoll,
+        &listener,
+        epoll::EventData::new_u64(LISTENER),
+        epoll::EventFlags::IN,
+    )?;
+    Ok((listener, epoll))
+}
 
 impl SeqpacketRx {
     fn bind(path: &Path) -> io::Result<SeqpacketRx> {
-        let listener = rustix::net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-            None,
-        )?;
-        rustix::net::bind(&listener, &SocketAddrUnix::new(path)?)?;
-        rustix::net::listen(&listener, 128)?;
-        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-        epoll::add(
-            &epoll,
-            &listener,
-            epoll::EventData::new_u64(LISTENER),
-            epoll::EventFlags::IN,
-        )?;
+        let (listener, epoll) = listen_with_epoll(path)?;
         Ok(SeqpacketRx {
             listener,
             epoll,
