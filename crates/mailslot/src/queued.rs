@@ -57,12 +57,15 @@
 //! context switch per send. So when [`QueuedWriter::send`] finds nothing
 //! waiting to be sent and the delivery thread idle with a connection to the
 //! current target (not retargeted since, not closing), it sends the message
-//! itself, from the caller's thread, with a non-blocking write: the kernel
-//! accepts it at once (it is then unread, like any message sent, and counts
-//! in [`QueuedStats::sent`] and [`QueuedStats::packets`]; every 64 such
-//! sends the caller also looks at the receipts) or, when the reader's buffer is
-//! full or the reader has gone, nothing is sent and the message is queued
-//! as usual. The order is kept because this happens only when nothing at
+//! itself, from the caller's thread, waiting at most 1 ms for room: the
+//! message goes into the connection (it is then unread, like any message
+//! sent, and counts in [`QueuedStats::sent`] and [`QueuedStats::packets`];
+//! every 64 such sends the caller also looks at the receipts) or, when the
+//! reader's buffer stays full that long or the reader has gone, nothing is
+//! sent and the message is queued as usual (and later sends queue behind
+//! it until the thread has sent everything). A reader a little behind thus
+//! costs the caller a short wait rather than a hand-off per message to a
+//! third busy thread. The order is kept because this happens only when nothing at
 //! all is waiting, and the caller and the thread never send at the same
 //! time: the connection lives under the state lock, the caller sends only
 //! while holding that lock, and the thread takes the connection out of it
@@ -114,6 +117,14 @@ use crate::writer::Writer;
 /// How long one blocked send waits before the delivery thread looks again
 /// at its deadline and target.
 const SEND_SLICE: Duration = Duration::from_millis(100);
+
+/// How long a direct send waits for room in the reader's connection
+/// before it leaves the message to the delivery thread: long enough that a
+/// reader a little behind does not push a steady stream onto the thread
+/// (a third busy thread, and a hand-off per message), short enough that
+/// `send` stays prompt when the reader stalls (after that, nothing is sent
+/// directly until the queue has drained).
+const DIRECT_WAIT: Duration = Duration::from_millis(1);
 
 /// Buffers of messages read are kept for reuse up to this size, and this
 /// many of them (at most 1 MiB).
@@ -391,6 +402,12 @@ struct State {
     /// Threads waiting for reads to free room or finish (the delivery
     /// thread then looks at the receipts often).
     hurry: usize,
+    /// A send from a caller's thread found no room for `DIRECT_WAIT`:
+    /// callers leave everything to the delivery thread until it has sent
+    /// all that waits.
+    stalled: bool,
+    /// The batch a caller's thread sends (kept for its buffer).
+    combine: Vec<QueuedMessage>,
     worker_gone: bool,
     /// Maximum message size of the reader connected now (0 = any).
     slot_max: Option<u32>,
@@ -629,6 +646,8 @@ impl QueuedWriter {
                 worker_idle: false,
                 worker_watching: false,
                 hurry: 0,
+                stalled: false,
+                combine: Vec::new(),
                 worker_gone: false,
                 slot_max: None,
                 conn: None,
@@ -752,7 +771,8 @@ impl QueuedWriter {
             Priority::High => st.high.push_back(data),
             Priority::Normal => st.normal.push_back(data),
         }
-        if st.worker_idle {
+        self.try_combine(&mut st);
+        if st.waiting() > 0 && st.worker_idle {
             st.worker_idle = false;
             self.shared.work.notify_one();
         }
@@ -778,12 +798,15 @@ impl QueuedWriter {
         if *g != generation || w.is_shared() {
             return Some(data);
         }
-        w.set_write_timeout(Some(Duration::ZERO));
+        w.set_write_timeout(Some(DIRECT_WAIT));
         // Any error (no room, the reader gone, too large) sent nothing; the
         // delivery thread finds out and deals with it when it sends the
         // message from the queue.
         let held = match w.write_in_place(&data) {
-            Err(_) => return Some(data),
+            Err(_) => {
+                st.stalled = true;
+                return Some(data);
+            }
             Ok(Some(at)) => {
                 let len = data.len();
                 if let Cow::Owned(v) = data {
@@ -799,6 +822,7 @@ impl QueuedWriter {
         let n = st.conn.as_ref().map_or(0, |(_, w)| w.sent_messages() - 1);
         st.stats.sent += 1;
         st.stats.packets += 1;
+        st.stalled = false;
         st.unread.push_back(Sent { n, priority, held });
         // Look at the receipts now and then (the delivery thread does when
         // idle; it is woken once to start looking).
@@ -818,6 +842,34 @@ impl QueuedWriter {
             self.shared.work.notify_one();
         }
         None
+    }
+
+    /// Sends what waits, coalesced, from the caller's thread, when the
+    /// delivery thread's connection is free (the thread is not sending)
+    /// and sends have not stalled: a stream that outpaces the reader a
+    /// little is then sent in batches by its own thread, with no hand-off
+    /// to a third busy one. What does not go within `DIRECT_WAIT` stays
+    /// queued for the thread, in order.
+    fn try_combine(&self, st: &mut State) {
+        if st.stalled || st.closing.is_some() || st.waiting() == 0 {
+            return;
+        }
+        let generation = st.generation;
+        let Some((g, mut w)) = st.conn.take() else {
+            return;
+        };
+        // A shared slot's write cut short could reach only some readers.
+        if g != generation || w.is_shared() {
+            st.conn = Some((g, w));
+            return;
+        }
+        w.set_write_timeout(Some(DIRECT_WAIT));
+        let mut batch = std::mem::take(&mut st.combine);
+        take_batch(&self.shared, st, &w, &mut batch);
+        let (first, sent, err) = send_batch(&w, &batch);
+        st.conn = Some((g, w));
+        account(&self.shared, st, &mut batch, first, sent, err.as_ref());
+        st.combine = batch;
     }
 
     /// Waits until every queued message has been handed to a reader (or
@@ -1046,53 +1098,11 @@ fn deliver(shared: &Shared, ns: &Namespace) {
         // readers already; sending it again would duplicate it there. So
         // those wait for room as long as it takes.
         writer.set_write_timeout((!writer.is_shared()).then_some(slice));
-        let first = writer.sent_messages();
-        let result = if let [one] = batch.as_slice() {
-            writer.write(&one.data).map_err(|e| (0, e))
-        } else {
-            let slices: Vec<&[u8]> = batch.iter().map(|m| m.data.as_slice()).collect();
-            writer.write_batch(&slices)
-        };
-        let (sent, err) = match result {
-            Ok(()) => (batch.len(), None),
-            Err((n, e)) => (n, Some(e)),
-        };
+        let (first, sent, err) = send_batch(&writer, &batch);
         {
             let mut st = shared.lock();
-            st.stats.sent += sent as u64;
-            if sent > 0 {
-                st.stats.packets += 1;
-            }
-            // The rest goes back to the front, in order.
-            for m in batch.drain(sent..).rev() {
-                match m.priority {
-                    Priority::High => st.high.push_front(m.data),
-                    Priority::Normal => st.normal.push_front(m.data),
-                }
-            }
-            for (n, m) in (first..).zip(batch.drain(..)) {
-                st.unread.push_back(Sent {
-                    n,
-                    priority: m.priority,
-                    held: Held::Owned(m.data),
-                });
-            }
-            st.settle(&writer);
-            match &err {
-                // Keep the connection (hand it back for direct sends).
-                None | Some(Error::TimedOut { .. }) => {
-                    st.conn = Some((conn_generation, writer));
-                }
-                Some(e) => {
-                    let e = e.to_string();
-                    st.conn = Some((conn_generation, writer));
-                    drop_connection(&mut st, Some(e));
-                }
-            }
-            shared.space.notify_all();
-            if st.count == 0 || st.waiting() == 0 {
-                shared.idle.notify_all();
-            }
+            st.conn = Some((conn_generation, writer));
+            account(shared, &mut st, &mut batch, first, sent, err.as_ref());
         }
         match err {
             // No room yet: look at the deadline and target, then try again.
@@ -1104,6 +1114,70 @@ fn deliver(shared: &Shared, ns: &Namespace) {
                 backoff = (backoff * 2).min(opts.backoff_max);
             }
         }
+    }
+}
+
+/// Writes `batch` (one message alone, several coalesced): returns the
+/// number the first one got, how many were sent, and why not all.
+fn send_batch(writer: &Writer, batch: &[QueuedMessage]) -> (u64, usize, Option<Error>) {
+    let first = writer.sent_messages();
+    let result = if let [one] = batch {
+        writer.write(&one.data).map_err(|e| (0, e))
+    } else {
+        let slices: Vec<&[u8]> = batch.iter().map(|m| m.data.as_slice()).collect();
+        writer.write_batch(&slices)
+    };
+    match result {
+        Ok(()) => (first, batch.len(), None),
+        Err((n, e)) => (first, n, Some(e)),
+    }
+}
+
+/// After [`send_batch`], with the connection back in the state: the sent
+/// messages wait for their reads, the rest go back to the front of their
+/// queues, in order; a connection that failed (other than for room) is
+/// dropped. Empties `batch`.
+fn account(
+    shared: &Shared,
+    st: &mut State,
+    batch: &mut Vec<QueuedMessage>,
+    first: u64,
+    sent: usize,
+    err: Option<&Error>,
+) {
+    st.stats.sent += sent as u64;
+    if sent > 0 {
+        st.stats.packets += 1;
+    }
+    for m in batch.drain(sent..).rev() {
+        match m.priority {
+            Priority::High => st.high.push_front(m.data),
+            Priority::Normal => st.normal.push_front(m.data),
+        }
+    }
+    for (n, m) in (first..).zip(batch.drain(..)) {
+        st.unread.push_back(Sent {
+            n,
+            priority: m.priority,
+            held: Held::Owned(m.data),
+        });
+    }
+    if let Some((g, w)) = st.conn.take() {
+        st.settle(&w);
+        st.conn = Some((g, w));
+    }
+    match err {
+        None => {}
+        // No room for a while: leave the rest to the delivery thread.
+        Some(Error::TimedOut { .. }) => st.stalled = true,
+        Some(e) => drop_connection(st, Some(e.to_string())),
+    }
+    if st.waiting() == 0 {
+        st.stalled = false;
+    }
+    shared.space.notify_all();
+    if st.count == 0 || st.waiting() == 0 {
+        shared.idle.notify_all();
     }
 }
 
