@@ -63,7 +63,15 @@
 //! every 64 such sends the caller also looks at the receipts) or, when the
 //! reader's buffer stays full that long or the reader has gone, nothing is
 //! sent and the message is queued as usual (and later sends queue behind
-//! it until the thread has sent everything). A reader a little behind thus
+//! it until the thread has sent a packet with no wait for room: the reader
+//! reads again). Messages that wait (queued while the thread was sending)
+//! go with the caller's next send, coalesced, one packet's worth at a time
+//! until none waits; the thread leaves them to a caller that keeps sending
+//! (for 100 µs, doubling up to 1 ms while sends keep coming) and sends them
+//! itself when callers stop, after a stall, when closing, or when someone
+//! waits for them ([`flush`](QueuedWriter::flush),
+//! [`wait_read`](QueuedWriter::wait_read), a send blocked on a full
+//! queue). A reader a little behind thus
 //! costs the caller a short wait rather than a hand-off per message to a
 //! third busy thread. The order is kept because this happens only when nothing at
 //! all is waiting, and the caller and the thread never send at the same
@@ -123,8 +131,13 @@ const SEND_SLICE: Duration = Duration::from_millis(100);
 /// reader a little behind does not push a steady stream onto the thread
 /// (a third busy thread, and a hand-off per message), short enough that
 /// `send` stays prompt when the reader stalls (after that, nothing is sent
-/// directly until the queue has drained).
+/// directly until the delivery thread has sent a packet without waiting).
 const DIRECT_WAIT: Duration = Duration::from_millis(1);
+
+/// How long the delivery thread leaves what waits to callers that sent
+/// while it was sending (a caller's next send takes it all, coalesced);
+/// it sends itself when they stay quiet that long.
+const CALLERS_SEND: Duration = Duration::from_micros(100);
 
 /// Buffers of messages read are kept for reuse up to this size, and this
 /// many of them (at most 1 MiB).
@@ -408,6 +421,9 @@ struct State {
     stalled: bool,
     /// The batch a caller's thread sends (kept for its buffer).
     combine: Vec<QueuedMessage>,
+    /// Calls of `send` so far: the delivery thread leaves sending to the
+    /// callers while they keep sending (see `CALLERS_SEND`).
+    sends: u64,
     worker_gone: bool,
     /// Maximum message size of the reader connected now (0 = any).
     slot_max: Option<u32>,
@@ -647,6 +663,7 @@ impl QueuedWriter {
                 worker_watching: false,
                 hurry: 0,
                 stalled: false,
+                sends: 0,
                 combine: Vec::new(),
                 worker_gone: false,
                 slot_max: None,
@@ -755,6 +772,7 @@ impl QueuedWriter {
         }
         st.count += 1;
         st.bytes += data.len();
+        st.sends += 1;
         let data = if st.waiting() == 1 && st.closing.is_none() {
             match self.try_direct(&mut st, data, priority) {
                 None => return Ok(()),
@@ -855,7 +873,7 @@ impl QueuedWriter {
             return;
         }
         let generation = st.generation;
-        let Some((g, mut w)) = st.conn.take() else {
+        let Some((mut g, mut w)) = st.conn.take() else {
             return;
         };
         // A shared slot's write cut short could reach only some readers.
@@ -865,10 +883,24 @@ impl QueuedWriter {
         }
         w.set_write_timeout(Some(DIRECT_WAIT));
         let mut batch = std::mem::take(&mut st.combine);
-        take_batch(&self.shared, st, &w, &mut batch);
-        let (first, sent, err) = send_batch(&w, &batch);
-        st.conn = Some((g, w));
-        account(&self.shared, st, &mut batch, first, sent, err.as_ref());
+        // One packet's worth at a time, until nothing waits.
+        loop {
+            take_batch(&self.shared, st, &w, &mut batch);
+            if batch.is_empty() {
+                st.conn = Some((g, w));
+                break;
+            }
+            let (first, sent, err) = send_batch(&w, &batch);
+            st.conn = Some((g, w));
+            account(&self.shared, st, &mut batch, first, sent, err.as_ref());
+            if err.is_some() || st.waiting() == 0 {
+                break;
+            }
+            match st.conn.take() {
+                Some(conn) => (g, w) = conn,
+                None => break,
+            }
+        }
         st.combine = batch;
     }
 
@@ -1022,6 +1054,10 @@ fn deliver(shared: &Shared, ns: &Namespace) {
     let mut backoff = opts.backoff_min;
     let mut connected_once = false;
     let mut batch: Vec<QueuedMessage> = Vec::new();
+    // `State::sends` when this thread last looked, and how long it leaves
+    // what waits to the callers now.
+    let mut sends_seen = 0;
+    let mut defer = CALLERS_SEND;
     loop {
         // Wait for messages, or for the end, watching the unread ones. The
         // connection stays in the state (where a direct send may use it)
@@ -1078,6 +1114,17 @@ fn deliver(shared: &Shared, ns: &Namespace) {
             if st.generation != generation {
                 continue;
             }
+            // Callers that keep sending take what waits along with their
+            // next message; this thread sends it when they stop, stall, or
+            // someone waits for it.
+            let callers_send = !st.stalled && st.closing.is_none() && st.hurry == 0;
+            if callers_send && st.sends != sends_seen && st.conn.is_some() {
+                sends_seen = st.sends;
+                drop(shared.work.wait_timeout(st, defer));
+                defer = (defer * 2).min(DIRECT_WAIT);
+                continue;
+            }
+            defer = CALLERS_SEND;
             let Some((conn_generation, writer)) = st.conn.take() else {
                 continue;
             };
@@ -1098,11 +1145,18 @@ fn deliver(shared: &Shared, ns: &Namespace) {
         // readers already; sending it again would duplicate it there. So
         // those wait for room as long as it takes.
         writer.set_write_timeout((!writer.is_shared()).then_some(slice));
+        let started = Instant::now();
         let (first, sent, err) = send_batch(&writer, &batch);
+        let prompt = err.is_none() && started.elapsed() < DIRECT_WAIT;
         {
             let mut st = shared.lock();
             st.conn = Some((conn_generation, writer));
             account(shared, &mut st, &mut batch, first, sent, err.as_ref());
+            // The reader reads again: callers send themselves once more,
+            // even while a steady stream keeps the queue from draining.
+            if prompt {
+                st.stalled = false;
+            }
         }
         match err {
             // No room yet: look at the deadline and target, then try again.
@@ -1303,5 +1357,71 @@ fn take_batch(shared: &Shared, st: &mut State, writer: &Writer, batch: &mut Vec<
         if st.count == 0 {
             shared.idle.notify_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Reader, ReaderOptions};
+
+    /// After a reader's pause stalled direct sends, a caller that keeps
+    /// sending goes back to sending itself once the reader reads again,
+    /// even though its steady stream never lets the queue drain.
+    #[test]
+    fn a_stall_ends_when_the_reader_reads_again_under_a_steady_stream() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ns = Namespace::at(tmp.path()).unwrap();
+        let name = SlotName::parse(r"\\.\mailslot\stall\ends").unwrap();
+        let mut reader = Reader::create_in(&ns, &name, &ReaderOptions::default()).unwrap();
+        let writer = QueuedWriter::open_in(&ns, &name, QueuedOptions::default()).unwrap();
+        let msg = [7u8; 1024];
+        // Connected, and the first message read.
+        writer.send_slice(&msg, Priority::Normal).unwrap();
+        let mut buf = vec![0u8; 2048];
+        reader.read(&mut buf).unwrap();
+        let stalled = || writer.shared.lock().stalled;
+        std::thread::scope(|s| {
+            let sender = s.spawn(|| {
+                // Until a send stalls (the reader does not read)...
+                let mut sent = 0u64;
+                while !stalled() {
+                    writer.send_slice(&msg, Priority::Normal).unwrap();
+                    sent += 1;
+                }
+                // ... then on, with the reader reading, until the stall
+                // is over: at once (the old rule waited for an empty
+                // queue, which a steady stream may not let happen).
+                let start = Instant::now();
+                while stalled() && start.elapsed() < Duration::from_millis(500) {
+                    writer.send_slice(&msg, Priority::Normal).unwrap();
+                    sent += 1;
+                }
+                (sent, stalled())
+            });
+            // Read nothing until the sender stalled, then everything.
+            while !stalled() && !sender.is_finished() {
+                std::thread::yield_now();
+            }
+            let mut read = 0u64;
+            while !sender.is_finished() {
+                if reader
+                    .read_timeout_once(&mut buf, Some(Duration::from_millis(1)))
+                    .is_ok()
+                {
+                    read += 1;
+                }
+            }
+            let (sent, still_stalled) = sender.join().unwrap();
+            assert!(
+                !still_stalled,
+                "still stalled after {sent} sends, {read} read"
+            );
+            while read < sent {
+                reader.read(&mut buf).unwrap();
+                read += 1;
+            }
+        });
+        writer.wait_read(Duration::from_secs(10)).unwrap();
     }
 }
