@@ -12,7 +12,9 @@ use crate::sys;
 
 /// Sends one frame on `fd`, announced first when it carries a descriptor
 /// and the reader wants that (see `frame.rs`), waiting for room up to
-/// `deadline`. An announce whose frame then times out is harmless: the
+/// `deadline`. An inline frame too large for the socket buffer goes as a
+/// memory file instead; a closed connection is named (refused, or the
+/// reader gone). An announce whose frame then times out is harmless: the
 /// reader receives the next frame, whatever it is, with `recvmsg`.
 pub(super) fn send_frame(
     slot: &Slot,
@@ -24,22 +26,8 @@ pub(super) fn send_frame(
 ) -> Result<()> {
     if memfd.is_some() && slot.announce {
         let announce = Header::new(Kind::Announce, 0, 0);
-        put(slot, fd, announce, &[], None, deadline)?;
+        send_frame(slot, fd, announce, &[], None, deadline)?;
     }
-    put(slot, fd, header, payload, memfd, deadline)
-}
-
-/// The `sendmsg` loop of [`send_frame`]: waits for room, turns an inline
-/// frame too large for the socket buffer into a memory file, and names a
-/// closed connection (refused, or the reader gone).
-fn put(
-    slot: &Slot,
-    fd: BorrowedFd<'_>,
-    header: Header,
-    payload: &[u8],
-    memfd: Option<BorrowedFd<'_>>,
-    deadline: Option<Instant>,
-) -> Result<()> {
     let hdr: [u8; HEADER_LEN] = header.encode();
     loop {
         match sys::send_frame(fd, &hdr, payload, memfd, true) {

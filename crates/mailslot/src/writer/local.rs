@@ -163,38 +163,29 @@ impl Local {
             return self.write_large(slot, data, len).map(|()| None);
         }
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if self.ring_open(slot, &mut st) {
-            self.send(slot, &mut st, Header::new(Kind::Inline, 0, len), data, None)?;
-            return Ok(match &st.lane {
-                Lane::Open { ring, .. } => Some(ring.last_body()),
-                _ => None,
-            });
-        }
+        let ring = self.ring_open(slot, &mut st);
         // Not through the ring (not open yet, or not taken), mid-sized: a
         // free reusable buffer beats a socket buffer of that size (never
         // wait for one; inline on the socket is fine too).
-        if data.len() >= MEMFD_MIN && st.pool.is_some() {
+        if !ring && data.len() >= MEMFD_MIN && st.pool.is_some() {
             if let Ok(Some(lease)) = self.lease(&mut st, data) {
                 return self.send_lease(slot, &mut st, lease, len).map(|()| None);
             }
         }
-        let deadline = slot.deadline();
-        self.send_socket(
-            slot,
-            &mut st,
-            Header::new(Kind::Inline, 0, len),
-            data,
-            None,
-            deadline,
-        )
-        .map(|()| None)
+        let head = Header::new(Kind::Inline, 0, len);
+        self.send(slot, &mut st, ring, head, data, None)?;
+        Ok(match &st.lane {
+            Lane::Open { ring, .. } => Some(ring.last_body()),
+            _ => None,
+        })
     }
 
     /// Sends one unstamped frame without a descriptor (a message with its
     /// network origin), through the ring when it can.
     pub(super) fn write_frame(&self, slot: &Slot, head: Header, payload: &[u8]) -> Result<()> {
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.send(slot, &mut st, head, payload, None)
+        let ring = self.ring_open(slot, &mut st);
+        self.send(slot, &mut st, ring, head, payload, None)
     }
 
     /// Sends the messages `chunk` (`len` payload bytes, framed) as one
@@ -217,8 +208,7 @@ impl Local {
             })
         } else {
             super::frame_batch(buf, chunk);
-            let deadline = slot.deadline();
-            self.send_socket(slot, &mut st, head, buf, None, deadline)
+            self.send(slot, &mut st, false, head, buf, None)
         }
     }
 
@@ -335,7 +325,7 @@ impl Local {
             sys::sealed_memfd(data).map_err(io_err("preparing a large message", &slot.name))?;
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
         let head = Header::new(Kind::Memfd, 0, len);
-        self.send(slot, &mut st, head, &[], Some(memfd.as_fd()))
+        self.send(slot, &mut st, false, head, &[], Some(memfd.as_fd()))
     }
 
     /// Sends the message filled into `lease` (under the send lock).
@@ -363,21 +353,21 @@ impl Local {
         Ok(())
     }
 
-    /// Stamps a frame and sends it, through the ring when it can, waiting
-    /// for room up to the write timeout. The caller holds the send lock,
-    /// so stamps on this connection only grow.
+    /// Stamps a frame and sends it: through the ring when `ring` (the
+    /// caller found it open) and the frame fits a record, else on the
+    /// socket after a hand-off record if the reader is reading the ring.
+    /// Waits for room up to the write timeout. The caller holds the send
+    /// lock, so stamps on this connection only grow.
     fn send(
         &self,
         slot: &Slot,
         st: &mut SendState,
+        ring: bool,
         head: Header,
         payload: &[u8],
         memfd: Option<BorrowedFd<'_>>,
     ) -> Result<()> {
-        if memfd.is_none()
-            && HEADER_LEN + payload.len() <= ring::FRAME_MAX
-            && self.ring_open(slot, st)
-        {
+        if ring && memfd.is_none() && HEADER_LEN + payload.len() <= ring::FRAME_MAX {
             let single = head.kind == Kind::Inline;
             let stamped = |ring: &mut RingWriter, stamp| {
                 ring.push_frame(&head.stamped(stamp).encode(), payload, single)
@@ -386,20 +376,6 @@ impl Local {
             return self.ring_push(slot, st, None, stamped);
         }
         let deadline = slot.deadline();
-        self.send_socket(slot, st, head, payload, memfd, deadline)
-    }
-
-    /// Stamps a frame and sends it on the socket (after a hand-off record
-    /// if the reader is reading the ring).
-    fn send_socket(
-        &self,
-        slot: &Slot,
-        st: &mut SendState,
-        head: Header,
-        payload: &[u8],
-        memfd: Option<BorrowedFd<'_>>,
-        deadline: Option<Instant>,
-    ) -> Result<()> {
         self.leave_ring(slot, st, deadline)?;
         let head = head.stamped(sys::monotonic_ns());
         conn::send_frame(slot, self.fd.as_fd(), head, payload, memfd, deadline)
