@@ -163,19 +163,19 @@ impl Local {
             return self.write_large(slot, data, len).map(|()| None);
         }
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let ring = self.ring_open(slot, &mut st);
+        let open = self.ring_open(slot, &mut st);
         // Not through the ring (not open yet, or not taken), mid-sized: a
         // free reusable buffer beats a socket buffer of that size (never
         // wait for one; inline on the socket is fine too).
-        if !ring && data.len() >= MEMFD_MIN && st.pool.is_some() {
+        if !open && data.len() >= MEMFD_MIN && st.pool.is_some() {
             if let Ok(Some(lease)) = self.lease(&mut st, data) {
                 return self.send_lease(slot, &mut st, lease, len).map(|()| None);
             }
         }
         let head = Header::new(Kind::Inline, 0, len);
-        self.send(slot, &mut st, ring, head, data, None)?;
+        self.send(slot, &mut st, open, head, data, None)?;
         Ok(match &st.lane {
-            Lane::Open { ring, .. } => Some(ring.last_body()),
+            Lane::Open { ring, .. } if open => Some(ring.last_body()),
             _ => None,
         })
     }
@@ -184,8 +184,8 @@ impl Local {
     /// network origin), through the ring when it can.
     pub(super) fn write_frame(&self, slot: &Slot, head: Header, payload: &[u8]) -> Result<()> {
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let ring = self.ring_open(slot, &mut st);
-        self.send(slot, &mut st, ring, head, payload, None)
+        let open = self.ring_open(slot, &mut st);
+        self.send(slot, &mut st, open, head, payload, None)
     }
 
     /// Sends the messages `chunk` (`len` payload bytes, framed) as one
@@ -353,7 +353,7 @@ impl Local {
         Ok(())
     }
 
-    /// Stamps a frame and sends it: through the ring when `ring` (the
+    /// Stamps a frame and sends it: through the ring when `open` (the
     /// caller found it open) and the frame fits a record, else on the
     /// socket after a hand-off record if the reader is reading the ring.
     /// Waits for room up to the write timeout. The caller holds the send
@@ -362,12 +362,12 @@ impl Local {
         &self,
         slot: &Slot,
         st: &mut SendState,
-        ring: bool,
+        open: bool,
         head: Header,
         payload: &[u8],
         memfd: Option<BorrowedFd<'_>>,
     ) -> Result<()> {
-        if ring && memfd.is_none() && HEADER_LEN + payload.len() <= ring::FRAME_MAX {
+        if open && memfd.is_none() && HEADER_LEN + payload.len() <= ring::FRAME_MAX {
             let single = head.kind == Kind::Inline;
             let stamped = |ring: &mut RingWriter, stamp| {
                 ring.push_frame(&head.stamped(stamp).encode(), payload, single)
