@@ -66,6 +66,10 @@ const SMALL_RECORD: usize = 16 << 10;
 /// A waiting writer asks to be woken when this much more than its record
 /// needs has been freed (or everything has).
 const ROOM_SLACK: u64 = (SOFT / 4) as u64;
+/// While records are still held in the reader's queue, it gives back
+/// what it read in steps of this much (all of it once none is held): far
+/// less than the room a waiting writer asks for.
+const RELEASE_STEP: u64 = 16 << 10;
 /// Where the records start.
 const DATA_OFF: usize = 4096;
 /// Size of the memory file.
@@ -439,6 +443,13 @@ impl RingReader {
         let waiting = self.map.atomic_u64(WRITER_WAITING);
         let at = waiting.load(Ordering::SeqCst);
         at != 0 && pos >= at && waiting.swap(0, Ordering::SeqCst) != 0
+    }
+
+    /// Like [`release`](RingReader::release), but only once `RELEASE_STEP`
+    /// bytes have been read since the last: a store the writer's next
+    /// look at the head must fetch, saved for most small records.
+    pub(crate) fn release_some(&mut self, pos: u64) -> bool {
+        pos.wrapping_sub(self.head) >= RELEASE_STEP && self.release(pos)
     }
 
     /// Asks to be woken by the next record. The caller looks for records

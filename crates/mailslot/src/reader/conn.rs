@@ -913,17 +913,11 @@ fn decode_ring_frame(
         return false;
     };
     let too_big = |n: usize| max != 0 && n > max as usize;
-    // A message at `at` of `n` bytes: small ones copied now, the rest left
-    // in the ring until read.
+    // A message at `at` of `n` bytes: left in the ring until read, and
+    // copied once, straight into the reader's buffer.
     let message = |at: usize, n: usize| Pending {
         stamp: h.stamp,
-        payload: if n <= SMALL_MAX {
-            let mut data = [0u8; SMALL_MAX];
-            ring.copy(at, &mut data[..n]);
-            Payload::Small { len: n as u8, data }
-        } else {
-            Payload::Ring { off: at, len: n }
-        },
+        payload: Payload::Ring { off: at, len: n },
         origin: None,
         ring_end: 0,
     };
