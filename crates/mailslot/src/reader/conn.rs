@@ -509,37 +509,57 @@ impl Reader {
             return Step::Done;
         }
         let loaded = rc.ring.cached_tail();
-        match rc.ring.next() {
-            Err(_) => Step::Broken,
-            Ok(None) => conn.ring_drained(fill.sock_event),
+        let record = match rc.ring.next() {
+            Err(_) => return Step::Broken,
+            Ok(None) => return conn.ring_drained(fill.sock_event),
             Ok(Some(Record::Handoff)) => {
                 rc.reading = false;
                 conn.release_parsed();
-                Step::Again
+                return Step::Again;
             }
-            Ok(Some(Record::Frame { off, len })) => {
-                if rc.ring.cached_tail() != loaded {
-                    // Records up to the tail just loaded were
-                    // published after the previous load.
-                    rc.floor_ns = rc.load_ns;
-                    rc.load_ns = self.pump_ns;
+            Ok(Some(record)) => record,
+        };
+        if rc.ring.cached_tail() != loaded {
+            // Records up to the tail just loaded were published after the
+            // previous load.
+            rc.floor_ns = rc.load_ns;
+            rc.load_ns = self.pump_ns;
+        }
+        let floor = rc.floor_ns;
+        let max = self.opts.max_message_size;
+        match record {
+            // A plain message: queued as it lies in the ring.
+            Record::Message { stamp, off, len } => {
+                let ok = max == 0 || len <= max as usize;
+                if ok {
+                    conn.queue.push_back(Pending {
+                        stamp,
+                        payload: Payload::Ring { off, len },
+                        origin: None,
+                        ring_end: 0,
+                    });
                 }
-                let ok = decode_ring_frame(
+                Step::Frame {
+                    ok,
+                    len: HEADER_LEN + len,
+                    floor,
+                }
+            }
+            Record::Frame { off, len } => Step::Frame {
+                ok: decode_ring_frame(
                     &rc.ring,
                     off,
                     len,
-                    self.opts.max_message_size,
+                    max,
                     conn.trusted,
                     &mut self.scratch,
                     &mut conn.queue,
                     &mut self.spare,
-                );
-                Step::Frame {
-                    ok,
-                    len,
-                    floor: rc.floor_ns,
-                }
-            }
+                ),
+                len,
+                floor,
+            },
+            Record::Handoff => Step::Again,
         }
     }
 

@@ -511,9 +511,9 @@ fn with_payload(mut h: Vec<u8>, p: &[u8]) -> Vec<u8> {
 }
 
 const RING_DATA: u64 = 2 << 20;
-const RING_DATA_OFF: u64 = 4096;
+const RING_DATA_OFF: u64 = 8192;
 
-/// A ring memory file as a writer makes it: 4 KiB of control words, then
+/// A ring memory file as a writer makes it: 8 KiB of control words, then
 /// the records; sealed against shrinking and growing.
 fn ring_file(len: u64) -> std::io::Result<OwnedFd> {
     let fd = rustix::fs::memfd_create(
@@ -609,6 +609,12 @@ fn hand_made_ring_is_read_and_a_corrupt_one_is_cut_off() -> TestResult {
     assert_eq!(reader.read_message()?.data, b"x");
     assert_eq!(reader.read_message()?.data, long);
     assert_eq!(reader.read_message()?.data, b"");
+    // A message record: the writer's stamp, then the message.
+    let mut stamped = 7u64.to_le_bytes().to_vec();
+    stamped.extend_from_slice(b"plain");
+    let tail = put_record(&ring, tail, 4, &stamped);
+    publish(&ring, &wake, tail);
+    assert_eq!(reader.read_message()?.data, b"plain");
     // A hand-off record sends the reader back to the socket.
     let tail = put_record(&ring, tail, 2, &[]);
     publish(&ring, &wake, tail);
@@ -700,6 +706,14 @@ fn hand_made_ring_is_read_and_a_corrupt_one_is_cut_off() -> TestResult {
         (
             "over the slot's maximum",
             Box::new(move |r| put_record(r, 0, 1, &inline_big)),
+        ),
+        (
+            "message record over the slot's maximum",
+            Box::new(|r| put_record(r, 0, 4, &[3u8; 8 + 101])),
+        ),
+        (
+            "message record shorter than its stamp",
+            Box::new(|r| put_record(r, 0, 4, &[0u8; 4])),
         ),
         (
             "memfd frame in the ring",
