@@ -459,7 +459,7 @@ impl Reader {
             // Decode one frame, from the ring or the socket: was it valid,
             // and how long.
             let step = if on_ring {
-                self.ring_frame(conn, &fill)
+                self.ring_frame(conn, &mut fill)
             } else {
                 self.socket_frame(conn, idx, &mut fill)
             };
@@ -503,7 +503,7 @@ impl Reader {
     }
 
     /// Parses the next record of `conn`'s ring.
-    fn ring_frame(&mut self, conn: &mut Conn, fill: &Fill) -> Step {
+    fn ring_frame(&mut self, conn: &mut Conn, fill: &mut Fill) -> Step {
         let rc = conn.ring.as_mut().expect("reading a ring");
         if fill.ring_budget.is_some_and(|b| rc.ring.position() >= b) {
             return Step::Done;
@@ -528,22 +528,40 @@ impl Reader {
         let floor = rc.floor_ns;
         let max = self.opts.max_message_size;
         match record {
-            // A plain message: queued as it lies in the ring.
+            // A plain message: queued as it lies in the ring, and counted
+            // here, as `queue_frame` would for a frame of one message with
+            // no origin (a ring is never on the network socket).
             Record::Message { stamp, off, len } => {
-                let ok = max == 0 || len <= max as usize;
-                if ok {
-                    conn.queue.push_back(Pending {
-                        stamp,
-                        payload: Payload::Ring { off, len },
-                        origin: None,
-                        ring_end: 0,
-                    });
+                if max != 0 && len > max as usize {
+                    return Step::Broken;
                 }
-                Step::Frame {
-                    ok,
-                    len: HEADER_LEN + len,
-                    floor,
-                }
+                rc.held += 1;
+                // A small message at the tail shares its last cache line
+                // with the writer's next record: copied now, while the line
+                // is here, rather than fetched again once the writer has
+                // written there.
+                let payload = if len <= SMALL_MAX && rc.ring.position() == rc.ring.cached_tail() {
+                    let mut data = [0u8; SMALL_MAX];
+                    rc.ring.copy(off, &mut data[..len]);
+                    Payload::Small {
+                        len: len as u8,
+                        data,
+                    }
+                } else {
+                    Payload::Ring { off, len }
+                };
+                conn.queue.push_back(Pending {
+                    stamp: conn.order.clamp(stamp, floor),
+                    payload,
+                    origin: None,
+                    ring_end: rc.ring.position(),
+                });
+                self.buffered_msgs += 1;
+                self.buffered_bytes += PENDING_COST;
+                fill.got += 1;
+                fill.got_bytes += HEADER_LEN + len;
+                conn.filled_pass = self.pass;
+                Step::Again
             }
             Record::Frame { off, len } => Step::Frame {
                 ok: decode_ring_frame(
@@ -913,8 +931,8 @@ fn decode_memfd(
 }
 
 /// Decodes a frame record of a ring into `queue`; false if the writer
-/// broke the protocol (the caller then drops what was queued). Messages
-/// over 64 B, alone or in a batch, stay in the ring until they are read.
+/// broke the protocol (the caller then drops what was queued). Messages,
+/// alone or in a batch, stay in the ring until they are read.
 #[allow(clippy::too_many_arguments)]
 fn decode_ring_frame(
     ring: &RingReader,
