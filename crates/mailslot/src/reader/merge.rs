@@ -101,6 +101,43 @@ impl Reader {
         (idx, p)
     }
 
+    /// Takes the earliest message, of connection `idx`, when it is still
+    /// in that connection's ring and counted in no receipts: copies it
+    /// into `buf` (its exact length) straight from its queue entry, which
+    /// is dropped, not moved. False, with nothing done, for any other.
+    pub(super) fn take_ring_head(&mut self, idx: usize, buf: &mut [u8]) -> bool {
+        let Some(conn) = self.conns[idx].as_ref() else {
+            return false;
+        };
+        let (Some(rc), None, Some(p)) = (&conn.ring, &conn.receipts, conn.queue.front()) else {
+            return false;
+        };
+        let Payload::Ring { off, len } = p.payload else {
+            return false;
+        };
+        debug_assert_eq!(len, buf.len());
+        rc.ring.copy(off, buf);
+        let (ring_end, cost) = (p.ring_end, p.payload.cost());
+        // `take_head`, but for the entry.
+        {
+            let mut top = self.heads.peek_mut().expect("a head exists");
+            debug_assert_eq!(top.0.2, idx);
+            let conn = self.conns[idx].as_mut().expect("head's connection exists");
+            conn.queue.pop_front();
+            if let Some(next) = conn.queue.front() {
+                *top = Reverse((next.stamp, self.seq, idx));
+                self.seq += 1;
+            } else {
+                PeekMut::pop(top);
+                self.needs_pump |= !conn.eof;
+            }
+        }
+        self.buffered_msgs -= 1;
+        self.buffered_bytes -= cost;
+        self.after_take(idx, ring_end);
+        true
+    }
+
     /// Who sent `p`, a message just taken from connection `idx`.
     pub(super) fn sender_of(&self, idx: usize, p: &Pending) -> Sender {
         let mut sender = self.conns[idx]

@@ -475,6 +475,9 @@ impl Reader {
                     got: buf.len(),
                 });
             }
+            if !sender && self.take_ring_head(idx, &mut buf[..needed]) {
+                return Ok((needed, None));
+            }
             let (idx, p) = self.take_head();
             let sender = sender.then(|| self.sender_of(idx, &p));
             // A message its writer made unreadable costs that writer its
