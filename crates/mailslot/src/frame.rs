@@ -220,6 +220,15 @@ impl Header {
         Header::decode_head(b, packet.len() - HEADER_LEN)
     }
 
+    /// For an encoded inline header without flags (a plain message): its
+    /// stamp's bytes.
+    pub(crate) fn plain_stamp(b: &[u8]) -> Option<&[u8]> {
+        match b {
+            [MAGIC, 0, 0, 0, _, _, _, _, stamp @ ..] if stamp.len() == 8 => Some(stamp),
+            _ => None,
+        }
+    }
+
     /// Decodes a header followed by `actual` body bytes (checked against it).
     pub(crate) fn decode_head(b: &[u8; HEADER_LEN], actual: usize) -> Result<Header, FrameError> {
         if b[0] != MAGIC {

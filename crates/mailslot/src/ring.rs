@@ -18,11 +18,18 @@
 //! | 128 | reader waiting: wake me through the eventfd (u32) | both |
 //! | 192 | writer waiting: tell me when the head reaches this (u64; 0: not) | both |
 //! | 256 | reader closed the connection (u32) | reader |
-//! | 4096 | `DATA` (2 MiB) bytes of records | writer |
+//! | 8192 | `DATA` (2 MiB) bytes of records | writer |
 //!
-//! A record starts at a multiple of 8: `u32 len`, `u32 tag`, then for a
-//! frame record `len` bytes of a local frame (header and body, exactly as
-//! on the socket), padded to 8. A wrap record fills the rest of the ring:
+//! (Records start at 8192, not 4096 as before message records existed: a
+//! file of another size is refused, so a reader and a writer of different
+//! versions keep to the socket rather than misread each other's records.)
+//!
+//! A record starts at a multiple of 8: `u32 len`, `u32 tag`, then `len`
+//! bytes, padded to 8. A message record (one plain message, the common
+//! case) holds the writer's stamp (`u64`) and the message: 8 bytes less
+//! than a frame and nothing to decode. A frame record holds a local frame
+//! (header and body, exactly as on the socket): a batch, or a message with
+//! an origin block. A wrap record fills the rest of the ring:
 //! the writer puts one where the next record would not fit before the end
 //! (for records up to 16 KiB, before the first 256 KiB: so only large
 //! messages touch the rest). A hand-off record says the writer's next
@@ -49,7 +56,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::frame::{HEADER_LEN, INLINE_MAX};
+use crate::frame::{HEADER_LEN, Header, INLINE_MAX};
 use crate::sys::{self, SharedMap};
 
 /// Bytes of records in a ring. Large so that mid-sized messages (tens of
@@ -66,8 +73,12 @@ const SMALL_RECORD: usize = 16 << 10;
 /// A waiting writer asks to be woken when this much more than its record
 /// needs has been freed (or everything has).
 const ROOM_SLACK: u64 = (SOFT / 4) as u64;
-/// Where the records start.
-const DATA_OFF: usize = 4096;
+/// While records are still held in the reader's queue, it gives back
+/// what it read in steps of this much (all of it once none is held): far
+/// less than the room a waiting writer asks for.
+const RELEASE_STEP: u64 = 16 << 10;
+/// Where the records start (see the module's documentation).
+const DATA_OFF: usize = 8192;
 /// Size of the memory file.
 pub(crate) const FILE_LEN: u64 = (DATA_OFF + DATA) as u64;
 
@@ -81,6 +92,9 @@ const REC_HDR: usize = 8;
 const TAG_FRAME: u32 = 1;
 const TAG_HANDOFF: u32 = 2;
 const TAG_WRAP: u32 = 3;
+const TAG_MESSAGE: u32 = 4;
+/// Bytes of a message record before the message: the stamp.
+const STAMP_LEN: usize = 8;
 
 /// Largest frame a record holds: the largest inline frame.
 pub(crate) const FRAME_MAX: usize = HEADER_LEN + INLINE_MAX;
@@ -135,8 +149,14 @@ impl RingWriter {
     /// Writes a frame record (`header` then `body`) if there is room; does
     /// not publish it (see [`publish`](RingWriter::publish)). `single`: the
     /// frame holds one message (so a large one may use the whole ring).
+    /// A plain message (an inline header without flags) goes in a message
+    /// record: its stamp and its bytes.
     pub(crate) fn push_frame(&mut self, header: &[u8], body: &[u8], single: bool) -> bool {
-        let len = header.len() + body.len();
+        let (head, tag): (&[u8], u32) = match Header::plain_stamp(header) {
+            Some(stamp) => (stamp, TAG_MESSAGE),
+            None => (header, TAG_FRAME),
+        };
+        let len = head.len() + body.len();
         debug_assert!(len <= FRAME_MAX);
         let size = REC_HDR + padded(len);
         let end = if single && size > SMALL_RECORD {
@@ -147,9 +167,14 @@ impl RingWriter {
         let Some(at) = self.reserve(size, end) else {
             return false;
         };
-        self.put_record_header(at, len as u32, TAG_FRAME);
-        self.map.write_at(DATA_OFF + at + REC_HDR, header);
-        self.last_body = DATA_OFF + at + REC_HDR + header.len();
+        // Record header and stamp (or frame header) in one copy.
+        let mut first = [0u8; REC_HDR + HEADER_LEN];
+        first[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        first[4..REC_HDR].copy_from_slice(&tag.to_le_bytes());
+        first[REC_HDR..REC_HDR + head.len()].copy_from_slice(head);
+        self.map
+            .write_at(DATA_OFF + at, &first[..REC_HDR + head.len()]);
+        self.last_body = DATA_OFF + at + REC_HDR + head.len();
         self.map.write_at(self.last_body, body);
         true
     }
@@ -304,6 +329,8 @@ impl RingWriter {
 pub(crate) enum Record {
     /// A frame of `len` bytes at `off` (an offset for [`RingReader::copy`]).
     Frame { off: usize, len: usize },
+    /// One message of `len` bytes at `off`, stamped `stamp` by the writer.
+    Message { stamp: u64, off: usize, len: usize },
     /// The writer's next frames are on the socket.
     Handoff,
 }
@@ -401,6 +428,9 @@ impl RingReader {
                 TAG_WRAP if len == 0 => DATA - at,
                 TAG_HANDOFF if len == 0 => REC_HDR,
                 TAG_FRAME if (HEADER_LEN..=FRAME_MAX).contains(&len) => REC_HDR + padded(len),
+                TAG_MESSAGE if (STAMP_LEN..=STAMP_LEN + INLINE_MAX).contains(&len) => {
+                    REC_HDR + padded(len)
+                }
                 // An unknown tag, or a length that tag cannot have.
                 _ => return Err(Corrupt),
             };
@@ -412,6 +442,15 @@ impl RingReader {
             match tag {
                 TAG_WRAP => continue,
                 TAG_HANDOFF => return Ok(Some(Record::Handoff)),
+                TAG_MESSAGE => {
+                    let mut stamp = [0u8; STAMP_LEN];
+                    self.map.read_at(DATA_OFF + at + REC_HDR, &mut stamp);
+                    return Ok(Some(Record::Message {
+                        stamp: u64::from_le_bytes(stamp),
+                        off: DATA_OFF + at + REC_HDR + STAMP_LEN,
+                        len: len - STAMP_LEN,
+                    }));
+                }
                 _ => {
                     return Ok(Some(Record::Frame {
                         off: DATA_OFF + at + REC_HDR,
@@ -441,6 +480,13 @@ impl RingReader {
         at != 0 && pos >= at && waiting.swap(0, Ordering::SeqCst) != 0
     }
 
+    /// Like [`release`](RingReader::release), but only once `RELEASE_STEP`
+    /// bytes have been read since the last: a store the writer's next
+    /// look at the head must fetch, saved for most small records.
+    pub(crate) fn release_some(&mut self, pos: u64) -> bool {
+        pos.wrapping_sub(self.head) >= RELEASE_STEP && self.release(pos)
+    }
+
     /// Asks to be woken by the next record. The caller looks for records
     /// once more afterwards, then sleeps.
     pub(crate) fn want_wake(&self) {
@@ -460,6 +506,7 @@ impl Drop for RingReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::Kind;
 
     fn pair() -> (RingWriter, RingReader) {
         let (w, fd) = RingWriter::create().unwrap();
@@ -482,20 +529,32 @@ mod tests {
         let mut expected = 0u64;
         for round in 0..10_000u64 {
             let body = vec![(round % 251) as u8; (round % 700) as usize];
-            let head = round.to_le_bytes();
-            let mut header = [0u8; HEADER_LEN];
-            header[..8].copy_from_slice(&head);
+            // Plain messages (message records) and other frames, mixed.
+            let plain = round % 3 != 0;
+            let flags = if plain { 0 } else { 1 };
+            let header = Header::new(Kind::Inline, flags, body.len() as u32)
+                .stamped(round)
+                .encode();
             assert!(w.push_frame(&header, &body, true));
             assert!(!w.publish(), "the reader never asked to be woken");
             let rec = r.next().unwrap().expect("a record");
             // Small records never touch the ring beyond its first part.
-            let Record::Frame { off, len } = rec else {
-                panic!("{rec:?}");
-            };
-            assert!(off + len <= DATA_OFF + SOFT, "record at {off}");
-            let got = frame(&r, rec);
-            assert_eq!(&got[..8], &head);
-            assert_eq!(&got[HEADER_LEN..], &body[..]);
+            match rec {
+                Record::Message { stamp, off, len } if plain => {
+                    assert!(off + len <= DATA_OFF + SOFT, "record at {off}");
+                    assert_eq!(stamp, round);
+                    let mut got = vec![0u8; len];
+                    r.copy(off, &mut got);
+                    assert_eq!(got, body);
+                }
+                Record::Frame { off, len } if !plain => {
+                    assert!(off + len <= DATA_OFF + SOFT, "record at {off}");
+                    let got = frame(&r, rec);
+                    assert_eq!(&got[..HEADER_LEN], &header);
+                    assert_eq!(&got[HEADER_LEN..], &body[..]);
+                }
+                _ => panic!("round {round}: {rec:?}"),
+            }
             r.release(r.position());
             expected += 1;
         }

@@ -459,7 +459,7 @@ impl Reader {
             // Decode one frame, from the ring or the socket: was it valid,
             // and how long.
             let step = if on_ring {
-                self.ring_frame(conn, &fill)
+                self.ring_frame(conn, &mut fill)
             } else {
                 self.socket_frame(conn, idx, &mut fill)
             };
@@ -503,43 +503,81 @@ impl Reader {
     }
 
     /// Parses the next record of `conn`'s ring.
-    fn ring_frame(&mut self, conn: &mut Conn, fill: &Fill) -> Step {
+    fn ring_frame(&mut self, conn: &mut Conn, fill: &mut Fill) -> Step {
         let rc = conn.ring.as_mut().expect("reading a ring");
         if fill.ring_budget.is_some_and(|b| rc.ring.position() >= b) {
             return Step::Done;
         }
         let loaded = rc.ring.cached_tail();
-        match rc.ring.next() {
-            Err(_) => Step::Broken,
-            Ok(None) => conn.ring_drained(fill.sock_event),
+        let record = match rc.ring.next() {
+            Err(_) => return Step::Broken,
+            Ok(None) => return conn.ring_drained(fill.sock_event),
             Ok(Some(Record::Handoff)) => {
                 rc.reading = false;
                 conn.release_parsed();
+                return Step::Again;
+            }
+            Ok(Some(record)) => record,
+        };
+        if rc.ring.cached_tail() != loaded {
+            // Records up to the tail just loaded were published after the
+            // previous load.
+            rc.floor_ns = rc.load_ns;
+            rc.load_ns = self.pump_ns;
+        }
+        let floor = rc.floor_ns;
+        let max = self.opts.max_message_size;
+        match record {
+            // A plain message: queued as it lies in the ring, and counted
+            // here, as `queue_frame` would for a frame of one message with
+            // no origin (a ring is never on the network socket).
+            Record::Message { stamp, off, len } => {
+                if max != 0 && len > max as usize {
+                    return Step::Broken;
+                }
+                rc.held += 1;
+                // A small message at the tail shares its last cache line
+                // with the writer's next record: copied now, while the line
+                // is here, rather than fetched again once the writer has
+                // written there.
+                let payload = if len <= SMALL_MAX && rc.ring.position() == rc.ring.cached_tail() {
+                    let mut data = [0u8; SMALL_MAX];
+                    rc.ring.copy(off, &mut data[..len]);
+                    Payload::Small {
+                        len: len as u8,
+                        data,
+                    }
+                } else {
+                    Payload::Ring { off, len }
+                };
+                conn.queue.push_back(Pending {
+                    stamp: conn.order.clamp(stamp, floor),
+                    payload,
+                    origin: None,
+                    ring_end: rc.ring.position(),
+                });
+                self.buffered_msgs += 1;
+                self.buffered_bytes += PENDING_COST;
+                fill.got += 1;
+                fill.got_bytes += HEADER_LEN + len;
+                conn.filled_pass = self.pass;
                 Step::Again
             }
-            Ok(Some(Record::Frame { off, len })) => {
-                if rc.ring.cached_tail() != loaded {
-                    // Records up to the tail just loaded were
-                    // published after the previous load.
-                    rc.floor_ns = rc.load_ns;
-                    rc.load_ns = self.pump_ns;
-                }
-                let ok = decode_ring_frame(
+            Record::Frame { off, len } => Step::Frame {
+                ok: decode_ring_frame(
                     &rc.ring,
                     off,
                     len,
-                    self.opts.max_message_size,
+                    max,
                     conn.trusted,
                     &mut self.scratch,
                     &mut conn.queue,
                     &mut self.spare,
-                );
-                Step::Frame {
-                    ok,
-                    len,
-                    floor: rc.floor_ns,
-                }
-            }
+                ),
+                len,
+                floor,
+            },
+            Record::Handoff => Step::Again,
         }
     }
 
@@ -893,8 +931,8 @@ fn decode_memfd(
 }
 
 /// Decodes a frame record of a ring into `queue`; false if the writer
-/// broke the protocol (the caller then drops what was queued). Messages
-/// over 64 B, alone or in a batch, stay in the ring until they are read.
+/// broke the protocol (the caller then drops what was queued). Messages,
+/// alone or in a batch, stay in the ring until they are read.
 #[allow(clippy::too_many_arguments)]
 fn decode_ring_frame(
     ring: &RingReader,
@@ -913,17 +951,11 @@ fn decode_ring_frame(
         return false;
     };
     let too_big = |n: usize| max != 0 && n > max as usize;
-    // A message at `at` of `n` bytes: small ones copied now, the rest left
-    // in the ring until read.
+    // A message at `at` of `n` bytes: left in the ring until read, and
+    // copied once, straight into the reader's buffer.
     let message = |at: usize, n: usize| Pending {
         stamp: h.stamp,
-        payload: if n <= SMALL_MAX {
-            let mut data = [0u8; SMALL_MAX];
-            ring.copy(at, &mut data[..n]);
-            Payload::Small { len: n as u8, data }
-        } else {
-            Payload::Ring { off: at, len: n }
-        },
+        payload: Payload::Ring { off: at, len: n },
         origin: None,
         ring_end: 0,
     };

@@ -1,6 +1,7 @@
 //! The stamp-ordered merge: every connection's earliest message in one heap, within the queue's bounds.
 
 use std::cmp::Reverse;
+use std::collections::binary_heap::PeekMut;
 use std::io;
 use std::os::fd::AsFd;
 
@@ -24,11 +25,16 @@ impl Reader {
     }
 
     /// The connection of the earliest head, if it may be delivered now: its
-    /// messages arrived before the latest pass began.
+    /// messages arrived before the latest pass began, or it was stamped
+    /// before that pass began. Either way that pass looked at every writer
+    /// after the message was written: any write that returned before it
+    /// was stamped is in the merge by now. (The second case delivers a
+    /// message found while the reader watched the rings in the same pass,
+    /// without a second `epoll_wait`.)
     pub(super) fn deliverable_head(&self) -> Option<usize> {
-        let Reverse((_, _, idx)) = *self.heads.peek()?;
+        let Reverse((stamp, _, idx)) = *self.heads.peek()?;
         let conn = self.conns[idx].as_ref()?;
-        (conn.filled_pass < self.pass).then_some(idx)
+        (conn.filled_pass < self.pass || stamp < self.pump_ns).then_some(idx)
     }
 
     pub(super) fn head_len(&self, idx: usize) -> usize {
@@ -49,13 +55,15 @@ impl Reader {
             if let Some(rc) = conn.ring.as_mut() {
                 rc.held -= 1;
                 // With nothing of the ring left in the queue, give back what
-                // was parsed too (wrap and hand-off records after it).
-                let pos = if rc.held == 0 {
-                    rc.ring.position()
+                // was parsed too (wrap and hand-off records after it); else
+                // what was read, in steps.
+                let woken = if rc.held == 0 {
+                    let pos = rc.ring.position();
+                    rc.ring.release(pos)
                 } else {
-                    ring_end
+                    rc.ring.release_some(ring_end)
                 };
-                if rc.ring.release(pos) {
+                if woken {
                     notify(conn.fd.as_fd(), Kind::Room, 0, 0);
                 }
             }
@@ -66,30 +74,79 @@ impl Reader {
     }
 
     /// Removes the globally earliest message; returns its connection too.
-    pub(super) fn take_head(&mut self) -> (usize, Pending, Sender) {
-        let Reverse((_, _, idx)) = self.heads.pop().expect("a head exists");
+    /// The connection's next message takes its place in the heap (one
+    /// sift, not a pop and a push).
+    pub(super) fn take_head(&mut self) -> (usize, Pending) {
+        let mut top = self.heads.peek_mut().expect("a head exists");
+        let Reverse((_, _, idx)) = *top;
         let conn = self.conns[idx].as_mut().expect("head's connection exists");
         let p = conn.queue.pop_front().expect("head's queue is not empty");
+        if let Some(next) = conn.queue.front() {
+            *top = Reverse((next.stamp, self.seq, idx));
+            self.seq += 1;
+        } else {
+            PeekMut::pop(top);
+            // Once ended, forgotten by `after_take` when the message is
+            // copied; else this writer may have more, possibly earlier
+            // than other heads.
+            self.needs_pump |= !conn.eof;
+        }
         if matches!(p.payload, Payload::Memfd { .. }) {
             conn.fds -= 1;
             self.held_fds -= 1;
             self.fd_freed = true;
         }
-        let mut sender = conn.sender.clone();
-        sender.remote = p.origin.as_deref().cloned();
         self.buffered_msgs -= 1;
         self.buffered_bytes -= p.payload.cost();
-        if let Some(next) = conn.queue.front() {
-            let key = (next.stamp, self.seq, idx);
-            self.seq += 1;
-            self.heads.push(Reverse(key));
-        } else if conn.eof {
-            // Forgotten by `after_take`, once the message is copied.
-        } else {
-            // This writer may have more, possibly earlier than other heads.
-            self.needs_pump = true;
+        (idx, p)
+    }
+
+    /// Takes the earliest message, of connection `idx`, when it is still
+    /// in that connection's ring and counted in no receipts: copies it
+    /// into `buf` (its exact length) straight from its queue entry, which
+    /// is dropped, not moved. False, with nothing done, for any other.
+    pub(super) fn take_ring_head(&mut self, idx: usize, buf: &mut [u8]) -> bool {
+        let Some(conn) = self.conns[idx].as_ref() else {
+            return false;
+        };
+        let (Some(rc), None, Some(p)) = (&conn.ring, &conn.receipts, conn.queue.front()) else {
+            return false;
+        };
+        let Payload::Ring { off, len } = p.payload else {
+            return false;
+        };
+        debug_assert_eq!(len, buf.len());
+        rc.ring.copy(off, buf);
+        let (ring_end, cost) = (p.ring_end, p.payload.cost());
+        // `take_head`, but for the entry.
+        {
+            let mut top = self.heads.peek_mut().expect("a head exists");
+            debug_assert_eq!(top.0.2, idx);
+            let conn = self.conns[idx].as_mut().expect("head's connection exists");
+            conn.queue.pop_front();
+            if let Some(next) = conn.queue.front() {
+                *top = Reverse((next.stamp, self.seq, idx));
+                self.seq += 1;
+            } else {
+                PeekMut::pop(top);
+                self.needs_pump |= !conn.eof;
+            }
         }
-        (idx, p, sender)
+        self.buffered_msgs -= 1;
+        self.buffered_bytes -= cost;
+        self.after_take(idx, ring_end);
+        true
+    }
+
+    /// Who sent `p`, a message just taken from connection `idx`.
+    pub(super) fn sender_of(&self, idx: usize, p: &Pending) -> Sender {
+        let mut sender = self.conns[idx]
+            .as_ref()
+            .expect("a taken message's connection exists")
+            .sender
+            .clone();
+        sender.remote = p.origin.as_deref().cloned();
+        sender
     }
 
     /// The queue holds as many messages or bytes as it may.

@@ -436,7 +436,7 @@ impl Reader {
     /// queued (B30). With nothing to read, fails with [`Error::TimedOut`]
     /// once the timeout has passed (at once for a zero timeout).
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
-        self.read_with_sender_timeout(buf, self.opts.read_timeout)
+        self.read_into(buf, self.opts.read_timeout, false)
             .map(|(n, _)| n)
     }
 
@@ -452,6 +452,18 @@ impl Reader {
         buf: &mut [u8],
         timeout: Option<Duration>,
     ) -> Result<(usize, Sender)> {
+        self.read_into(buf, timeout, true)
+            .map(|(n, s)| (n, s.expect("asked for the sender")))
+    }
+
+    /// Reads the next message into `buf`; with its sender when `sender`
+    /// (a clone a plain read does without).
+    fn read_into(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+        sender: bool,
+    ) -> Result<(usize, Option<Sender>)> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let idx = self.wait_head(deadline, timeout)?;
@@ -463,7 +475,11 @@ impl Reader {
                     got: buf.len(),
                 });
             }
-            let (idx, p, sender) = self.take_head();
+            if !sender && self.take_ring_head(idx, &mut buf[..needed]) {
+                return Ok((needed, None));
+            }
+            let (idx, p) = self.take_head();
+            let sender = sender.then(|| self.sender_of(idx, &p));
             // A message its writer made unreadable costs that writer its
             // connection, never the reader: read on. So does one its
             // writer has taken back (see `receipt.rs`).
@@ -511,7 +527,7 @@ impl Reader {
 
     /// Reads without waiting: [`Error::TimedOut`] at once when empty.
     pub fn try_read(&mut self, buf: &mut [u8]) -> Result<usize> {
-        self.read_with_sender_timeout(buf, Some(Duration::ZERO))
+        self.read_into(buf, Some(Duration::ZERO), false)
             .map(|(n, _)| n)
     }
 
@@ -521,7 +537,7 @@ impl Reader {
         buf: &mut [u8],
         timeout: Option<Duration>,
     ) -> Result<usize> {
-        self.read_with_sender_timeout(buf, timeout).map(|(n, _)| n)
+        self.read_into(buf, timeout, false).map(|(n, _)| n)
     }
 
     /// Reads the next message as an owned [`Message`], waiting up to the
@@ -535,7 +551,8 @@ impl Reader {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             self.wait_head(deadline, timeout)?;
-            let (idx, p, sender) = self.take_head();
+            let (idx, p) = self.take_head();
+            let sender = self.sender_of(idx, &p);
             let data = match p.payload {
                 Payload::Small { len, data } => {
                     let claimed = self.claim(idx);

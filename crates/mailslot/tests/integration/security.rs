@@ -511,9 +511,9 @@ fn with_payload(mut h: Vec<u8>, p: &[u8]) -> Vec<u8> {
 }
 
 const RING_DATA: u64 = 2 << 20;
-const RING_DATA_OFF: u64 = 4096;
+const RING_DATA_OFF: u64 = 8192;
 
-/// A ring memory file as a writer makes it: 4 KiB of control words, then
+/// A ring memory file as a writer makes it: 8 KiB of control words, then
 /// the records; sealed against shrinking and growing.
 fn ring_file(len: u64) -> std::io::Result<OwnedFd> {
     let fd = rustix::fs::memfd_create(
@@ -609,6 +609,12 @@ fn hand_made_ring_is_read_and_a_corrupt_one_is_cut_off() -> TestResult {
     assert_eq!(reader.read_message()?.data, b"x");
     assert_eq!(reader.read_message()?.data, long);
     assert_eq!(reader.read_message()?.data, b"");
+    // A message record: the writer's stamp, then the message.
+    let mut stamped = 7u64.to_le_bytes().to_vec();
+    stamped.extend_from_slice(b"plain");
+    let tail = put_record(&ring, tail, 4, &stamped);
+    publish(&ring, &wake, tail);
+    assert_eq!(reader.read_message()?.data, b"plain");
     // A hand-off record sends the reader back to the socket.
     let tail = put_record(&ring, tail, 2, &[]);
     publish(&ring, &wake, tail);
@@ -702,6 +708,14 @@ fn hand_made_ring_is_read_and_a_corrupt_one_is_cut_off() -> TestResult {
             Box::new(move |r| put_record(r, 0, 1, &inline_big)),
         ),
         (
+            "message record over the slot's maximum",
+            Box::new(|r| put_record(r, 0, 4, &[3u8; 8 + 101])),
+        ),
+        (
+            "message record shorter than its stamp",
+            Box::new(|r| put_record(r, 0, 4, &[0u8; 4])),
+        ),
+        (
             "memfd frame in the ring",
             Box::new(move |r| put_record(r, 0, 1, &in_ring_memfd)),
         ),
@@ -751,5 +765,82 @@ fn hand_made_ring_is_read_and_a_corrupt_one_is_cut_off() -> TestResult {
     good.write(b"after")?;
     assert_eq!(reader.read_message()?.data, b"after");
     assert_eq!(reader.rejected_frames(), rejected + 1);
+    Ok(())
+}
+
+/// Stamps in message records are the writer's word too. A ring writer
+/// that stamps its messages 0 and `u64::MAX` in turn, while two honest
+/// writers take turns (one on its socket, one on its ring) and a reader
+/// reads as they write, neither reorders the honest messages nor keeps
+/// them waiting, and its own still arrive. (A reader that delivered what
+/// a pass found without the pass rule reads the honest writers out of
+/// turn here: a ring record found after the pass's `epoll_wait` overtakes
+/// a socket frame sent before it.)
+#[test]
+fn forged_stamps_in_a_ring_cannot_reorder_or_starve_honest_writers() -> TestResult {
+    const TURNS: usize = 50_000;
+    const LIES: usize = 20_000;
+    let (tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\ring\liar");
+    let mut reader = Reader::create_in(&ns, &name, &now())?;
+    let raw = raw_client(tmp.path(), &name);
+    let (ring, wake) = (ring_file(RING_DATA_OFF + RING_DATA)?, eventfd());
+    assert!(offer_ring(&mut reader, &raw, &ring, &wake), "accepted");
+    rustix::net::send(&raw, &header(8, 0, 0), SendFlags::NOSIGNAL)?;
+    // An honest writer on its socket (stamping as a writer does) and one
+    // on its ring.
+    let on_socket = raw_client(tmp.path(), &name);
+    let on_ring = Writer::open_in(&ns, &name)?;
+    let check = std::thread::spawn(move || -> Result<u64, String> {
+        let (mut honest, mut lies) = (0, 0);
+        let mut buf = [0u8; 64];
+        while honest < 2 * TURNS || lies < LIES {
+            let n = reader
+                .read_timeout_once(&mut buf, Some(Duration::from_secs(30)))
+                .map_err(|e| format!("after {honest} honest, {lies} forged: {e}"))?;
+            if &buf[..n] == b"liar" {
+                lies += 1;
+                continue;
+            }
+            let want = format!("{}{}", ["s", "r"][honest % 2], honest / 2);
+            if buf[..n] != *want.as_bytes() {
+                let got = String::from_utf8_lossy(&buf[..n]);
+                return Err(format!("expected {want}, got {got}"));
+            }
+            honest += 1;
+        }
+        Ok(reader.rejected_frames())
+    });
+    let liar = std::thread::spawn(move || {
+        // 24-byte records, all within the ring: no wrap needed.
+        let mut tail = 0;
+        for i in 0..LIES {
+            let stamp = if i % 2 == 0 { 0 } else { u64::MAX };
+            let mut rec = stamp.to_le_bytes().to_vec();
+            rec.extend_from_slice(b"liar");
+            tail = put_record(&ring, tail, 4, &rec);
+            publish(&ring, &wake, tail);
+            if i % 16 == 0 {
+                std::thread::yield_now();
+            }
+        }
+        (ring, raw)
+    });
+    let written = (0..TURNS).try_for_each(|i| -> TestResult {
+        let body = format!("s{i}");
+        let mut frame = header(0, 0, body.len() as u32);
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let stamp = t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64;
+        frame[8..16].copy_from_slice(&stamp.to_le_bytes());
+        frame.extend_from_slice(body.as_bytes());
+        rustix::net::send(&on_socket, &frame, SendFlags::NOSIGNAL)?;
+        on_ring.write(format!("r{i}").as_bytes())?;
+        Ok(())
+    });
+    let _liar_ends = liar.join().expect("liar");
+    // The checker's verdict first: a failed write only follows from it.
+    let rejected = check.join().expect("checker")?;
+    written?;
+    assert_eq!(rejected, 0, "the liar's records are well-formed");
     Ok(())
 }
