@@ -57,7 +57,7 @@
 pub(crate) const HEADER_LEN: usize = 16;
 const MAGIC: u8 = 0xA7;
 
-/// Largest payload sent inline; larger ones go in a memfd (see `writer.rs`
+/// Largest payload sent inline; larger ones go in a memfd (see `writer/local.rs`
 /// for the mid-sized ones that take a reusable memfd when one is free).
 pub(crate) const INLINE_MAX: usize = 64 * 1024;
 
