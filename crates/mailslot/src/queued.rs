@@ -69,11 +69,17 @@
 //! the faster way for them). Messages that wait (queued while the thread was sending)
 //! go with the caller's next send, coalesced, one packet's worth at a time
 //! until none waits; the thread leaves them to a caller that keeps sending
-//! (for 100 µs, doubling up to 1 ms while sends keep coming) and sends them
+//! (for 20 µs, doubling up to 1 ms while sends keep coming) and sends them
 //! itself when callers stop, after a stall, when closing, or when someone
 //! waits for them ([`flush`](QueuedWriter::flush),
 //! [`wait_read`](QueuedWriter::wait_read), a send blocked on a full
-//! queue). A reader a little behind thus
+//! queue). Small messages (under 512 bytes) are sent alone this way only
+//! to a reader that has read everything this writer sent before; else they
+//! gather, and go coalesced from the caller's thread once a packet's worth
+//! has gathered or (looked at every 16 messages) the reader has caught up,
+//! or from the delivery thread when the caller stops: for them one packet
+//! of many costs both sides far less than one packet each. A reader a
+//! little behind thus
 //! costs the caller a short wait rather than a hand-off per message to a
 //! third busy thread. The order is kept because this happens only when nothing at
 //! all is waiting, and the caller and the thread never send at the same
@@ -136,19 +142,27 @@ const SEND_SLICE: Duration = Duration::from_millis(100);
 /// directly until the delivery thread has sent a packet without waiting).
 const DIRECT_WAIT: Duration = Duration::from_millis(1);
 
-/// After a stall, callers send themselves again as soon as the delivery
-/// thread has sent a packet without waiting, if its messages were this
-/// large on average; smaller ones stay with the thread until nothing
-/// waits. Measured (`mailslot bench --mode queued`, two cores): at 1 KiB
-/// the thread's extra copy costs more than its batches save, so callers
-/// sending themselves is 1.5x faster; at 64 B the thread's large batches
-/// are the faster way.
-const STALL_END_LEN: usize = 512;
+/// Messages smaller than this are faster gathered into packets than sent
+/// alone, and those larger faster sent alone from the caller's thread (kept
+/// in the ring, with no copy of their own). So a small message is sent
+/// alone only to a reader that has read everything before it, else it
+/// waits for those that follow (see `gathered`); and after a stall,
+/// callers send themselves again as soon as the delivery thread has sent
+/// a packet of larger messages without waiting, while smaller ones stay
+/// with the thread until nothing waits. Measured (`mailslot bench --mode
+/// queued`, two cores): at 1 KiB the extra copy costs more than packets
+/// save (callers sending themselves: 1.5x); at 64 B packets win (gathering:
+/// 1.4x, and ahead of plain writes).
+const SMALL_LEN: usize = 512;
+
+/// Gathering small messages, a send looks whether the reader has read
+/// everything before them every this many.
+const GATHER_LOOK: usize = 16;
 
 /// How long the delivery thread leaves what waits to callers that sent
 /// while it was sending (a caller's next send takes it all, coalesced);
 /// it sends itself when they stay quiet that long.
-const CALLERS_SEND: Duration = Duration::from_micros(100);
+const CALLERS_SEND: Duration = Duration::from_micros(20);
 
 /// Buffers of messages read are kept for reuse up to this size, and this
 /// many of them (at most 1 MiB).
@@ -784,14 +798,18 @@ impl QueuedWriter {
         st.count += 1;
         st.bytes += data.len();
         st.sends += 1;
-        let data = if st.waiting() == 1 && st.closing.is_none() {
-            match self.try_direct(&mut st, data, priority) {
-                None => return Ok(()),
-                Some(data) => data,
-            }
-        } else {
-            data
-        };
+        // A small message goes alone only to a reader that has read all
+        // this writer sent; else it gathers with those that follow.
+        let gather = data.len() < SMALL_LEN;
+        let data =
+            if st.waiting() == 1 && st.closing.is_none() && (!gather || self.caught_up(&mut st)) {
+                match self.try_direct(&mut st, data, priority) {
+                    None => return Ok(()),
+                    Some(data) => data,
+                }
+            } else {
+                data
+            };
         let data = match data {
             Cow::Owned(v) => v,
             Cow::Borrowed(s) => st.buffer_with(s),
@@ -800,7 +818,9 @@ impl QueuedWriter {
             Priority::High => st.high.push_back(data),
             Priority::Normal => st.normal.push_back(data),
         }
-        self.try_combine(&mut st);
+        if !gather || self.gathered(&mut st) {
+            self.try_combine(&mut st);
+        }
         if st.waiting() > 0 && st.worker_idle {
             st.worker_idle = false;
             self.shared.work.notify_one();
@@ -871,6 +891,30 @@ impl QueuedWriter {
             self.shared.work.notify_one();
         }
         None
+    }
+
+    /// Whether every message sent was read, by the receipts.
+    fn caught_up(&self, st: &mut State) -> bool {
+        if st.unread.is_empty() {
+            return true;
+        }
+        if let Some((g, w)) = st.conn.take() {
+            if st.settle(&w) {
+                self.shared.space.notify_all();
+            }
+            st.conn = Some((g, w));
+        }
+        st.unread.is_empty()
+    }
+
+    /// Whether small messages waiting should go now: a packet's worth has
+    /// gathered, or (looked at every `GATHER_LOOK` of them) the reader has
+    /// read everything before them.
+    fn gathered(&self, st: &mut State) -> bool {
+        let waiting = st.waiting();
+        waiting >= Writer::BATCH_MESSAGES
+            || waiting * SMALL_LEN >= Writer::BATCH_BYTES
+            || (waiting % GATHER_LOOK == 0 && self.caught_up(st))
     }
 
     /// Sends what waits, coalesced, from the caller's thread, when the
@@ -1157,8 +1201,7 @@ fn deliver(shared: &Shared, ns: &Namespace) {
         // those wait for room as long as it takes.
         writer.set_write_timeout((!writer.is_shared()).then_some(slice));
         let started = Instant::now();
-        let large =
-            batch.iter().map(|m| m.data.len()).sum::<usize>() >= batch.len() * STALL_END_LEN;
+        let large = batch.iter().map(|m| m.data.len()).sum::<usize>() >= batch.len() * SMALL_LEN;
         let (first, sent, err) = send_batch(&writer, &batch);
         let prompt = large && err.is_none() && started.elapsed() < DIRECT_WAIT;
         {
@@ -1167,7 +1210,7 @@ fn deliver(shared: &Shared, ns: &Namespace) {
             account(shared, &mut st, &mut batch, first, sent, err.as_ref());
             // The reader reads again: callers send themselves once more,
             // even while a steady stream keeps the queue from draining
-            // (small messages stay with this thread: see `STALL_END_LEN`).
+            // (small messages stay with this thread: see `SMALL_LEN`).
             if prompt {
                 st.stalled = false;
             }
