@@ -66,23 +66,25 @@
 //! it until the thread has sent a packet of messages of 512 bytes or more
 //! on average with no wait for room: the reader reads again; smaller
 //! messages stay with the thread until nothing waits, its batches being
-//! the faster way for them). Messages that wait (queued while the thread was sending)
-//! go with the caller's next send, coalesced, one packet's worth at a time
-//! until none waits; the thread leaves them to a caller that keeps sending
-//! (for 20 µs, doubling up to 1 ms while sends keep coming) and sends them
-//! itself when callers stop, after a stall, when closing, or when someone
-//! waits for them ([`flush`](QueuedWriter::flush),
-//! [`wait_read`](QueuedWriter::wait_read), a send blocked on a full
-//! queue). Small messages (under 512 bytes) are sent alone this way only
-//! to a reader that has read everything this writer sent before; else they
+//! the faster way for them).
+//!
+//! Messages that wait (queued while the thread was sending) go with the
+//! caller's next send, coalesced, one packet's worth at a time until none
+//! waits; the thread leaves them to a caller that keeps sending (for 20 µs,
+//! doubling up to 1 ms while sends keep coming) and sends them itself when
+//! callers stop, after a stall, when closing, or when someone waits for
+//! them ([`flush`](QueuedWriter::flush),
+//! [`wait_read`](QueuedWriter::wait_read), a send blocked on a full queue).
+//! Small messages (under 512 bytes) are sent alone this way only to a
+//! reader that has read everything this writer sent before; else they
 //! gather, and go coalesced from the caller's thread once a packet's worth
 //! has gathered or (looked at every 16 messages) the reader has caught up,
 //! or from the delivery thread when the caller stops: for them one packet
-//! of many costs both sides far less than one packet each. A reader a
-//! little behind thus
-//! costs the caller a short wait rather than a hand-off per message to a
-//! third busy thread. The order is kept because this happens only when nothing at
-//! all is waiting, and the caller and the thread never send at the same
+//! of many costs both sides far less than one packet each.
+//!
+//! A reader a little behind thus costs the caller a short wait rather than
+//! a hand-off per message to a third busy thread. The order is kept
+//! because this happens only when nothing at all is waiting, and the caller and the thread never send at the same
 //! time: the connection lives under the state lock, the caller sends only
 //! while holding that lock, and the thread takes the connection out of it
 //! (so a direct send is impossible) for as long as it holds a batch. A
@@ -876,15 +878,7 @@ impl QueuedWriter {
         // Look at the receipts now and then (the delivery thread does when
         // idle; it is woken once to start looking).
         if st.unread.len() % SETTLE_EVERY == 0 {
-            if let Some((_, w)) = st.conn.take() {
-                if st.settle(&w) {
-                    self.shared.space.notify_all();
-                    if st.count == 0 {
-                        self.shared.idle.notify_all();
-                    }
-                }
-                st.conn = Some((generation, w));
-            }
+            self.settle_now(st);
         }
         if st.worker_idle && !st.worker_watching {
             st.worker_idle = false;
@@ -895,16 +889,25 @@ impl QueuedWriter {
 
     /// Whether every message sent was read, by the receipts.
     fn caught_up(&self, st: &mut State) -> bool {
-        if st.unread.is_empty() {
-            return true;
+        if !st.unread.is_empty() {
+            self.settle_now(st);
         }
+        st.unread.is_empty()
+    }
+
+    /// Looks at the receipts from the caller's thread (see
+    /// [`State::settle`]), waking those waiting for room or for everything
+    /// to be read when that changed something.
+    fn settle_now(&self, st: &mut State) {
         if let Some((g, w)) = st.conn.take() {
             if st.settle(&w) {
                 self.shared.space.notify_all();
+                if st.count == 0 {
+                    self.shared.idle.notify_all();
+                }
             }
             st.conn = Some((g, w));
         }
-        st.unread.is_empty()
     }
 
     /// Whether small messages waiting should go now: a packet's worth has
