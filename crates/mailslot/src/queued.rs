@@ -1202,7 +1202,6 @@ fn deliver(shared: &Shared, ns: &Namespace) {
                 defer = (defer * 2).min(DIRECT_WAIT);
                 continue;
             }
-            defer = CALLERS_SEND;
             let Some((conn_generation, writer)) = st.conn.take() else {
                 continue;
             };
@@ -1210,8 +1209,18 @@ fn deliver(shared: &Shared, ns: &Namespace) {
             if batch.is_empty() {
                 st.conn = Some((conn_generation, writer));
                 publish_deferred(&mut st);
+                // Callers still sending may leave more unpublished: look
+                // again after a while rather than be woken for each burst.
+                if callers_send && st.sends != sends_seen {
+                    sends_seen = st.sends;
+                    drop(shared.work.wait_timeout(st, defer));
+                    defer = (defer * 2).min(DIRECT_WAIT);
+                } else {
+                    defer = CALLERS_SEND;
+                }
                 continue;
             }
+            defer = CALLERS_SEND;
             (conn_generation, writer)
         };
 

@@ -529,7 +529,14 @@ impl Local {
         let mut waited = false;
         loop {
             // One clock read: the stamp, and whether to look at the socket.
-            let now = sys::monotonic_ns();
+            // A record joining unpublished ones takes their stamp (earlier
+            // than its write: it is ordered no later for it).
+            let joins = st.may_defer && st.deferred > 0 && !waited;
+            let now = if joins {
+                st.pushed_ns
+            } else {
+                sys::monotonic_ns()
+            };
             let Lane::Open { checked_ns, .. } = &mut st.lane else {
                 unreachable!("the ring stays open");
             };
@@ -559,7 +566,7 @@ impl Local {
             }
             if pushed {
                 let bytes = (ring.written() - before) as usize;
-                let streaming = now.wrapping_sub(st.pushed_ns) < STREAM_GAP_NS;
+                let streaming = joins || now.wrapping_sub(st.pushed_ns) < STREAM_GAP_NS;
                 st.pushed_ns = now;
                 if st.may_defer
                     && streaming
