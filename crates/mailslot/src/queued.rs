@@ -1208,10 +1208,10 @@ fn deliver(shared: &Shared, ns: &Namespace) {
             take_batch(shared, &mut st, &writer, &mut batch);
             if batch.is_empty() {
                 st.conn = Some((conn_generation, writer));
-                publish_deferred(&mut st);
+                let published = publish_deferred(&mut st);
                 // Callers still sending may leave more unpublished: look
                 // again after a while rather than be woken for each burst.
-                if callers_send && st.sends != sends_seen {
+                if published && callers_send && st.sends != sends_seen {
                     sends_seen = st.sends;
                     drop(shared.work.wait_timeout(st, defer));
                     defer = (defer * 2).min(DIRECT_WAIT);
@@ -1412,14 +1412,16 @@ fn drop_connection(st: &mut State, why: Option<String>) {
 
 /// Publishes the messages sent directly that wait unpublished in the
 /// connection's ring, if any (with the connection in the state; else its
-/// holder's next send publishes them).
-fn publish_deferred(st: &mut State) {
-    if st.deferred {
-        if let Some((_, w)) = &st.conn {
-            w.publish_deferred();
-            st.deferred = false;
-        }
+/// holder's next send publishes them); true if there were.
+fn publish_deferred(st: &mut State) -> bool {
+    if !st.deferred {
+        return false;
     }
+    let Some((_, w)) = &st.conn else {
+        return false;
+    };
+    st.deferred = false;
+    w.publish_deferred()
 }
 
 /// Moves one packet's worth of waiting messages into `batch`: high
