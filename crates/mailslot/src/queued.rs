@@ -68,6 +68,18 @@
 //! messages stay with the thread until nothing waits, its batches being
 //! the faster way for them).
 //!
+//! A direct send of 512 bytes or more that comes right after another (under
+//! 1 µs) may stay in the ring unpublished, invisible to the reader, until 16
+//! records or 16 KiB wait: then they go visible together, for one
+//! publication (a fence, and the ring's tail passed to the reader once)
+//! instead of one each, and the records after the first take its stamp
+//! instead of reading the clock. A message alone is published at once; the
+//! delivery thread publishes the rest of a burst once callers stop (after
+//! 20 µs to 1 ms of quiet), and [`flush`](QueuedWriter::flush),
+//! [`wait_read`](QueuedWriter::wait_read) and a wait for room publish first.
+//! They are unread messages like any other: kept in the ring, and taken
+//! back and sent again if the reader goes away without them.
+//!
 //! Messages that wait (queued while the thread was sending) go with the
 //! caller's next send, coalesced, one packet's worth at a time until none
 //! waits; the thread leaves them to a caller that keeps sending (for 20 µs,
