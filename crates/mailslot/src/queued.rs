@@ -68,6 +68,18 @@
 //! messages stay with the thread until nothing waits, its batches being
 //! the faster way for them).
 //!
+//! A direct send of 512 bytes or more that comes right after another (under
+//! 1 µs) may stay in the ring unpublished, invisible to the reader, until 16
+//! records or 16 KiB wait: then they go visible together, for one
+//! publication (a fence, and the ring's tail passed to the reader once)
+//! instead of one each, and the records after the first take its stamp
+//! instead of reading the clock. A message alone is published at once; the
+//! delivery thread publishes the rest of a burst once callers stop (after
+//! 20 µs to 1 ms of quiet), and [`flush`](QueuedWriter::flush),
+//! [`wait_read`](QueuedWriter::wait_read) and a wait for room publish first.
+//! They are unread messages like any other: kept in the ring, and taken
+//! back and sent again if the reader goes away without them.
+//!
 //! Messages that wait (queued while the thread was sending) go with the
 //! caller's next send, coalesced, one packet's worth at a time until none
 //! waits; the thread leaves them to a caller that keeps sending (for 20 µs,
@@ -442,6 +454,10 @@ struct State {
     /// Threads waiting for reads to free room or finish (the delivery
     /// thread then looks at the receipts often).
     hurry: usize,
+    /// Messages sent directly may wait in the ring unpublished (see
+    /// `Writer::write_deferred`): the delivery thread publishes them once
+    /// callers stop sending.
+    deferred: bool,
     /// A send from a caller's thread found no room for `DIRECT_WAIT`:
     /// callers leave everything to the delivery thread until it has sent
     /// all that waits.
@@ -689,6 +705,7 @@ impl QueuedWriter {
                 worker_idle: false,
                 worker_watching: false,
                 hurry: 0,
+                deferred: false,
                 stalled: false,
                 sends: 0,
                 combine: Vec::new(),
@@ -850,25 +867,37 @@ impl QueuedWriter {
             return Some(data);
         }
         w.set_write_timeout(Some(DIRECT_WAIT));
-        // Any error (no room, the reader gone, too large) sent nothing; the
-        // delivery thread finds out and deals with it when it sends the
-        // message from the queue.
-        let held = match w.write_in_place(&data) {
+        // A message of a stream may wait in the ring, unpublished, for
+        // those that follow (small ones come here only when the reader has
+        // caught up: they go at once). Any error (no room, the reader gone,
+        // too large) sent nothing; the delivery thread finds out and deals
+        // with it when it sends the message from the queue.
+        let written = if data.len() >= SMALL_LEN {
+            w.write_deferred(&data)
+        } else {
+            w.write_in_place(&data).map(|at| (at, false))
+        };
+        let held = match written {
             Err(_) => {
                 st.stalled = true;
                 return Some(data);
             }
-            Ok(Some(at)) => {
-                let len = data.len();
-                if let Cow::Owned(v) = data {
-                    st.recycle(v);
+            Ok((at, deferred)) => {
+                st.deferred |= deferred;
+                match at {
+                    Some(at) => {
+                        let len = data.len();
+                        if let Cow::Owned(v) = data {
+                            st.recycle(v);
+                        }
+                        Held::Ring { at, len }
+                    }
+                    None => Held::Owned(match data {
+                        Cow::Owned(v) => v,
+                        Cow::Borrowed(s) => st.buffer_with(s),
+                    }),
                 }
-                Held::Ring { at, len }
             }
-            Ok(None) => Held::Owned(match data {
-                Cow::Owned(v) => v,
-                Cow::Borrowed(s) => st.buffer_with(s),
-            }),
         };
         let n = st.conn.as_ref().map_or(0, |(_, w)| w.sent_messages() - 1);
         st.stats.sent += 1;
@@ -880,7 +909,9 @@ impl QueuedWriter {
         if st.unread.len() % SETTLE_EVERY == 0 {
             self.settle_now(st);
         }
-        if st.worker_idle && !st.worker_watching {
+        // The thread looks at the receipts when idle (it is woken once to
+        // start looking), and publishes what waits in the ring.
+        if st.worker_idle && (!st.worker_watching || st.deferred) {
             st.worker_idle = false;
             self.shared.work.notify_one();
         }
@@ -985,6 +1016,7 @@ impl QueuedWriter {
     fn wait_until(&self, timeout: Duration, left: fn(&State) -> usize) -> Result<(), QueueError> {
         let deadline = Instant::now() + timeout;
         let mut st = self.shared.lock();
+        publish_deferred(&mut st);
         while left(&st) > 0 {
             if st.worker_gone {
                 return Err(QueueError::Stopped {
@@ -1182,17 +1214,27 @@ fn deliver(shared: &Shared, ns: &Namespace) {
                 defer = (defer * 2).min(DIRECT_WAIT);
                 continue;
             }
-            defer = CALLERS_SEND;
             let Some((conn_generation, writer)) = st.conn.take() else {
                 continue;
             };
             take_batch(shared, &mut st, &writer, &mut batch);
+            if batch.is_empty() {
+                st.conn = Some((conn_generation, writer));
+                let published = publish_deferred(&mut st);
+                // Callers still sending may leave more unpublished: look
+                // again after a while rather than be woken for each burst.
+                if published && callers_send && st.sends != sends_seen {
+                    sends_seen = st.sends;
+                    drop(shared.work.wait_timeout(st, defer));
+                    defer = (defer * 2).min(DIRECT_WAIT);
+                } else {
+                    defer = CALLERS_SEND;
+                }
+                continue;
+            }
+            defer = CALLERS_SEND;
             (conn_generation, writer)
         };
-        if batch.is_empty() {
-            shared.lock().conn = Some((conn_generation, writer));
-            continue;
-        }
 
         // Send it; only what the kernel accepted leaves the queue, to wait
         // for its read.
@@ -1306,7 +1348,7 @@ fn wait_for_work(shared: &Shared) -> Next {
         if st.closing.is_some_and(|d| Instant::now() >= d) {
             return Next::Stop;
         }
-        if st.waiting() > 0 {
+        if st.waiting() > 0 || st.deferred {
             return Next::Send;
         }
         if st.closing.is_some() && st.count == 0 {
@@ -1371,12 +1413,27 @@ fn drop_connection(st: &mut State, why: Option<String>) {
     if let Some((_, w)) = st.conn.take() {
         st.take_back(&w);
     }
+    st.deferred = false;
     st.stats.connected = false;
     if let Some(why) = why {
         st.stats.last_error = Some(why);
     }
     // The next reader may allow larger messages.
     st.slot_max = None;
+}
+
+/// Publishes the messages sent directly that wait unpublished in the
+/// connection's ring, if any (with the connection in the state; else its
+/// holder's next send publishes them); true if there were.
+fn publish_deferred(st: &mut State) -> bool {
+    if !st.deferred {
+        return false;
+    }
+    let Some((_, w)) = &st.conn else {
+        return false;
+    };
+    st.deferred = false;
+    w.publish_deferred()
 }
 
 /// Moves one packet's worth of waiting messages into `batch`: high

@@ -289,6 +289,11 @@ impl RingWriter {
 
     /// Publishes what was pushed, and signals the eventfd if the reader
     /// asked to be woken. True if it did (one system call).
+    /// Bytes of records written so far, published or not.
+    pub(crate) fn written(&self) -> u64 {
+        self.tail
+    }
+
     pub(crate) fn publish(&mut self) -> bool {
         self.tail_word().store(self.tail, Ordering::SeqCst);
         let waiting: &AtomicU32 = self.map.atomic_u32(READER_WAITING);

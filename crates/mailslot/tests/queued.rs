@@ -665,3 +665,40 @@ fn small_messages_are_gathered_into_packets_and_the_tail_is_not_stranded() {
     );
     w.wait_read(LONG).unwrap();
 }
+
+/// Messages of 512 bytes and more that a caller sends one right after
+/// another go into the ring unpublished, up to 16 at a time: the last ones
+/// of a burst come only if the delivery thread publishes them once the
+/// caller stops. A reader that reads along gets them all, in order, with
+/// no flush.
+#[test]
+fn a_burst_of_larger_messages_is_published_to_its_end_without_a_flush() {
+    let (_tmp, ns) = ns();
+    let n = name("burst");
+    let mut r = reader(&ns, &n);
+    let w = QueuedWriter::open_in(&ns, &n, QueuedOptions::default()).unwrap();
+    let big = |i: usize| {
+        let mut m = tag(Priority::Normal, i);
+        m.resize(1024, (i % 251) as u8);
+        m
+    };
+    // Connected, the ring open, and the first message read.
+    w.send(big(0), Priority::Normal).unwrap();
+    assert_eq!(read_n(&mut r, 1), vec![big(0)]);
+    r.set_read_timeout(Some(Duration::from_secs(5)));
+    for burst in 0..20 {
+        let first = 1 + burst * 37;
+        // 37: never a multiple of the 16 published together.
+        for i in first..first + 37 {
+            w.send(big(i), Priority::Normal).unwrap();
+        }
+        for i in first..first + 37 {
+            let m = r
+                .read_message()
+                .unwrap_or_else(|e| panic!("burst {burst}, message {i}: {e}"));
+            assert_eq!(m.data, big(i), "burst {burst}");
+        }
+    }
+    w.wait_read(LONG).unwrap();
+    assert_eq!(w.stats().read, 1 + 20 * 37);
+}

@@ -20,6 +20,19 @@ use crate::sys;
 /// A reader that closes normally marks the ring, which every write checks.
 const CHECK_NS: u64 = 20_000;
 
+/// A write that may wait to be published (see [`Local::write_deferred`])
+/// waits only when the previous record went into the ring less than this
+/// long before: a message alone is published at once. (Unoptimized builds
+/// write some twenty times slower; their tests must still see streams.)
+const STREAM_GAP_NS: u64 = if cfg!(debug_assertions) {
+    1_000_000
+} else {
+    1_000
+};
+/// ... and at most this many records, or bytes, wait to be published.
+const DEFER_RECORDS: u32 = 16;
+const DEFER_BYTES: usize = 16 << 10;
+
 /// A writer gives up on an offered ring that the reader has not answered
 /// after this many writes (an old reader that ignores the offer).
 const OFFER_CHECKS: u32 = 1000;
@@ -51,6 +64,14 @@ struct SendState {
     welcomed: bool,
     /// The reader refused the connection, with this reason.
     refused: Option<u16>,
+    /// Records in the ring not published yet (see [`Local::write_deferred`]),
+    /// and their bytes.
+    deferred: u32,
+    deferred_bytes: usize,
+    /// The current write may leave its record unpublished.
+    may_defer: bool,
+    /// When the last record went into the ring.
+    pushed_ns: u64,
 }
 
 /// What [`Local::collect`] found on the connection.
@@ -91,6 +112,10 @@ impl Local {
                 lane: if ring { Lane::Ready } else { Lane::Off },
                 welcomed: false,
                 refused: None,
+                deferred: 0,
+                deferred_bytes: 0,
+                may_defer: false,
+                pushed_ns: 0,
             }),
         }
     }
@@ -158,22 +183,69 @@ impl Local {
     /// on the socket. When it went into the ring, returns where it lies
     /// there.
     pub(super) fn write(&self, slot: &Slot, data: &[u8]) -> Result<Option<usize>> {
+        self.write_maybe_deferred(slot, data, false)
+            .map(|(at, _)| at)
+    }
+
+    /// [`write`](Local::write), but a message that goes into the ring while
+    /// a stream of them does (the last record went in under
+    /// [`STREAM_GAP_NS`] ago) may stay unpublished — invisible to the
+    /// reader — until [`DEFER_RECORDS`] or [`DEFER_BYTES`] wait, the next
+    /// write that is not deferred, a wait for room, or
+    /// [`publish_deferred`](Local::publish_deferred): the reader then
+    /// takes them with one look at the tail, and the writer pays one
+    /// publication (a fence and the tail's cache line) for all of them.
+    /// Only for messages whose write need not be visible when it returns
+    /// (the queued writer's). Also returns whether records now wait to be
+    /// published.
+    pub(super) fn write_deferred(&self, slot: &Slot, data: &[u8]) -> Result<(Option<usize>, bool)> {
+        self.write_maybe_deferred(slot, data, true)
+    }
+
+    fn write_maybe_deferred(
+        &self,
+        slot: &Slot,
+        data: &[u8],
+        defer: bool,
+    ) -> Result<(Option<usize>, bool)> {
         let len = slot.frame_len(data)?;
         if data.len() > INLINE_MAX {
-            return self.write_large(slot, data, len).map(|()| None);
+            return self.write_large(slot, data, len).map(|()| (None, false));
         }
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let open = self.ring_open(slot, &mut st);
+        st.may_defer = defer;
+        let r = self.write_locked(slot, &mut st, data, len);
+        st.may_defer = false;
+        r.map(|at| (at, st.deferred > 0))
+    }
+
+    /// Publishes the records [`write_deferred`](Local::write_deferred) left
+    /// unpublished, if any; true if there were.
+    pub(super) fn publish_deferred(&self) -> bool {
+        let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let any = st.deferred > 0;
+        publish(&mut st);
+        any
+    }
+
+    fn write_locked(
+        &self,
+        slot: &Slot,
+        st: &mut SendState,
+        data: &[u8],
+        len: u32,
+    ) -> Result<Option<usize>> {
+        let open = self.ring_open(slot, st);
         // Not through the ring (not open yet, or not taken), mid-sized: a
         // free reusable buffer beats a socket buffer of that size (never
         // wait for one; inline on the socket is fine too).
         if !open && data.len() >= MEMFD_MIN && st.pool.is_some() {
-            if let Ok(Some(lease)) = self.lease(&mut st, data) {
-                return self.send_lease(slot, &mut st, lease, len).map(|()| None);
+            if let Ok(Some(lease)) = self.lease(st, data) {
+                return self.send_lease(slot, st, lease, len).map(|()| None);
             }
         }
         let head = Header::new(Kind::Inline, 0, len);
-        self.send(slot, &mut st, open, head, data, None)?;
+        self.send(slot, st, open, head, data, None)?;
         Ok(match &st.lane {
             Lane::Open { ring, .. } if open => Some(ring.last_body()),
             _ => None,
@@ -457,7 +529,14 @@ impl Local {
         let mut waited = false;
         loop {
             // One clock read: the stamp, and whether to look at the socket.
-            let now = sys::monotonic_ns();
+            // A record joining unpublished ones takes their stamp (earlier
+            // than its write: it is ordered no later for it).
+            let joins = st.may_defer && st.deferred > 0 && !waited;
+            let now = if joins {
+                st.pushed_ns
+            } else {
+                sys::monotonic_ns()
+            };
             let Lane::Open { checked_ns, .. } = &mut st.lane else {
                 unreachable!("the ring stays open");
             };
@@ -474,15 +553,32 @@ impl Local {
             if ring.reader_closed() {
                 return Err(slot.gone(None));
             }
+            let before = ring.written();
             let mut pushed = push(ring, now);
             if !pushed {
-                // Full: ask for a room notice, then look once more (the
-                // reader may have made room just before it saw the ask).
+                // Full: publish what waits, ask for a room notice, then look
+                // once more (the reader may have made room just before it
+                // saw the ask).
+                ring.publish();
+                (st.deferred, st.deferred_bytes) = (0, 0);
                 ring.want_room();
                 pushed = push(ring, now);
             }
             if pushed {
-                ring.publish();
+                let bytes = (ring.written() - before) as usize;
+                let streaming = joins || now.wrapping_sub(st.pushed_ns) < STREAM_GAP_NS;
+                st.pushed_ns = now;
+                if st.may_defer
+                    && streaming
+                    && st.deferred + 1 < DEFER_RECORDS
+                    && st.deferred_bytes + bytes < DEFER_BYTES
+                {
+                    st.deferred += 1;
+                    st.deferred_bytes += bytes;
+                } else {
+                    ring.publish();
+                    (st.deferred, st.deferred_bytes) = (0, 0);
+                }
                 return Ok(());
             }
             deadline = deadline.or_else(|| slot.deadline());
@@ -559,5 +655,16 @@ impl Local {
                 }
             }
         }
+    }
+}
+
+/// Publishes every record in the ring, when records wait to be.
+fn publish(st: &mut SendState) {
+    if st.deferred == 0 {
+        return;
+    }
+    (st.deferred, st.deferred_bytes) = (0, 0);
+    if let Lane::Open { ring, .. } = &mut st.lane {
+        ring.publish();
     }
 }

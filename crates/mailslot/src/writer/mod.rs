@@ -406,6 +406,27 @@ impl Writer {
         Ok(at)
     }
 
+    /// [`write_in_place`](Writer::write_in_place), but the message may stay
+    /// unpublished in the ring for a moment while a stream of them goes in
+    /// (see `Local::write_deferred`): until
+    /// [`publish_deferred`](Writer::publish_deferred) or the next write
+    /// that is not deferred. Other routes write as usual. Also returns
+    /// whether messages now wait to be published.
+    pub(crate) fn write_deferred(&self, data: &[u8]) -> Result<(Option<usize>, bool)> {
+        let Route::Local(l) = &self.route else {
+            return self.write_in_place(data).map(|at| (at, false));
+        };
+        let r = l.write_deferred(&self.slot, data)?;
+        self.tally.count(1);
+        Ok(r)
+    }
+
+    /// Publishes what [`write_deferred`](Writer::write_deferred) left
+    /// unpublished; true if anything was.
+    pub(crate) fn publish_deferred(&self) -> bool {
+        matches!(&self.route, Route::Local(l) if l.publish_deferred())
+    }
+
     /// A copy of the message of `len` bytes that
     /// [`write_in_place`](Writer::write_in_place) left at `at` in the ring.
     pub(crate) fn read_back(&self, at: usize, len: usize) -> Option<Vec<u8>> {
