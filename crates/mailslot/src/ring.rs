@@ -35,6 +35,10 @@
 //! messages touch the rest). A hand-off record says the writer's next
 //! frames are on the socket (see `frame.rs`).
 //!
+//! A writer may write several records before it publishes them with one
+//! store of the tail (the queued writer does, for a stream): the reader
+//! only ever sees whole records up to the tail, whichever way they came.
+//!
 //! Waking: before the reader sleeps it sets "reader waiting" and looks at
 //! the tail once more; after the writer publishes a record it looks at the
 //! flag and, if set, clears it and signals the eventfd. Both use
