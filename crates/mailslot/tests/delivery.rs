@@ -312,6 +312,37 @@ fn close_hands_back_what_the_reader_has_not_read_and_it_is_never_returned() {
     ));
 }
 
+/// The same through plain `read`s (no sender asked for), which take ring
+/// messages by a shorter path: a message whose writer took it back is not
+/// returned there either.
+#[test]
+fn close_hands_back_what_plain_reads_have_not_returned_and_none_is_returned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = Namespace::at(tmp.path()).unwrap();
+    let name = slot("handback-plain");
+    let mut r = Reader::create_in(&ns, &name, &ReaderOptions::default()).unwrap();
+    let w = QueuedWriter::open_in(&ns, &name, QueuedOptions::default()).unwrap();
+    let mut buf = [0u8; 2048];
+    // The first message opens the ring; the rest go through it.
+    w.send(vec![100u8; 1000], Priority::Normal).unwrap();
+    assert_eq!(r.read(&mut buf).unwrap(), 1000);
+    w.wait_read(LONG).unwrap();
+    for i in 0..10u8 {
+        w.send(vec![i; 1000], Priority::Normal).unwrap();
+    }
+    w.flush(LONG).unwrap();
+    let n = r.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &[0u8; 1000][..]);
+    let left = w.close(Duration::from_millis(100));
+    let back: Vec<u8> = left.pending.iter().map(|m| m.data[0]).collect();
+    assert_eq!(back, (1..10).collect::<Vec<u8>>());
+    // The reader still holds them, but no read returns one.
+    assert!(matches!(
+        r.read_timeout_once(&mut buf, Some(Duration::ZERO)),
+        Err(Error::TimedOut { .. })
+    ));
+}
+
 #[test]
 fn shared_slot_each_reader_gets_each_message_once_and_what_every_one_lost_goes_to_the_next() {
     let tmp = tempfile::tempdir().unwrap();

@@ -9,6 +9,16 @@ use super::conn::{Conn, Payload, Pending};
 use super::{Reader, Sender, notify};
 use crate::frame::Kind;
 
+/// What [`Reader::take_ring_head`] did.
+pub(super) enum RingTake {
+    /// Copied, and counted: the read returns it.
+    Taken,
+    /// Copied, but its writer took it back: the read must not return it.
+    Revoked,
+    /// Nothing: the head is not a ring message.
+    Other,
+}
+
 impl Reader {
     /// Counts a message of connection `idx` as returned in its writer's
     /// receipts, when it asked for them: the last step before a read
@@ -102,18 +112,20 @@ impl Reader {
     }
 
     /// Takes the earliest message, of connection `idx`, when it is still
-    /// in that connection's ring and counted in no receipts: copies it
-    /// into `buf` (its exact length) straight from its queue entry, which
-    /// is dropped, not moved. False, with nothing done, for any other.
-    pub(super) fn take_ring_head(&mut self, idx: usize, buf: &mut [u8]) -> bool {
+    /// in that connection's ring: copies it into `buf` (its exact length)
+    /// straight from its queue entry, which is dropped, not moved, and
+    /// counts it in its writer's receipts if it asked for them. `Other`,
+    /// with nothing done, for any other message; `Revoked` when its writer
+    /// took it back (it must not be returned; see `receipt.rs`).
+    pub(super) fn take_ring_head(&mut self, idx: usize, buf: &mut [u8]) -> RingTake {
         let Some(conn) = self.conns[idx].as_ref() else {
-            return false;
+            return RingTake::Other;
         };
-        let (Some(rc), None, Some(p)) = (&conn.ring, &conn.receipts, conn.queue.front()) else {
-            return false;
+        let (Some(rc), Some(p)) = (&conn.ring, conn.queue.front()) else {
+            return RingTake::Other;
         };
         let Payload::Ring { off, len } = p.payload else {
-            return false;
+            return RingTake::Other;
         };
         debug_assert_eq!(len, buf.len());
         rc.ring.copy(off, buf);
@@ -134,8 +146,14 @@ impl Reader {
         }
         self.buffered_msgs -= 1;
         self.buffered_bytes -= cost;
+        // The last step before the read returns it (as in `take_into`).
+        let claimed = self.claim(idx).is_ok();
         self.after_take(idx, ring_end);
-        true
+        if claimed {
+            RingTake::Taken
+        } else {
+            RingTake::Revoked
+        }
     }
 
     /// Who sent `p`, a message just taken from connection `idx`.

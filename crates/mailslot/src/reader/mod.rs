@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use self::accept::{Listeners, uid_share};
 use self::conn::{Conn, Payload, Pending, RingConn};
+use self::merge::RingTake;
 use crate::error::{Error, Result, io_err};
 use crate::frame::{HEADER_LEN, Header, INLINE_MAX, Kind, RemoteOrigin};
 use crate::name::SlotName;
@@ -475,8 +476,12 @@ impl Reader {
                     got: buf.len(),
                 });
             }
-            if !sender && self.take_ring_head(idx, &mut buf[..needed]) {
-                return Ok((needed, None));
+            if !sender {
+                match self.take_ring_head(idx, &mut buf[..needed]) {
+                    RingTake::Taken => return Ok((needed, None)),
+                    RingTake::Revoked => continue,
+                    RingTake::Other => {}
+                }
             }
             let (idx, p) = self.take_head();
             let sender = sender.then(|| self.sender_of(idx, &p));
