@@ -877,27 +877,23 @@ impl QueuedWriter {
         } else {
             w.write_in_place(&data).map(|at| (at, false))
         };
-        let held = match written {
-            Err(_) => {
-                st.stalled = true;
-                return Some(data);
-            }
-            Ok((at, deferred)) => {
-                st.deferred |= deferred;
-                match at {
-                    Some(at) => {
-                        let len = data.len();
-                        if let Cow::Owned(v) = data {
-                            st.recycle(v);
-                        }
-                        Held::Ring { at, len }
-                    }
-                    None => Held::Owned(match data {
-                        Cow::Owned(v) => v,
-                        Cow::Borrowed(s) => st.buffer_with(s),
-                    }),
+        let Ok((at, deferred)) = written else {
+            st.stalled = true;
+            return Some(data);
+        };
+        st.deferred |= deferred;
+        let held = match at {
+            Some(at) => {
+                let len = data.len();
+                if let Cow::Owned(v) = data {
+                    st.recycle(v);
                 }
+                Held::Ring { at, len }
             }
+            None => Held::Owned(match data {
+                Cow::Owned(v) => v,
+                Cow::Borrowed(s) => st.buffer_with(s),
+            }),
         };
         let n = st.conn.as_ref().map_or(0, |(_, w)| w.sent_messages() - 1);
         st.stats.sent += 1;

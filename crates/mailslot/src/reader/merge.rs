@@ -84,28 +84,16 @@ impl Reader {
     }
 
     /// Removes the globally earliest message; returns its connection too.
-    /// The connection's next message takes its place in the heap (one
-    /// sift, not a pop and a push).
     pub(super) fn take_head(&mut self) -> (usize, Pending) {
-        let mut top = self.heads.peek_mut().expect("a head exists");
-        let Reverse((_, _, idx)) = *top;
+        let Reverse((_, _, idx)) = *self.heads.peek().expect("a head exists");
         let conn = self.conns[idx].as_mut().expect("head's connection exists");
         let p = conn.queue.pop_front().expect("head's queue is not empty");
-        if let Some(next) = conn.queue.front() {
-            *top = Reverse((next.stamp, self.seq, idx));
-            self.seq += 1;
-        } else {
-            PeekMut::pop(top);
-            // Once ended, forgotten by `after_take` when the message is
-            // copied; else this writer may have more, possibly earlier
-            // than other heads.
-            self.needs_pump |= !conn.eof;
-        }
         if matches!(p.payload, Payload::Memfd { .. }) {
             conn.fds -= 1;
             self.held_fds -= 1;
             self.fd_freed = true;
         }
+        self.next_head(idx);
         self.buffered_msgs -= 1;
         self.buffered_bytes -= p.payload.cost();
         (idx, p)
@@ -130,20 +118,10 @@ impl Reader {
         debug_assert_eq!(len, buf.len());
         rc.ring.copy(off, buf);
         let (ring_end, cost) = (p.ring_end, p.payload.cost());
-        // `take_head`, but for the entry.
-        {
-            let mut top = self.heads.peek_mut().expect("a head exists");
-            debug_assert_eq!(top.0.2, idx);
-            let conn = self.conns[idx].as_mut().expect("head's connection exists");
+        if let Some(conn) = self.conns[idx].as_mut() {
             conn.queue.pop_front();
-            if let Some(next) = conn.queue.front() {
-                *top = Reverse((next.stamp, self.seq, idx));
-                self.seq += 1;
-            } else {
-                PeekMut::pop(top);
-                self.needs_pump |= !conn.eof;
-            }
         }
+        self.next_head(idx);
         self.buffered_msgs -= 1;
         self.buffered_bytes -= cost;
         // The last step before the read returns it (as in `take_into`).
@@ -153,6 +131,26 @@ impl Reader {
             RingTake::Taken
         } else {
             RingTake::Revoked
+        }
+    }
+
+    /// After the earliest head, of connection `idx`, left its queue: the
+    /// connection's next message takes its place in the heap (one sift, not
+    /// a pop and a push).
+    #[inline(always)]
+    fn next_head(&mut self, idx: usize) {
+        let mut top = self.heads.peek_mut().expect("a head exists");
+        debug_assert_eq!(top.0.2, idx);
+        let conn = self.conns[idx].as_ref().expect("head's connection exists");
+        if let Some(next) = conn.queue.front() {
+            *top = Reverse((next.stamp, self.seq, idx));
+            self.seq += 1;
+        } else {
+            PeekMut::pop(top);
+            // Once ended, forgotten by `after_take` when the message is
+            // copied; else this writer may have more, possibly earlier
+            // than other heads.
+            self.needs_pump |= !conn.eof;
         }
     }
 

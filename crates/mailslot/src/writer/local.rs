@@ -20,7 +20,7 @@ use crate::sys;
 /// A reader that closes normally marks the ring, which every write checks.
 const CHECK_NS: u64 = 20_000;
 
-/// A write that may wait to be published (see [`Local::write_deferred`])
+/// A write that may wait to be published (see [`Local::write_maybe_deferred`])
 /// waits only when the previous record went into the ring less than this
 /// long before: a message alone is published at once. (Unoptimized builds
 /// write some twenty times slower; their tests must still see streams.)
@@ -64,7 +64,7 @@ struct SendState {
     welcomed: bool,
     /// The reader refused the connection, with this reason.
     refused: Option<u16>,
-    /// Records in the ring not published yet (see [`Local::write_deferred`]),
+    /// Records in the ring not published yet (see [`Local::write_maybe_deferred`]),
     /// and their bytes.
     deferred: u32,
     deferred_bytes: usize,
@@ -187,7 +187,7 @@ impl Local {
             .map(|(at, _)| at)
     }
 
-    /// [`write`](Local::write), but a message that goes into the ring while
+    /// [`write`](Local::write); when `defer`, a message that goes into the ring while
     /// a stream of them does (the last record went in under
     /// [`STREAM_GAP_NS`] ago) may stay unpublished — invisible to the
     /// reader — until [`DEFER_RECORDS`] or [`DEFER_BYTES`] wait, the next
@@ -198,11 +198,7 @@ impl Local {
     /// Only for messages whose write need not be visible when it returns
     /// (the queued writer's). Also returns whether records now wait to be
     /// published.
-    pub(super) fn write_deferred(&self, slot: &Slot, data: &[u8]) -> Result<(Option<usize>, bool)> {
-        self.write_maybe_deferred(slot, data, true)
-    }
-
-    fn write_maybe_deferred(
+    pub(super) fn write_maybe_deferred(
         &self,
         slot: &Slot,
         data: &[u8],
@@ -219,7 +215,7 @@ impl Local {
         r.map(|at| (at, st.deferred > 0))
     }
 
-    /// Publishes the records [`write_deferred`](Local::write_deferred) left
+    /// Publishes the records [`write_maybe_deferred`](Local::write_maybe_deferred) left
     /// unpublished, if any; true if there were.
     pub(super) fn publish_deferred(&self) -> bool {
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -228,6 +224,8 @@ impl Local {
         any
     }
 
+    /// One message under the send lock: through the ring when it is open,
+    /// else a reusable buffer or inline on the socket.
     fn write_locked(
         &self,
         slot: &Slot,

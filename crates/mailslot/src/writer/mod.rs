@@ -396,29 +396,33 @@ impl Writer {
     /// of a local slot, returns where it lies there (it stays until a read
     /// returns it; see [`read_back`](Writer::read_back)).
     pub(crate) fn write_in_place(&self, data: &[u8]) -> Result<Option<usize>> {
-        let at = match &self.route {
-            Route::Local(l) => l.write(&self.slot, data)?,
-            Route::Shared(f) => f.write(&self.slot, &self.tally, data).map(|()| None)?,
-            #[cfg(feature = "network")]
-            Route::Remote(r) => return r.write(&[data]).map(|()| None).map_err(|(_, e)| e),
-        };
-        self.tally.count(1);
-        Ok(at)
+        self.write_routed(data, false).map(|(at, _)| at)
     }
 
     /// [`write_in_place`](Writer::write_in_place), but the message may stay
     /// unpublished in the ring for a moment while a stream of them goes in
-    /// (see `Local::write_deferred`): until
+    /// (see `Local::write_maybe_deferred`): until
     /// [`publish_deferred`](Writer::publish_deferred) or the next write
     /// that is not deferred. Other routes write as usual. Also returns
     /// whether messages now wait to be published.
     pub(crate) fn write_deferred(&self, data: &[u8]) -> Result<(Option<usize>, bool)> {
-        let Route::Local(l) = &self.route else {
-            return self.write_in_place(data).map(|at| (at, false));
+        self.write_routed(data, true)
+    }
+
+    #[inline]
+    fn write_routed(&self, data: &[u8], defer: bool) -> Result<(Option<usize>, bool)> {
+        let written = match &self.route {
+            Route::Local(l) => l.write_maybe_deferred(&self.slot, data, defer)?,
+            Route::Shared(f) => f
+                .write(&self.slot, &self.tally, data)
+                .map(|()| (None, false))?,
+            #[cfg(feature = "network")]
+            Route::Remote(r) => {
+                return r.write(&[data]).map(|()| (None, false)).map_err(|(_, e)| e);
+            }
         };
-        let r = l.write_deferred(&self.slot, data)?;
         self.tally.count(1);
-        Ok(r)
+        Ok(written)
     }
 
     /// Publishes what [`write_deferred`](Writer::write_deferred) left
