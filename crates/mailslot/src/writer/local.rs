@@ -48,11 +48,17 @@ pub(super) const MEMFD_MIN: usize = 32 * 1024;
 /// A writer's connection to one reader.
 #[derive(Debug)]
 pub(super) struct Local {
-    fd: OwnedFd,
+    sock: Sock,
     // Held across stamp-and-send so one connection's stamps stay ordered.
     // Guards the reusable buffers for large messages, when the reader
     // takes them back, and the ring.
     send_lock: Mutex<SendState>,
+}
+
+/// The connection's socket: what the send lock does not guard.
+#[derive(Debug)]
+struct Sock {
+    fd: OwnedFd,
 }
 
 /// What the send lock guards.
@@ -106,7 +112,7 @@ impl Local {
     /// write when `ring`.
     pub(super) fn new(fd: OwnedFd, recycle: bool, ring: bool) -> Local {
         Local {
-            fd,
+            sock: Sock { fd },
             send_lock: Mutex::new(SendState {
                 pool: recycle.then(|| MemfdPool::new(memfd_pool::DEFAULT_BYTES)),
                 lane: if ring { Lane::Ready } else { Lane::Off },
@@ -175,7 +181,7 @@ impl Local {
 
     /// The connection's socket.
     pub(super) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.sock.fd.as_fd()
     }
 
     /// Sends `data` as one message: through the ring when it is open,
@@ -209,53 +215,44 @@ impl Local {
             return self.write_large(slot, data, len).map(|()| (None, false));
         }
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        st.may_defer = defer;
-        let r = self.write_locked(slot, &mut st, data, len);
-        st.may_defer = false;
-        r.map(|at| (at, st.deferred > 0))
+        self.sock
+            .write_maybe_deferred(slot, &mut st, data, len, defer)
+    }
+
+    /// [`write_maybe_deferred`](Local::write_maybe_deferred) by the
+    /// connection's only user: no send lock to take (two atomic
+    /// operations less per message, each of which waits for the message's
+    /// stores into the ring to complete).
+    pub(super) fn write_exclusive(
+        &mut self,
+        slot: &Slot,
+        data: &[u8],
+        defer: bool,
+    ) -> Result<(Option<usize>, bool)> {
+        let len = slot.frame_len(data)?;
+        if data.len() > INLINE_MAX {
+            return self.write_large(slot, data, len).map(|()| (None, false));
+        }
+        let Local { sock, send_lock } = self;
+        let st = send_lock.get_mut().unwrap_or_else(|p| p.into_inner());
+        sock.write_maybe_deferred(slot, st, data, len, defer)
     }
 
     /// Publishes the records [`write_maybe_deferred`](Local::write_maybe_deferred) left
     /// unpublished, if any; true if there were.
-    pub(super) fn publish_deferred(&self) -> bool {
-        let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+    pub(super) fn publish_deferred(&mut self) -> bool {
+        let st = self.send_lock.get_mut().unwrap_or_else(|p| p.into_inner());
         let any = st.deferred > 0;
-        publish(&mut st);
+        publish(st);
         any
-    }
-
-    /// One message under the send lock: through the ring when it is open,
-    /// else a reusable buffer or inline on the socket.
-    fn write_locked(
-        &self,
-        slot: &Slot,
-        st: &mut SendState,
-        data: &[u8],
-        len: u32,
-    ) -> Result<Option<usize>> {
-        let open = self.ring_open(slot, st);
-        // Not through the ring (not open yet, or not taken), mid-sized: a
-        // free reusable buffer beats a socket buffer of that size (never
-        // wait for one; inline on the socket is fine too).
-        if !open && data.len() >= MEMFD_MIN && st.pool.is_some() {
-            if let Ok(Some(lease)) = self.lease(st, data) {
-                return self.send_lease(slot, st, lease, len).map(|()| None);
-            }
-        }
-        let head = Header::new(Kind::Inline, 0, len);
-        self.send(slot, st, open, head, data, None)?;
-        Ok(match &st.lane {
-            Lane::Open { ring, .. } if open => Some(ring.last_body()),
-            _ => None,
-        })
     }
 
     /// Sends one unstamped frame without a descriptor (a message with its
     /// network origin), through the ring when it can.
     pub(super) fn write_frame(&self, slot: &Slot, head: Header, payload: &[u8]) -> Result<()> {
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let open = self.ring_open(slot, &mut st);
-        self.send(slot, &mut st, open, head, payload, None)
+        let open = self.sock.ring_open(slot, &mut st);
+        self.sock.send(slot, &mut st, open, head, payload, None)
     }
 
     /// Sends the messages `chunk` (`len` payload bytes, framed) as one
@@ -272,13 +269,13 @@ impl Local {
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
         // Through the ring, each message is copied once, straight into
         // its record; the socket takes the batch from one buffer.
-        if HEADER_LEN + len <= ring::FRAME_MAX && self.ring_open(slot, &mut st) {
-            self.ring_push(slot, &mut st, None, |ring, stamp| {
+        if HEADER_LEN + len <= ring::FRAME_MAX && self.sock.ring_open(slot, &mut st) {
+            self.sock.ring_push(slot, &mut st, None, |ring, stamp| {
                 ring.push_batch(&head.stamped(stamp).encode(), chunk, len)
             })
         } else {
             super::frame_batch(buf, chunk);
-            self.send(slot, &mut st, false, head, buf, None)
+            self.sock.send(slot, &mut st, false, head, buf, None)
         }
     }
 
@@ -306,7 +303,7 @@ impl Local {
     #[cfg(feature = "tokio")]
     pub(super) fn socket_only(&mut self, slot: &Slot) -> Result<()> {
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.leave_ring(slot, &mut st, None)?;
+        self.sock.leave_ring(slot, &mut st, None)?;
         st.lane = Lane::Off;
         Ok(())
     }
@@ -325,10 +322,10 @@ impl Local {
     pub(super) fn reader_alive(&self, tally: &Tally) -> bool {
         let sent = tally.sent();
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if !self.collect(&mut st).closed {
+        if !self.sock.collect(&mut st).closed {
             return true;
         }
-        tally.with_ledger(|l, _| l.leave(self.fd.as_raw_fd() as u64, sent));
+        tally.with_ledger(|l, _| l.leave(self.sock.fd.as_raw_fd() as u64, sent));
         false
     }
 
@@ -338,7 +335,7 @@ impl Local {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            let n = self.collect(&mut st);
+            let n = self.sock.collect(&mut st);
             if st.welcomed {
                 return Ok(true);
             }
@@ -349,7 +346,7 @@ impl Local {
             if left.is_some_and(|l| l.is_zero()) {
                 return Ok(false);
             }
-            sys::wait_readable(self.fd.as_fd(), left)
+            sys::wait_readable(self.sock.fd.as_fd(), left)
                 .map_err(io_err("waiting for the reader", &slot.name))?;
         }
     }
@@ -360,7 +357,7 @@ impl Local {
     fn write_large(&self, slot: &Slot, data: &[u8], len: u32) -> Result<()> {
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
         if st.pool.is_some() {
-            let mut lease = self.lease(&mut st, data);
+            let mut lease = self.sock.lease(&mut st, data);
             if matches!(lease, Ok(None)) && st.pool.as_ref().is_some_and(|p| p.any_out()) {
                 // Every buffer is out: the reader gives one back soon if it
                 // is reading, which is cheaper than a fresh memory file.
@@ -372,9 +369,9 @@ impl Local {
                 loop {
                     let left = until.saturating_duration_since(Instant::now());
                     if left.is_zero()
-                        || !sys::wait_readable(self.fd.as_fd(), Some(left)).unwrap_or(false)
+                        || !sys::wait_readable(self.sock.fd.as_fd(), Some(left)).unwrap_or(false)
                         // The reader has gone: the send below says so.
-                        || self.collect(&mut st).closed
+                        || self.sock.collect(&mut st).closed
                     {
                         break;
                     }
@@ -387,7 +384,7 @@ impl Local {
             // Creating or filling a buffer can fail (no memory, no
             // descriptors); a sealed memory file then reports the error.
             if let Ok(Some(lease)) = lease {
-                return self.send_lease(slot, &mut st, lease, len);
+                return self.sock.send_lease(slot, &mut st, lease, len);
             }
         }
         drop(st);
@@ -395,7 +392,52 @@ impl Local {
             sys::sealed_memfd(data).map_err(io_err("preparing a large message", &slot.name))?;
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
         let head = Header::new(Kind::Memfd, 0, len);
-        self.send(slot, &mut st, false, head, &[], Some(memfd.as_fd()))
+        self.sock
+            .send(slot, &mut st, false, head, &[], Some(memfd.as_fd()))
+    }
+}
+
+impl Sock {
+    /// One message of `len` bytes as a frame, with the send lock held
+    /// (see [`Local::write_maybe_deferred`]).
+    fn write_maybe_deferred(
+        &self,
+        slot: &Slot,
+        st: &mut SendState,
+        data: &[u8],
+        len: u32,
+        defer: bool,
+    ) -> Result<(Option<usize>, bool)> {
+        st.may_defer = defer;
+        let r = self.write_locked(slot, st, data, len);
+        st.may_defer = false;
+        r.map(|at| (at, st.deferred > 0))
+    }
+
+    /// One message under the send lock: through the ring when it is open,
+    /// else a reusable buffer or inline on the socket.
+    fn write_locked(
+        &self,
+        slot: &Slot,
+        st: &mut SendState,
+        data: &[u8],
+        len: u32,
+    ) -> Result<Option<usize>> {
+        let open = self.ring_open(slot, st);
+        // Not through the ring (not open yet, or not taken), mid-sized: a
+        // free reusable buffer beats a socket buffer of that size (never
+        // wait for one; inline on the socket is fine too).
+        if !open && data.len() >= MEMFD_MIN && st.pool.is_some() {
+            if let Ok(Some(lease)) = self.lease(st, data) {
+                return self.send_lease(slot, st, lease, len).map(|()| None);
+            }
+        }
+        let head = Header::new(Kind::Inline, 0, len);
+        self.send(slot, st, open, head, data, None)?;
+        Ok(match &st.lane {
+            Lane::Open { ring, .. } if open => Some(ring.last_body()),
+            _ => None,
+        })
     }
 
     /// Sends the message filled into `lease` (under the send lock).

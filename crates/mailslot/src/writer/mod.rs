@@ -151,6 +151,13 @@ impl Tally {
         }
     }
 
+    /// [`count`](Tally::count) with no other user (no atomic operation).
+    fn count_exclusive(&mut self, n: usize) {
+        if self.ledger.is_some() {
+            *self.sent.get_mut() += n as u64;
+        }
+    }
+
     fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
     }
@@ -399,16 +406,6 @@ impl Writer {
         self.write_routed(data, false).map(|(at, _)| at)
     }
 
-    /// [`write_in_place`](Writer::write_in_place), but the message may stay
-    /// unpublished in the ring for a moment while a stream of them goes in
-    /// (see `Local::write_maybe_deferred`): until
-    /// [`publish_deferred`](Writer::publish_deferred) or the next write
-    /// that is not deferred. Other routes write as usual. Also returns
-    /// whether messages now wait to be published.
-    pub(crate) fn write_deferred(&self, data: &[u8]) -> Result<(Option<usize>, bool)> {
-        self.write_routed(data, true)
-    }
-
     #[inline]
     fn write_routed(&self, data: &[u8], defer: bool) -> Result<(Option<usize>, bool)> {
         let written = match &self.route {
@@ -425,10 +422,33 @@ impl Writer {
         Ok(written)
     }
 
-    /// Publishes what [`write_deferred`](Writer::write_deferred) left
+    /// [`write_in_place`](Writer::write_in_place) by this writer's only
+    /// user: to one reader, with no lock taken and no atomic count. When
+    /// `defer`, the message may stay unpublished in the ring for a moment
+    /// while a stream of them goes in (see `Local::write_maybe_deferred`):
+    /// until [`publish_deferred`](Writer::publish_deferred) or the next
+    /// write that is not deferred. Other routes write as usual. Also
+    /// returns whether messages now wait to be published.
+    pub(crate) fn write_exclusive(
+        &mut self,
+        data: &[u8],
+        defer: bool,
+    ) -> Result<(Option<usize>, bool)> {
+        let Route::Local(l) = &mut self.route else {
+            return self.write_routed(data, defer);
+        };
+        let written = l.write_exclusive(&self.slot, data, defer)?;
+        self.tally.count_exclusive(1);
+        Ok(written)
+    }
+
+    /// Publishes what [`write_exclusive`](Writer::write_exclusive) left
     /// unpublished; true if anything was.
-    pub(crate) fn publish_deferred(&self) -> bool {
-        matches!(&self.route, Route::Local(l) if l.publish_deferred())
+    pub(crate) fn publish_deferred(&mut self) -> bool {
+        match &mut self.route {
+            Route::Local(l) => l.publish_deferred(),
+            _ => false,
+        }
     }
 
     /// A copy of the message of `len` bytes that
