@@ -887,12 +887,12 @@ impl QueuedWriter {
         // too large) sent nothing; the delivery thread finds out and deals
         // with it when it sends the message from the queue.
         let written = w.write_exclusive(&data, data.len() >= SMALL_LEN);
-        let Ok((at, deferred)) = written else {
+        let Ok(placed) = written else {
             st.stalled = true;
             return Some(data);
         };
-        st.deferred |= deferred;
-        let held = match at {
+        st.deferred |= placed.deferred();
+        let held = match placed.ring_offset() {
             Some(at) => {
                 let len = data.len();
                 if let Cow::Owned(v) = data {
