@@ -95,7 +95,8 @@
 #![deny(missing_docs)]
 // The crate docs link the `network` items; without the feature they are plain text.
 #![cfg_attr(not(feature = "network"), allow(rustdoc::broken_intra_doc_links))]
-// Only `sys/shm.rs` (shared mappings of memory files) may use `unsafe`.
+// Only `sys/shm.rs` (shared mappings of memory files) and `sys/uring.rs`
+// (the reader's io_uring watch) may use `unsafe`.
 #![deny(unsafe_code)]
 
 #[cfg(feature = "tokio")]

@@ -1061,7 +1061,10 @@ impl QueuedWriter {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> QueuedStats {
-        let st = self.shared.lock();
+        let mut st = self.shared.lock();
+        // What reads returned by now is no longer held, whether or not the
+        // delivery thread has looked at the receipts since.
+        self.settle_now(&mut st);
         QueuedStats {
             queued: st.count,
             queued_bytes: st.bytes,

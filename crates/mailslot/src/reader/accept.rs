@@ -45,7 +45,8 @@ impl Listeners {
     ) -> Result<Listeners> {
         let listener = bind_socket(ns, &format!("{base}.sock"), options.mode)
             .map_err(io_err("creating the slot's socket", display))?;
-        let poller = sys::Poller::new().map_err(io_err("creating an epoll instance", display))?;
+        let mut poller =
+            sys::Poller::new().map_err(io_err("creating an epoll instance", display))?;
         let efd = sys::EventFd::new().map_err(io_err("creating an eventfd", display))?;
         poller
             .add(listener.as_fd(), LISTENER)

@@ -693,9 +693,15 @@ impl Reader {
         self.pump_ns = sys::monotonic_ns();
         self.pass += 1;
         // Room for every registered descriptor, so one call sees all that are ready.
-        self.poller
-            .wait(tokens, 2 * self.conns.len() + 3, timeout)
-            .map_err(io_err("waiting for messages", &self.display))?;
+        // A pass that would not wait and would find nothing new skips its
+        // system call (see `Poller::nothing_new`).
+        if timeout == Some(Duration::ZERO) && self.poller.nothing_new() {
+            tokens.clear();
+        } else {
+            self.poller
+                .wait(tokens, 2 * self.conns.len() + 3, timeout)
+                .map_err(io_err("waiting for messages", &self.display))?;
+        }
         self.needs_pump = false;
         for &t in tokens.iter() {
             match t {

@@ -3,7 +3,8 @@
 //! Every system call the crate makes goes through this module, via `rustix`
 //! (no raw `libc`). The only `unsafe` code of the crate is in `shm.rs`, in
 //! [`SharedMap`]: mapping a memory file, copying to or from the mapping, and
-//! atomics in it (the shared-memory lane, `ring.rs`).
+//! atomics in it (the shared-memory lane, `ring.rs`); and in `uring.rs`, the
+//! reader's io_uring watch (its ring mappings, an `lfence`).
 //! The rest of the crate names everything as `sys::name`; one file per area
 //! provides:
 //!
@@ -23,6 +24,9 @@
 //!   [`queued_bytes`], [`socket_buffer_max`];
 //! - `poll.rs`: readiness: [`wait_writable`], [`wait_readable`] (`poll`),
 //!   [`Poller`] (epoll) and [`EventFd`] (the reader's waker);
+//! - `uring.rs`: the `QuietWatch` a [`Poller`] keeps where io_uring is
+//!   available (`io_uring_setup`, `mmap`, `io_uring_enter`): whether its
+//!   epoll set became ready, from shared memory;
 //! - `memory.rs`: sealed memory files for large messages: [`sealed_memfd`],
 //!   [`fixed_size_memfd`], [`check_memfd`], [`pwrite_all`], [`pread_exact`];
 //! - `shm.rs`: [`SharedMap`] (`mmap` of a reusable memory file);
@@ -41,10 +45,15 @@ mod memory;
 pub(crate) mod network;
 mod poll;
 mod process;
-// The crate's only `unsafe` code (see the `deny(unsafe_code)` in lib.rs).
+// With `uring`, the crate's only `unsafe` code (see the `deny(unsafe_code)`
+// in lib.rs).
 #[allow(unsafe_code)]
 mod shm;
 mod socket;
+// The io_uring that tells the reader, through shared memory, that nothing
+// it polls became ready (`unsafe` for its mappings; see lib.rs).
+#[allow(unsafe_code)]
+mod uring;
 
 pub(crate) use files::{
     Stat, chmod_at, chmod_path, create_new, dev_major_minor, fchmod, fstat, lstat_path, mkdir,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rustix::event::{EventfdFlags, PollFd, PollFlags, epoll};
 
 use super::to_io;
+use super::uring::QuietWatch;
 
 fn timespec(d: Duration) -> rustix::time::Timespec {
     rustix::time::Timespec {
@@ -39,35 +40,75 @@ fn wait_for(fd: BorrowedFd<'_>, what: PollFlags, timeout: Option<Duration>) -> i
     }
 }
 
+/// `MAILSLOT_NO_IO_URING` set (to anything): readers poll without the
+/// io_uring watch, as on a system that has none.
+fn no_uring() -> bool {
+    std::env::var_os("MAILSLOT_NO_IO_URING").is_some()
+}
+
 /// An epoll instance with `u64` tokens.
 ///
 /// Holds no event buffer (rustix's `epoll::Event` carries a raw pointer and
 /// is not `Send`), so a `Reader` can move to another thread.
+///
+/// Where io_uring is available it also keeps a [`QuietWatch`] on itself,
+/// so that [`nothing_new`](Poller::nothing_new) can answer from shared
+/// memory what an `epoll_wait` with no wait would find.
 pub(crate) struct Poller {
     fd: OwnedFd,
+    watch: Option<QuietWatch>,
+    /// The last `epoll_wait` found nothing ready (and no descriptor was
+    /// added since).
+    settled: bool,
 }
 
 impl Poller {
-    /// `epoll_create1(EPOLL_CLOEXEC)`.
+    /// `epoll_create1(EPOLL_CLOEXEC)`, and the io_uring watch when the
+    /// system allows one.
     pub(crate) fn new() -> io::Result<Poller> {
+        let fd = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(to_io)?;
+        let watch = if no_uring() {
+            None
+        } else {
+            QuietWatch::new(fd.as_fd()).ok()
+        };
         Ok(Poller {
-            fd: epoll::create(epoll::CreateFlags::CLOEXEC).map_err(to_io)?,
+            fd,
+            watch,
+            settled: false,
         })
     }
 
+    /// True only when an `epoll_wait` now would find nothing ready: the
+    /// last one found nothing, and nothing registered became ready since —
+    /// including anything whose system call (a writer's `send`, `connect`)
+    /// returned before this call. Makes no system call; false whenever it
+    /// cannot tell (no io_uring here). Call it after reading the clock a
+    /// pass is stamped with.
+    pub(crate) fn nothing_new(&self) -> bool {
+        self.settled && self.watch.as_ref().is_some_and(QuietWatch::quiet)
+    }
+
     /// `epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLRDHUP)`, level-triggered.
-    pub(crate) fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+    pub(crate) fn add(&mut self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         self.add_with(fd, token, epoll::EventFlags::RDHUP)
     }
 
     /// `epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLET)`: one event per
     /// signal of an eventfd, so it never needs to be read (and a peer that
     /// holds the other copy cannot make a read block).
-    pub(crate) fn add_edge(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+    pub(crate) fn add_edge(&mut self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         self.add_with(fd, token, epoll::EventFlags::ET)
     }
 
-    fn add_with(&self, fd: BorrowedFd<'_>, token: u64, extra: epoll::EventFlags) -> io::Result<()> {
+    fn add_with(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        token: u64,
+        extra: epoll::EventFlags,
+    ) -> io::Result<()> {
+        // A descriptor added while ready shows at the next wait.
+        self.settled = false;
         let events = epoll::EventFlags::IN | extra;
         epoll::add(&self.fd, fd, epoll::EventData::new_u64(token), events).map_err(to_io)
     }
@@ -86,6 +127,15 @@ impl Poller {
         timeout: Option<Duration>,
     ) -> io::Result<()> {
         tokens.clear();
+        self.settled = false;
+        // What the watch reported so far is consumed before the epoll set
+        // is looked at, never after: anything that becomes ready later
+        // leaves a new mark.
+        if let Some(w) = &mut self.watch {
+            if w.reap(self.fd.as_fd()).is_err() {
+                self.watch = None;
+            }
+        }
         let mut events: Vec<epoll::Event> = Vec::with_capacity(max.max(8));
         let ts = timeout.map(timespec);
         match epoll::wait(
@@ -98,6 +148,7 @@ impl Poller {
             Err(e) => return Err(to_io(e)),
         }
         tokens.extend(events.iter().map(|e| e.data.u64()));
+        self.settled = tokens.is_empty();
         Ok(())
     }
 }

@@ -286,6 +286,107 @@ fn b28_fifo_across_writer_processes() -> TestResult {
     b28_expect(&mut reader, pids)
 }
 
+/// A reader that has read everything watches its writers' rings; a ring
+/// message found then is returned at once unless the kernel holds an
+/// earlier one: here each round's new writer connects and writes (its
+/// first message goes through its socket, from the listener's backlog)
+/// before the long-lived ring writer writes. The reader finds the ring
+/// message first, and must still return the new writer's first. With the
+/// io_uring watch the reader learns of the socket without a system call;
+/// `MAILSLOT_NO_IO_URING` runs the same through `epoll_wait`.
+#[test]
+fn b28_a_new_writers_first_message_comes_before_a_later_ring_message() -> TestResult {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const ROUNDS: usize = 3000;
+    const SYNC: usize = 3;
+    const PER_ROUND: usize = SYNC + 2;
+    let (_tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\b28\watch");
+    let mut reader = Reader::create_in(
+        &ns,
+        &name,
+        &opts().read_timeout(Some(Duration::from_secs(10))),
+    )?;
+    if std::env::var_os("MAILSLOT_NO_IO_URING").is_none() && io_uring_allowed() {
+        assert!(
+            fd_targets().iter().any(|t| t.contains("io_uring")),
+            "the reader polls without its io_uring watch"
+        );
+    }
+    let ring = Writer::open_in(&ns, &name)?;
+    // The long-lived writer's ring is in use once a message went through it.
+    for _ in 0..3 {
+        ring.write(b"warm")?;
+        assert_eq!(reader.read_message()?.data, b"warm");
+    }
+    let read = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&read);
+    let t = std::thread::spawn(move || -> Result<Vec<Vec<u8>>, Error> {
+        let mut got = Vec::new();
+        while got.len() < ROUNDS * PER_ROUND {
+            got.push(reader.read_message()?.data);
+            seen.store(got.len(), Ordering::Release);
+        }
+        Ok(got)
+    });
+    // Waits (spinning: the reader watches its rings for only 20 µs) until
+    // the reader has returned `n` messages.
+    let wait_read = |n: usize| {
+        let deadline = Instant::now() + PATIENCE;
+        while read.load(Ordering::Acquire) < n {
+            assert!(Instant::now() < deadline, "the reader stalled at {n}");
+            std::hint::spin_loop();
+        }
+    };
+    let mut n = 0;
+    for i in 0..ROUNDS {
+        // Ring messages alone first, until a pass of the reader finds its
+        // sockets and listener quiet (the last writer's goodbye is seen).
+        for _ in 0..SYNC {
+            ring.write(b"sync")?;
+            n += 1;
+            wait_read(n);
+        }
+        let fresh = Writer::open_in(&ns, &name)?;
+        fresh.write(format!("new {i}").as_bytes())?;
+        ring.write(format!("ring {i}").as_bytes())?;
+        n += 2;
+        wait_read(n);
+        drop(fresh);
+    }
+    let got = t.join().expect("reader thread")?;
+    for (i, round) in got.chunks(PER_ROUND).enumerate() {
+        let tail: Vec<String> = round[SYNC..]
+            .iter()
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .collect();
+        assert_eq!(
+            tail,
+            [format!("new {i}"), format!("ring {i}")],
+            "round {i}: the later ring message came first"
+        );
+    }
+    Ok(())
+}
+
+/// Whether this system lets processes create an io_uring.
+fn io_uring_allowed() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").map_or(true, |v| v.trim() == "0")
+}
+
+/// Where this process's descriptors point (`anon_inode:[io_uring]`, ...).
+fn fd_targets() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn b29_zero_length_message_is_real() -> TestResult {
     let (_tmp, ns) = namespace();
