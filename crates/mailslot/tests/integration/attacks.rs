@@ -345,8 +345,11 @@ fn connect_churn_on_the_network_socket_does_not_starve_writers() -> TestResult {
         "{N} messages: {quiet:?} quiet, {churned:?} with 2 connect/close loops ({refused} connections refused)"
     ));
     assert!(refused > 0, "the churners reached the reader");
+    // Against a quiet run of 10–15 ms (release builds) the churners' own
+    // CPU use on a 2-core machine is most of any slowdown: a starved
+    // reader shows as well over a second.
     assert!(
-        churned < quiet * 8,
+        churned < quiet * 8 || churned < Duration::from_secs(1),
         "{churned:?} under churn against {quiet:?} without"
     );
     Ok(())
