@@ -12,9 +12,11 @@
 //! | 0-62 | messages of this connection that reads have returned | reader |
 //! | 63 | revoked: return no more of this connection's messages | writer |
 //!
-//! The reader counts a message with one atomic add as the last step of a
-//! read, after the copy: if the word was revoked it discards the message
-//! and reads on. The writer revokes with one atomic OR, which hands it the
+//! The reader counts a message with one atomic add once nothing can keep
+//! the read from returning it: after the copy, or, for a message in a ring,
+//! just before the copy (which cannot fail; the atomic add would otherwise
+//! wait for the copy's stores). If the word was revoked it discards the
+//! message and reads on. The writer revokes with one atomic OR, which hands it the
 //! final count (adds after it change nothing the writer looks at). So every message is either counted (returned by exactly
 //! that read) or not counted and never returned afterwards: the writer may
 //! send it again elsewhere without a duplicate. The one message a killed

@@ -21,8 +21,8 @@ pub(super) enum RingTake {
 
 impl Reader {
     /// Counts a message of connection `idx` as returned in its writer's
-    /// receipts, when it asked for them: the last step before a read
-    /// returns it. Fails when the writer has taken its messages back (it
+    /// receipts, when it asked for them, once nothing can keep the read
+    /// from returning it. Fails when the writer has taken its messages back (it
     /// sends them again elsewhere).
     pub(super) fn claim(&self, idx: usize) -> io::Result<()> {
         match self.conns[idx].as_ref().and_then(|c| c.receipts.as_ref()) {
@@ -100,11 +100,12 @@ impl Reader {
     }
 
     /// Takes the earliest message, of connection `idx`, when it is still
-    /// in that connection's ring: copies it into `buf` (its exact length)
-    /// straight from its queue entry, which is dropped, not moved, and
-    /// counts it in its writer's receipts if it asked for them. `Other`,
-    /// with nothing done, for any other message; `Revoked` when its writer
-    /// took it back (it must not be returned; see `receipt.rs`).
+    /// in that connection's ring: counts it in its writer's receipts if it
+    /// asked for them, then copies it into `buf` (its exact length)
+    /// straight from its queue entry, which is dropped, not moved. `Other`,
+    /// with nothing done, for any other message; `Revoked`, with nothing
+    /// copied, when its writer took it back (it must not be returned; see
+    /// `receipt.rs`).
     pub(super) fn take_ring_head(&mut self, idx: usize, buf: &mut [u8]) -> RingTake {
         let Some(conn) = self.conns[idx].as_ref() else {
             return RingTake::Other;
@@ -116,7 +117,13 @@ impl Reader {
             return RingTake::Other;
         };
         debug_assert_eq!(len, buf.len());
-        rc.ring.copy(off, buf);
+        // Counted before the copy, which cannot fail: the read returns it
+        // from here on. (The count's atomic instruction would otherwise
+        // wait for the copy's stores.)
+        let claimed = self.claim(idx).is_ok();
+        if claimed {
+            rc.ring.copy(off, buf);
+        }
         let (ring_end, cost) = (p.ring_end, p.payload.cost());
         if let Some(conn) = self.conns[idx].as_mut() {
             conn.queue.pop_front();
@@ -124,8 +131,6 @@ impl Reader {
         self.next_head(idx);
         self.buffered_msgs -= 1;
         self.buffered_bytes -= cost;
-        // The last step before the read returns it (as in `take_into`).
-        let claimed = self.claim(idx).is_ok();
         self.after_take(idx, ring_end);
         if claimed {
             RingTake::Taken
