@@ -490,7 +490,12 @@ struct LockTable(Option<HashMap<(u32, u32, u64), Holders>>);
 
 impl LockTable {
     fn read() -> LockTable {
-        let Ok(text) = std::fs::read_to_string("/proc/locks") else {
+        // One pass over the table: read in pieces, it could skip a live
+        // lock while others come and go.
+        let Ok(text) = sys::read_snapshot("/proc/locks", 64 << 20).map(String::from_utf8) else {
+            return LockTable(None);
+        };
+        let Ok(text) = text else {
             return LockTable(None);
         };
         let mut set = HashMap::new();

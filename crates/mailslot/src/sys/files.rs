@@ -120,6 +120,38 @@ pub(crate) fn read_to_end(fd: BorrowedFd<'_>, limit: usize) -> io::Result<Vec<u8
     Ok(out)
 }
 
+/// `open(path)` + one `read`: a kernel table such as `/proc/locks` as one
+/// snapshot. Read in pieces, such a file can skip lines while entries come
+/// and go between the reads; one `read` with room for all of it is one
+/// pass over the table. Starts at 1 MiB and tries again four times larger
+/// while the read fills the buffer, up to `limit` bytes.
+pub(crate) fn read_snapshot(path: &str, limit: usize) -> io::Result<Vec<u8>> {
+    let mut size = (1 << 20).min(limit);
+    loop {
+        let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(to_io)?;
+        let mut buf = vec![0u8; size];
+        let n = loop {
+            match rustix::io::read(&fd, &mut buf) {
+                Ok(n) => break n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(to_io(e)),
+            }
+        };
+        if n < size {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+        if size >= limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{path} is larger than {limit} bytes"),
+            ));
+        }
+        size = (size * 4).min(limit);
+    }
+}
+
 /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`.
 pub(crate) fn stat_at(dir: BorrowedFd<'_>, name: &str) -> io::Result<Stat> {
     rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(to_io)

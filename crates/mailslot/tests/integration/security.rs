@@ -844,3 +844,56 @@ fn forged_stamps_in_a_ring_cannot_reorder_or_starve_honest_writers() -> TestResu
     assert_eq!(rejected, 0, "the liar's records are well-formed");
     Ok(())
 }
+
+/// `list` reads the kernel's lock table (`/proc/locks`), which other
+/// processes' locks change while it is read: a live slot must never drop
+/// out of the list because others come and go meanwhile.
+#[test]
+fn list_keeps_a_live_slot_while_other_slots_come_and_go() -> TestResult {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (_tmp, ns) = namespace();
+    let _steady = Reader::create_in(
+        &ns,
+        &slot(r"\\.\mailslot\steady"),
+        &ReaderOptions::default(),
+    )?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let churners: Vec<_> = (0..4)
+        .map(|t| {
+            let (stop, dir) = (Arc::clone(&stop), ns.dir().to_path_buf());
+            std::thread::spawn(move || {
+                let ns = Namespace::at(&dir).expect("namespace");
+                // Each round takes and drops a batch of locks.
+                while !stop.load(Ordering::Relaxed) {
+                    let batch: Vec<_> = (0..16)
+                        .map(|i| {
+                            Reader::create_in(
+                                &ns,
+                                &slot(&format!(r"\\.\mailslot\churn{t}x{i}")),
+                                &ReaderOptions::default(),
+                            )
+                            .expect("create")
+                        })
+                        .collect();
+                    drop(batch);
+                }
+            })
+        })
+        .collect();
+    let mut missed = 0;
+    for _ in 0..2000 {
+        if !ns.list()?.iter().any(|s| s.name == r"\\.\mailslot\steady") {
+            missed += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in churners {
+        c.join().expect("churner");
+    }
+    assert_eq!(
+        missed, 0,
+        "the live slot was missing from {missed} of 2000 lists"
+    );
+    Ok(())
+}
