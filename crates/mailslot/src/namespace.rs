@@ -492,10 +492,10 @@ impl LockTable {
     fn read() -> LockTable {
         // One pass over the table: read in pieces, it could skip a live
         // lock while others come and go.
-        let Ok(text) = sys::read_snapshot("/proc/locks", 64 << 20).map(String::from_utf8) else {
-            return LockTable(None);
-        };
-        let Ok(text) = text else {
+        let Some(text) = sys::read_snapshot("/proc/locks", 64 << 20)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+        else {
             return LockTable(None);
         };
         let mut set = HashMap::new();

@@ -19,8 +19,8 @@
 //! How: right after it connects, the delivery thread gives the reader a
 //! small receipt file of its own (shared memory), and the reader counts
 //! there each message of this connection that a read returns, once nothing
-//! can keep the read from returning it. Sent messages stay in the writer's memory, counted in
-//! its queue limit and in [`QueuedStats::unread`], until their receipt
+//! can keep the read from returning it. Sent messages stay in the writer's
+//! memory, counted in its queue limit and in [`QueuedStats::unread`], until their receipt
 //! comes: a message sent directly through the connection's ring stays
 //! right there (the reader gives a record back only after a read returned
 //! it), others in a buffer of the writer's. When the reader goes away (its connection closes; the thread

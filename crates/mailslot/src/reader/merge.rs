@@ -22,8 +22,8 @@ pub(super) enum RingTake {
 impl Reader {
     /// Counts a message of connection `idx` as returned in its writer's
     /// receipts, when it asked for them, once nothing can keep the read
-    /// from returning it. Fails when the writer has taken its messages back (it
-    /// sends them again elsewhere).
+    /// from returning it. Fails when the writer has taken its messages back
+    /// (it sends them again elsewhere).
     pub(super) fn claim(&self, idx: usize) -> io::Result<()> {
         match self.conns[idx].as_ref().and_then(|c| c.receipts.as_ref()) {
             Some(r) if !r.claim() => Err(io::Error::new(

@@ -56,10 +56,9 @@ pub fn large_message(seed: u64, len: usize) -> Vec<u8> {
 
 /// Message memory files (`memfd:mailslot-message`) this process holds open.
 pub fn message_memfds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|t| t.to_string_lossy().starts_with("/memfd:mailslot-message"))
+    crate::util::fd_targets()
+        .iter()
+        .filter(|t| t.starts_with("/memfd:mailslot-message"))
         .count()
 }
 

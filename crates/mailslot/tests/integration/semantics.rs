@@ -310,7 +310,9 @@ fn b28_a_new_writers_first_message_comes_before_a_later_ring_message() -> TestRe
     )?;
     if std::env::var_os("MAILSLOT_NO_IO_URING").is_none() && io_uring_allowed() {
         assert!(
-            fd_targets().iter().any(|t| t.contains("io_uring")),
+            crate::util::fd_targets()
+                .iter()
+                .any(|t| t.contains("io_uring")),
             "the reader polls without its io_uring watch"
         );
     }
@@ -373,18 +375,6 @@ fn b28_a_new_writers_first_message_comes_before_a_later_ring_message() -> TestRe
 /// Whether this system lets processes create an io_uring.
 fn io_uring_allowed() -> bool {
     std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").map_or(true, |v| v.trim() == "0")
-}
-
-/// Where this process's descriptors point (`anon_inode:[io_uring]`, ...).
-fn fd_targets() -> Vec<String> {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| std::fs::read_link(e.path()).ok())
-                .map(|p| p.to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]

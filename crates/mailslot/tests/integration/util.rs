@@ -132,3 +132,13 @@ impl<'a> Spawn<'a> {
         Child::start(cmd, self.role, PATIENCE)
     }
 }
+
+/// Where this process's descriptors point (`/memfd:...`,
+/// `anon_inode:[io_uring]`, ...).
+pub fn fd_targets() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|t| t.to_string_lossy().into_owned())
+        .collect()
+}
