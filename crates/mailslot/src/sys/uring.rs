@@ -132,7 +132,7 @@ pub(crate) struct QuietWatch {
     /// The thread the poll's completions are posted to (the task that
     /// submitted it; the flag is set whichever thread reads).
     owner: u64,
-    /// Another thread reaping, and how many times in a row.
+    /// Another thread reaping, and how many times since the owner last did.
     stray: (u64, u32),
 }
 
@@ -253,7 +253,9 @@ impl QuietWatch {
             self.stray = (0, 0);
             return self.arm(epoll);
         }
-        if self.owner != me {
+        if self.owner == me {
+            self.stray = (0, 0);
+        } else {
             // The poll's completions go to the thread that armed it; while
             // they wait for it, the flag stays set and every pass asks
             // epoll. A reader that keeps reading from another thread gets a
