@@ -73,7 +73,7 @@ pub(crate) const DATA: usize = 2 << 20;
 /// a reader's `info()`, which takes every message in the rings into its
 /// queue, takes at most about as many per writer as a socket buffer holds.
 const SOFT: usize = 256 << 10;
-const SMALL_RECORD: usize = 16 << 10;
+pub(crate) const SMALL_RECORD: usize = 16 << 10;
 /// A waiting writer asks to be woken when this much more than its record
 /// needs has been freed (or everything has).
 const ROOM_SLACK: u64 = (SOFT / 4) as u64;

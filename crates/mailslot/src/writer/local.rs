@@ -29,6 +29,15 @@ const STREAM_GAP_NS: u64 = if cfg!(debug_assertions) {
 } else {
     1_000
 };
+/// A writer of a small record (see [`ring::SMALL_RECORD`]) short of room
+/// in the ring watches the reader's head this long (yielding the
+/// processor) before it asks for a room notice and sleeps: a reader a
+/// little behind frees room within microseconds, while the notice costs it
+/// a socket send and wakes the writer, which the scheduler then often puts
+/// on the reader's processor. Writers of large records sleep at once: their
+/// reader copies for longer between notices, and a spinning writer would
+/// slow its copies on a shared core.
+const ROOM_SPIN_NS: u64 = 20_000;
 /// ... and at most this many records, or bytes, wait to be published.
 const DEFER_RECORDS: u32 = 16;
 const DEFER_BYTES: usize = 16 << 10;
@@ -270,7 +279,8 @@ impl Local {
         // Through the ring, each message is copied once, straight into
         // its record; the socket takes the batch from one buffer.
         if HEADER_LEN + len <= ring::FRAME_MAX && self.sock.ring_open(slot, &mut st) {
-            self.sock.ring_push(slot, &mut st, None, |ring, stamp| {
+            let small = len <= ring::SMALL_RECORD;
+            self.sock.ring_push(slot, &mut st, None, small, |ring, stamp| {
                 ring.push_batch(&head.stamped(stamp).encode(), chunk, len)
             })
         } else {
@@ -485,7 +495,8 @@ impl Sock {
                 ring.push_frame(&head.stamped(stamp).encode(), payload, single)
             };
             // Most writes never wait: the deadline is worked out when one does.
-            return self.ring_push(slot, st, None, stamped);
+            let small = payload.len() <= ring::SMALL_RECORD;
+            return self.ring_push(slot, st, None, small, stamped);
         }
         let deadline = slot.deadline();
         self.leave_ring(slot, st, deadline)?;
@@ -549,12 +560,14 @@ impl Sock {
 
     /// Writes one record into the open ring (`push` writes it with the
     /// stamp it is given; false when there is no room), waiting for room up
-    /// to `deadline` (`None`: the write timeout from the first wait on).
+    /// to `deadline` (`None`: the write timeout from the first wait on);
+    /// a `small` record first watches for room a while (see `ROOM_SPIN_NS`).
     fn ring_push(
         &self,
         slot: &Slot,
         st: &mut SendState,
         mut deadline: Option<Instant>,
+        small: bool,
         mut push: impl FnMut(&mut RingWriter, u64) -> bool,
     ) -> Result<()> {
         let Lane::Open { on_ring, .. } = &mut st.lane else {
@@ -572,7 +585,7 @@ impl Sock {
             // A record joining unpublished ones takes their stamp (earlier
             // than its write: it is ordered no later for it).
             let joins = st.may_defer && st.deferred > 0 && !waited;
-            let now = if joins {
+            let mut now = if joins {
                 st.pushed_ns
             } else {
                 sys::monotonic_ns()
@@ -601,8 +614,20 @@ impl Sock {
                 // saw the ask).
                 ring.publish();
                 (st.deferred, st.deferred_bytes) = (0, 0);
-                ring.want_room();
-                pushed = push(ring, now);
+                let spin_from = now;
+                while small
+                    && !pushed
+                    && !ring.reader_closed()
+                    && now.wrapping_sub(spin_from) < ROOM_SPIN_NS
+                {
+                    std::thread::yield_now();
+                    now = sys::monotonic_ns();
+                    pushed = push(ring, now);
+                }
+                if !pushed {
+                    ring.want_room();
+                    pushed = push(ring, now);
+                }
             }
             if pushed {
                 let bytes = (ring.written() - before) as usize;
@@ -639,7 +664,7 @@ impl Sock {
         if !matches!(st.lane, Lane::Open { on_ring: true, .. }) {
             return Ok(());
         }
-        self.ring_push(slot, st, deadline, |ring, _| ring.push_handoff())?;
+        self.ring_push(slot, st, deadline, true, |ring, _| ring.push_handoff())?;
         if let Lane::Open { on_ring, .. } = &mut st.lane {
             *on_ring = false;
         }
