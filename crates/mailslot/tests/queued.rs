@@ -258,6 +258,31 @@ fn overflow_fail_refuses_and_keeps_what_was_queued() {
     assert_eq!(w.stats().dropped, 0);
 }
 
+/// Messages a read has returned stop counting against the queue's limit
+/// before a send is refused for it: a writer whose reader keeps up never
+/// finds its queue full (before, they counted until the receipts were
+/// next looked at, every 64 sends or a few milliseconds).
+#[test]
+fn messages_read_do_not_fill_the_queue() {
+    let (_tmp, ns) = ns();
+    let n = name("read\\room");
+    let mut r = reader(&ns, &n);
+    let size = 30_000;
+    let opts = QueuedOptions::default()
+        .queue_limit(1000, 3 * size)
+        .overflow(Overflow::Fail);
+    let w = QueuedWriter::open_in(&ns, &n, opts).unwrap();
+    let mut buf = vec![0u8; size];
+    for i in 0..200 {
+        let msg = vec![(i % 251) as u8; size];
+        w.send_slice(&msg, Priority::Normal)
+            .unwrap_or_else(|e| panic!("send {i}: {e}"));
+        assert_eq!(r.read(&mut buf).unwrap(), size);
+        assert!(buf == msg, "message {i} intact");
+    }
+    assert!(w.close(LONG).is_empty());
+}
+
 #[test]
 fn overflow_drop_oldest_normal_counts_drops_and_never_drops_high() {
     let (_tmp, ns) = ns();

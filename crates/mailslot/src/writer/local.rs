@@ -280,9 +280,10 @@ impl Local {
         // its record; the socket takes the batch from one buffer.
         if HEADER_LEN + len <= ring::FRAME_MAX && self.sock.ring_open(slot, &mut st) {
             let small = len <= ring::SMALL_RECORD;
-            self.sock.ring_push(slot, &mut st, None, small, |ring, stamp| {
-                ring.push_batch(&head.stamped(stamp).encode(), chunk, len)
-            })
+            self.sock
+                .ring_push(slot, &mut st, None, small, |ring, stamp| {
+                    ring.push_batch(&head.stamped(stamp).encode(), chunk, len)
+                })
         } else {
             super::frame_batch(buf, chunk);
             self.sock.send(slot, &mut st, false, head, buf, None)
