@@ -755,7 +755,31 @@ impl std::os::fd::AsRawFd for Writer {
 
 #[cfg(test)]
 mod tests {
-    use super::Placed;
+    use super::{Placed, Writer};
+    use crate::{Namespace, Reader, ReaderOptions, SlotName};
+
+    /// The reader's acceptance of the ring offer counts whoever looks at
+    /// the notices first: a look whether the reader is still there (a
+    /// queued writer's delivery thread makes them) took it, and the
+    /// connection sent everything through the socket from then on.
+    #[test]
+    fn a_ring_accepted_while_someone_else_looked_is_used() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ns = Namespace::at(tmp.path()).unwrap();
+        let name = SlotName::parse(r"\\.\mailslot\ring\answer").unwrap();
+        let mut reader = Reader::create_in(&ns, &name, &ReaderOptions::default()).unwrap();
+        let writer = Writer::open_in(&ns, &name).unwrap();
+        // The first write offers the ring and goes on the socket; the read
+        // takes the offer and answers it.
+        assert_eq!(writer.write_in_place(b"first").unwrap(), None);
+        let mut buf = [0u8; 16];
+        assert_eq!(reader.read(&mut buf).unwrap(), 5);
+        assert!(writer.readers_alive());
+        let at = writer.write_in_place(b"second").unwrap();
+        assert!(at.is_some(), "the second message goes through the ring");
+        assert_eq!(reader.read(&mut buf).unwrap(), 6);
+        assert_eq!(&buf[..6], b"second");
+    }
 
     #[test]
     fn placed_keeps_offset_and_deferral() {
