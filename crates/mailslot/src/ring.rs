@@ -48,7 +48,8 @@
 //! reached the position the writer asked for: a little past where the
 //! waiting record fits, so that the writer, once woken, has room for many
 //! records, not one (waking it for every record freed cost 15% of the
-//! 64 B throughput).
+//! 64 B throughput). Before a writer of a small record asks, it watches the
+//! head for a moment (see `writer/local.rs`, `ROOM_SPIN_NS`).
 //!
 //! The reader trusts nothing in the ring: it keeps its own copy of how far
 //! it has read, checks every record against the tail and the ring's size,
