@@ -34,6 +34,9 @@ pub(crate) const DEFAULT_BYTES: u64 = 256 * 1024 * 1024;
 struct Buffer {
     fd: OwnedFd,
     /// Where the writer fills it; `None` if mapping failed (then `pwrite`).
+    /// With a mapping the file is sealed against every other write (see
+    /// [`sys::writer_only_memfd`]): what the writer put in stays there
+    /// until the writer fills it again.
     map: Option<sys::SharedMap>,
     size: u64,
     /// The token of the send it is out for, if it is.
@@ -170,8 +173,7 @@ impl MemfdPool {
         if self.bufs.len() >= MAX_BUFFERS || self.bytes() + size > self.limit {
             return Ok(None);
         }
-        let fd = sys::fixed_size_memfd(size)?;
-        let map = sys::SharedMap::new(fd.as_fd(), true).ok();
+        let (fd, map) = sys::writer_only_memfd(size)?;
         self.bufs.push(Buffer {
             fd,
             map,
@@ -186,6 +188,25 @@ impl MemfdPool {
     /// The descriptor to pass for `lease`.
     pub(crate) fn fd(&self, lease: &Lease) -> BorrowedFd<'_> {
         self.bufs[lease.index].fd.as_fd()
+    }
+
+    /// Whether what `lease` holds stays as written until the reader gives
+    /// the buffer back (and the writer fills it again): nobody else can
+    /// write into the buffer.
+    pub(crate) fn writer_only(&self, lease: &Lease) -> bool {
+        self.bufs[lease.index].map.is_some()
+    }
+
+    /// A copy of the first `len` bytes of the buffer sent with `token`,
+    /// while the reader has not given it back (a buffer given back may be
+    /// filled again). Only for buffers only the writer can write
+    /// ([`writer_only`](MemfdPool::writer_only)).
+    pub(crate) fn read_out(&self, token: u64, len: usize) -> Option<Vec<u8>> {
+        let b = self.bufs.iter().find(|b| b.out == Some(token))?;
+        let map = b.map.as_ref().filter(|m| m.len() >= len)?;
+        let mut v = vec![0; len];
+        map.copy_to(&mut v);
+        Some(v)
     }
 
     /// The frame with `lease` was sent: the buffer is out until released.
@@ -223,6 +244,40 @@ mod tests {
         let mut v = vec![0; len];
         sys::pread_exact(pool.fd(lease), &mut v).unwrap();
         v
+    }
+
+    /// A reader holding a buffer's descriptor cannot change what the
+    /// writer put in it: not with `write`, not through a writable mapping,
+    /// not through a descriptor opened anew by its `/proc` path.
+    #[test]
+    fn only_the_writer_can_write_its_buffers() {
+        use std::io::Write;
+        let mut pool = MemfdPool::new(DEFAULT_BYTES);
+        let data = vec![9u8; 200_000];
+        let lease = pool.fill(&data).unwrap().unwrap();
+        assert!(pool.writer_only(&lease));
+        let fd = pool.fd(&lease);
+        let e = sys::pwrite_all(fd, b"forged").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc_eperm()), "{e}");
+        assert!(
+            sys::SharedMap::new(fd, true).is_err(),
+            "no writable mapping"
+        );
+        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&path) {
+            let e = f.write_all(b"forged").unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc_eperm()), "{e}");
+        }
+        let token = lease.token();
+        pool.sent(lease);
+        // The writer reads back what it wrote; once given back, nothing.
+        assert_eq!(pool.read_out(token, data.len()).unwrap(), data);
+        pool.release(token);
+        assert_eq!(pool.read_out(token, data.len()), None);
+    }
+
+    fn libc_eperm() -> i32 {
+        rustix::io::Errno::PERM.raw_os_error()
     }
 
     #[test]

@@ -533,13 +533,19 @@ enum Held {
     /// gives its record back only after a read returned it): a message
     /// sent directly costs no copy of its own then.
     Ring { at: usize, len: usize },
+    /// In the connection's reusable buffer sent with this token, which
+    /// only this writer can write (see `MemfdPool::writer_only`): a large
+    /// message sent directly costs no copy of its own either. The reader
+    /// gives the buffer back only after a read counted the message, and
+    /// the writer fills it again only after that.
+    Buffer { token: u64, len: usize },
 }
 
 impl Held {
     fn len(&self) -> usize {
         match self {
             Held::Owned(v) => v.len(),
-            Held::Ring { len, .. } => *len,
+            Held::Ring { len, .. } | Held::Buffer { len, .. } => *len,
         }
     }
 }
@@ -624,14 +630,26 @@ impl State {
             writer.forget_before(writer.sent_messages());
         }
         self.receipts = receipts;
-        self.stats.resent += lost.len() as u64;
         for m in lost.into_iter().rev() {
             let data = match m.held {
                 Held::Owned(v) => v,
                 // Still in the ring: this writer's memory, and no read
                 // returned it, so its record was not given back.
                 Held::Ring { at, len } => writer.read_back(at, len).unwrap_or_default(),
+                Held::Buffer { token, len } => match writer.read_back_buffer(token, len) {
+                    Some(v) => v,
+                    // Given back: the reader says a read counted it (ours
+                    // give a buffer back only then), whatever the receipts
+                    // say; its bytes may be another message's by now.
+                    None => {
+                        self.count -= 1;
+                        self.bytes -= len;
+                        self.stats.read += 1;
+                        continue;
+                    }
+                },
             };
+            self.stats.resent += 1;
             match m.priority {
                 Priority::High => self.high.push_front(data),
                 Priority::Normal => self.normal.push_front(data),
@@ -953,14 +971,20 @@ impl QueuedWriter {
         };
         st.deferred |= placed.deferred();
         let len = data.len();
-        let held = match placed.ring_offset() {
-            Some(at) => {
+        let held = match (placed.ring_offset(), placed.buffer()) {
+            (Some(at), _) => {
                 if let Cow::Owned(v) = data {
                     st.recycle(v);
                 }
                 Held::Ring { at, len }
             }
-            None => Held::Owned(match data {
+            (None, Some(token)) => {
+                if let Cow::Owned(v) = data {
+                    st.recycle(v);
+                }
+                Held::Buffer { token, len }
+            }
+            (None, None) => Held::Owned(match data {
                 Cow::Owned(v) => v,
                 Cow::Borrowed(s) => st.buffer_with(s),
             }),
@@ -1577,6 +1601,51 @@ mod tests {
             kept.windows(2).all(|w| w[0] == w[1]),
             "one buffer: {kept:?}"
         );
+        assert!(writer.close(Duration::from_secs(30)).is_empty());
+    }
+
+    /// A large message sent from the caller's thread stays in the
+    /// connection's reusable buffer, which only the writer can write, with
+    /// no copy of its own; a reader that leaves it unread leaves it to the
+    /// next reader, intact and in order.
+    #[test]
+    fn large_messages_kept_in_reusable_buffers_go_to_the_next_reader() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ns = Namespace::at(tmp.path()).unwrap();
+        let name = SlotName::parse(r"\\.\mailslot\large\kept").unwrap();
+        let opts = ReaderOptions::default().read_timeout(Some(Duration::from_secs(30)));
+        let mut first = Reader::create_in(&ns, &name, &opts).unwrap();
+        let writer = QueuedWriter::open_in(&ns, &name, QueuedOptions::default()).unwrap();
+        let big = |i: usize| -> Vec<u8> { (0..(1 << 20) + i).map(|j| (i * 7 + j) as u8).collect() };
+        let mut buf = vec![0u8; 2 << 20];
+        // Connected (the first message may wait for the delivery thread).
+        writer.send_slice(b"hello", Priority::Normal).unwrap();
+        assert_eq!(first.read(&mut buf).unwrap(), 5);
+        writer.wait_read(Duration::from_secs(30)).unwrap();
+        for i in 0..6 {
+            writer.send_slice(&big(i), Priority::Normal).unwrap();
+        }
+        let kept = {
+            let st = writer.shared.lock();
+            st.unread
+                .iter()
+                .filter(|m| matches!(m.held, Held::Buffer { .. }))
+                .count()
+        };
+        assert_eq!(kept, 6, "all six kept in reusable buffers");
+        for i in 0..2 {
+            let n = first.read(&mut buf).unwrap();
+            assert!(buf[..n] == big(i), "message {i} intact");
+        }
+        drop(first);
+        let mut second = Reader::create_in(&ns, &name, &opts).unwrap();
+        for i in 2..6 {
+            let n = second.read(&mut buf).unwrap();
+            assert!(buf[..n] == big(i), "message {i} intact at the next reader");
+        }
+        writer.wait_read(Duration::from_secs(30)).unwrap();
+        let stats = writer.stats();
+        assert_eq!((stats.read, stats.resent), (7, 4), "{stats:?}");
         assert!(writer.close(Duration::from_secs(30)).is_empty());
     }
 

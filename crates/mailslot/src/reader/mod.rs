@@ -500,6 +500,7 @@ impl Reader {
     /// unreadable) cuts that connection off; one whose writer revoked it
     /// is dropped. Either way the caller must not return it.
     fn take_into(&mut self, idx: usize, p: Pending, buf: &mut [u8]) -> io::Result<()> {
+        let mut buffer = None;
         let r = match p.payload {
             Payload::Small { len, data } => {
                 buf[..usize::from(len)].copy_from_slice(&data[..usize::from(len)]);
@@ -517,15 +518,18 @@ impl Reader {
                 Ok(())
             }
             Payload::Memfd { fd, len, token, id } => {
-                let r = self.copy_large(idx, &fd, id, &mut buf[..len]);
-                self.give_back(idx, token);
-                r
+                buffer = token;
+                self.copy_large(idx, &fd, id, &mut buf[..len])
             }
         };
         if r.is_err() {
             self.cut_off(idx);
         }
         let r = r.and_then(|()| self.claim(idx));
+        // Only after the claim: a writer that finds its buffer given back
+        // takes it that the message was counted (a queued writer then
+        // keeps no copy of its own, see `queued.rs`).
+        self.give_back(idx, buffer);
         self.after_take(idx, p.ring_end);
         r
     }

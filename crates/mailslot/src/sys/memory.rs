@@ -47,6 +47,24 @@ pub(crate) fn sealed_memfd(data: &[u8]) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// A reusable buffer that only its writer can change: a memfd of `size`
+/// bytes sealed against shrinking and growing, mapped writable, then sealed
+/// against every later write (`F_SEAL_FUTURE_WRITE`: no `write`, no new
+/// writable mapping, through any descriptor of the file; the mapping made
+/// before keeps working). `None` for the mapping when either failed; the
+/// file is then sealed like [`fixed_size_memfd`] and stays writable.
+pub(crate) fn writer_only_memfd(size: u64) -> io::Result<(OwnedFd, Option<super::SharedMap>)> {
+    let fd = memfd(size)?;
+    rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW).map_err(to_io)?;
+    // Without the mapping, or on a kernel without the seal (before 5.1),
+    // the buffer stays writable and is filled with `pwrite`.
+    let map = super::SharedMap::new(fd.as_fd(), true)
+        .ok()
+        .filter(|_| rustix::fs::fcntl_add_seals(&fd, SealFlags::FUTURE_WRITE).is_ok());
+    rustix::fs::fcntl_add_seals(&fd, SealFlags::SEAL).map_err(to_io)?;
+    Ok((fd, map))
+}
+
 /// A reusable buffer: a memfd of `size` bytes sealed against shrinking and
 /// growing (so a reader's `pread` of it never comes up short) but still
 /// writable, to be filled with [`pwrite_all`] again and again.

@@ -60,7 +60,9 @@ pub(crate) use files::{
     open_dir, open_lock_file, open_regular_read, read_snapshot, read_to_end, rename_at, stat_at,
     try_flock, unlink_at, unlock, write_all,
 };
-pub(crate) use memory::{check_memfd, fixed_size_memfd, pread_exact, pwrite_all, sealed_memfd};
+pub(crate) use memory::{
+    check_memfd, fixed_size_memfd, pread_exact, pwrite_all, sealed_memfd, writer_only_memfd,
+};
 #[cfg(feature = "network")]
 pub(crate) use network::*;
 pub(crate) use poll::{EventFd, Poller, wait_readable, wait_writable};

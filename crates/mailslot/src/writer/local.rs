@@ -227,7 +227,7 @@ impl Local {
     ) -> Result<(Option<usize>, bool)> {
         let len = slot.frame_len(data)?;
         if data.len() > INLINE_MAX {
-            return self.write_large(slot, data, len).map(|()| (None, false));
+            return self.write_large(slot, data, len).map(|_| (None, false));
         }
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.sock
@@ -237,20 +237,31 @@ impl Local {
     /// [`write_maybe_deferred`](Local::write_maybe_deferred) by the
     /// connection's only user: no send lock to take (two atomic
     /// operations less per message, each of which waits for the message's
-    /// stores into the ring to complete).
+    /// stores into the ring to complete). Returns where the message went:
+    /// its ring offset, or the token of the reusable buffer only this
+    /// writer can write that holds it; and whether records wait unpublished.
     pub(super) fn write_exclusive(
         &mut self,
         slot: &Slot,
         data: &[u8],
         defer: bool,
-    ) -> Result<(Option<usize>, bool)> {
+    ) -> Result<(Option<usize>, Option<u64>, bool)> {
         let len = slot.frame_len(data)?;
         if data.len() > INLINE_MAX {
-            return self.write_large(slot, data, len).map(|()| (None, false));
+            return self.write_large(slot, data, len).map(|t| (None, t, false));
         }
         let Local { sock, send_lock } = self;
         let st = send_lock.get_mut().unwrap_or_else(|p| p.into_inner());
-        sock.write_maybe_deferred(slot, st, data, len, defer)
+        let (at, deferred) = sock.write_maybe_deferred(slot, st, data, len, defer)?;
+        Ok((at, None, deferred))
+    }
+
+    /// A copy of the `len` bytes sent with buffer `token` (see
+    /// [`write_exclusive`](Local::write_exclusive)), while the reader has
+    /// not given the buffer back.
+    pub(super) fn read_back_buffer(&self, token: u64, len: usize) -> Option<Vec<u8>> {
+        let st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+        st.pool.as_ref()?.read_out(token, len)
     }
 
     /// Publishes the records [`write_maybe_deferred`](Local::write_maybe_deferred) left
@@ -370,8 +381,9 @@ impl Local {
 
     /// A message too large to send inline: in one of the writer's reusable
     /// buffers when the reader gives them back and one is free, else in a
-    /// memory file of its own, sealed against every change.
-    fn write_large(&self, slot: &Slot, data: &[u8], len: u32) -> Result<()> {
+    /// memory file of its own, sealed against every change. Returns the
+    /// buffer's token when only this writer can write the buffer.
+    fn write_large(&self, slot: &Slot, data: &[u8], len: u32) -> Result<Option<u64>> {
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
         if st.pool.is_some() {
             let mut lease = self.sock.lease(&mut st, data);
@@ -410,7 +422,8 @@ impl Local {
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
         let head = Header::new(Kind::Memfd, 0, len);
         self.sock
-            .send(slot, &mut st, false, head, &[], Some(memfd.as_fd()))
+            .send(slot, &mut st, false, head, &[], Some(memfd.as_fd()))?;
+        Ok(None)
     }
 }
 
@@ -446,7 +459,7 @@ impl Sock {
         // wait for one; inline on the socket is fine too).
         if !open && data.len() >= MEMFD_MIN && st.pool.is_some() {
             if let Ok(Some(lease)) = self.lease(st, data) {
-                return self.send_lease(slot, st, lease, len).map(|()| None);
+                return self.send_lease(slot, st, lease, len).map(|_| None);
             }
         }
         let head = Header::new(Kind::Inline, 0, len);
@@ -458,13 +471,15 @@ impl Sock {
     }
 
     /// Sends the message filled into `lease` (under the send lock).
+    /// Returns the buffer's token when only this writer can write it (see
+    /// [`MemfdPool::writer_only`]).
     fn send_lease(
         &self,
         slot: &Slot,
         st: &mut SendState,
         lease: memfd_pool::Lease,
         len: u32,
-    ) -> Result<()> {
+    ) -> Result<Option<u64>> {
         let deadline = slot.deadline();
         self.leave_ring(slot, st, deadline)?;
         let token = lease.token().to_le_bytes();
@@ -478,8 +493,9 @@ impl Sock {
             Some(p.fd(&lease)),
             deadline,
         )?;
+        let kept = p.writer_only(&lease).then(|| lease.token());
         p.sent(lease);
-        Ok(())
+        Ok(kept)
     }
 
     /// Stamps a frame and sends it: through the ring when `open` (the

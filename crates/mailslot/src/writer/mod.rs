@@ -136,8 +136,8 @@ impl Slot {
 }
 
 /// Where [`Writer::write_exclusive`] put a message (its offset in the
-/// ring, if it went there) and whether messages wait unpublished, in one
-/// word: so that the caller reads back exactly what was stored. A wider
+/// ring, or the token of a reusable buffer only the writer can write) and
+/// whether messages wait unpublished, in one word: so that the caller reads back exactly what was stored. A wider
 /// read of narrower stores waits for every store before them to complete,
 /// here the message's copy into the ring, which cost the queued writer
 /// 7% of its 1 KiB throughput.
@@ -146,18 +146,31 @@ pub(crate) struct Placed(u64);
 
 impl Placed {
     const DEFERRED: u64 = 1 << 63;
+    const BUFFER: u64 = 1 << 62;
 
-    fn new((at, deferred): (Option<usize>, bool)) -> Placed {
-        let at = at.map_or(0, |a| a as u64 + 1);
+    fn new((at, buffer, deferred): (Option<usize>, Option<u64>, bool)) -> Placed {
+        let at = match (at, buffer) {
+            (Some(a), _) => a as u64 + 1,
+            // Tokens count large messages from 1: never near 2^62.
+            (None, Some(t)) => Placed::BUFFER | (t & (Placed::BUFFER - 1)),
+            (None, None) => 0,
+        };
         Placed(at | if deferred { Placed::DEFERRED } else { 0 })
     }
 
     /// Where the message lies in the ring, if it went there.
     pub(crate) fn ring_offset(self) -> Option<usize> {
         match self.0 & !Placed::DEFERRED {
+            a if a & Placed::BUFFER != 0 => None,
             0 => None,
             a => Some((a - 1) as usize),
         }
+    }
+
+    /// The token of the reusable buffer that holds the message, if one
+    /// does that only the writer can write (see `MemfdPool::writer_only`).
+    pub(crate) fn buffer(self) -> Option<u64> {
+        (self.0 & Placed::BUFFER != 0).then_some(self.0 & (Placed::BUFFER - 1))
     }
 
     /// Messages (this one or earlier) wait unpublished in the ring.
@@ -462,7 +475,9 @@ impl Writer {
     /// where the message went and whether messages wait to be published.
     pub(crate) fn write_exclusive(&mut self, data: &[u8], defer: bool) -> Result<Placed> {
         let Route::Local(l) = &mut self.route else {
-            return self.write_routed(data, defer).map(Placed::new);
+            return self
+                .write_routed(data, defer)
+                .map(|(at, deferred)| Placed::new((at, None, deferred)));
         };
         let written = l.write_exclusive(&self.slot, data, defer)?;
         self.tally.count_exclusive(1);
@@ -475,6 +490,16 @@ impl Writer {
         match &mut self.route {
             Route::Local(l) => l.publish_deferred(),
             _ => false,
+        }
+    }
+
+    /// A copy of the message of `len` bytes that
+    /// [`write_exclusive`](Writer::write_exclusive) left in reusable buffer
+    /// `token`, while the reader has not given the buffer back.
+    pub(crate) fn read_back_buffer(&self, token: u64, len: usize) -> Option<Vec<u8>> {
+        match &self.route {
+            Route::Local(l) => l.read_back_buffer(token, len),
+            _ => None,
         }
     }
 
@@ -790,8 +815,20 @@ mod tests {
             Some(crate::ring::FILE_LEN as usize - 8),
         ] {
             for deferred in [false, true] {
-                let p = Placed::new((at, deferred));
-                assert_eq!((p.ring_offset(), p.deferred()), (at, deferred));
+                let p = Placed::new((at, None, deferred));
+                assert_eq!(
+                    (p.ring_offset(), p.buffer(), p.deferred()),
+                    (at, None, deferred)
+                );
+            }
+        }
+        for token in [1, 2, 1 << 40] {
+            for deferred in [false, true] {
+                let p = Placed::new((None, Some(token), deferred));
+                assert_eq!(
+                    (p.ring_offset(), p.buffer(), p.deferred()),
+                    (None, Some(token), deferred)
+                );
             }
         }
     }
