@@ -474,7 +474,7 @@ impl Meta {
 }
 
 /// Who holds a lock file, from the kernel's lock table.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Holders {
     /// How many locks (0 = stale; more than one only for a shared slot).
     count: u32,
@@ -488,16 +488,49 @@ struct Holders {
 /// without taking (and so disturbing) their locks.
 struct LockTable(Option<HashMap<(u32, u32, u64), Holders>>);
 
+/// Passes over `/proc/locks` that [`LockTable::read`] makes at most.
+const LOCK_TABLE_PASSES: usize = 4;
+
 impl LockTable {
+    /// The table comes a page per `read`, each resuming at a line number:
+    /// while other locks come and go between the reads, one pass can skip
+    /// a lock held all along (a single `read`, as before, saw only the
+    /// first page: about 78 locks). So passes are merged, each file with
+    /// the most holders any pass saw, until two in a row agree: a lock
+    /// held throughout is missed only if every pass skipped it.
     fn read() -> LockTable {
-        // One pass over the table: read in pieces, it could skip a live
-        // lock while others come and go.
-        let Some(text) = sys::read_snapshot("/proc/locks", 64 << 20)
+        let mut merged: Option<HashMap<(u32, u32, u64), Holders>> = None;
+        let mut last = None;
+        for _ in 0..LOCK_TABLE_PASSES {
+            let Some(pass) = Self::pass() else {
+                break;
+            };
+            let agreed = last.as_ref() == Some(&pass);
+            let all = merged.get_or_insert_with(HashMap::new);
+            for (key, h) in &pass {
+                let seen = all.entry(*key).or_default();
+                if h.count > seen.count {
+                    *seen = Holders {
+                        exclusive: seen.exclusive || h.exclusive,
+                        ..h.clone()
+                    };
+                } else {
+                    seen.exclusive |= h.exclusive;
+                }
+            }
+            if agreed {
+                break;
+            }
+            last = Some(pass);
+        }
+        LockTable(merged)
+    }
+
+    /// One pass over `/proc/locks`; `None` without it.
+    fn pass() -> Option<HashMap<(u32, u32, u64), Holders>> {
+        let text = sys::read_kernel_table("/proc/locks", 64 << 20)
             .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-        else {
-            return LockTable(None);
-        };
+            .and_then(|b| String::from_utf8(b).ok())?;
         let mut set = HashMap::new();
         for line in text.lines() {
             // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; waiters have "->".
@@ -526,7 +559,7 @@ impl LockTable {
                 }
             }
         }
-        LockTable(Some(set))
+        Some(set)
     }
 
     /// Who holds the lock file `st` according to `/proc/locks`; `None`

@@ -120,35 +120,30 @@ pub(crate) fn read_to_end(fd: BorrowedFd<'_>, limit: usize) -> io::Result<Vec<u8
     Ok(out)
 }
 
-/// `open(path)` + one `read`: a kernel table such as `/proc/locks` as one
-/// snapshot. Read in pieces, such a file can skip lines while entries come
-/// and go between the reads; one `read` with room for all of it is one
-/// pass over the table. Starts at 1 MiB and tries again four times larger
-/// while the read fills the buffer, up to `limit` bytes.
-pub(crate) fn read_snapshot(path: &str, limit: usize) -> io::Result<Vec<u8>> {
-    let mut size = (1 << 20).min(limit);
+/// `open(path)` and `read` to the end: a kernel table such as
+/// `/proc/locks`, up to `limit` bytes. Such a file comes about a page per
+/// `read` (whatever the buffer's size) and each `read` resumes at a line
+/// number, so lines can be skipped or repeated while entries come and go
+/// between the reads: callers that must not miss one read it more than
+/// once (see `LockTable` in `namespace.rs`).
+pub(crate) fn read_kernel_table(path: &str, limit: usize) -> io::Result<Vec<u8>> {
+    let fd =
+        rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(to_io)?;
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 64 << 10];
     loop {
-        let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(to_io)?;
-        let mut buf = vec![0u8; size];
-        let n = loop {
-            match rustix::io::read(&fd, &mut buf) {
-                Ok(n) => break n,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(to_io(e)),
+        match rustix::io::read(&fd, &mut chunk) {
+            Ok(0) => return Ok(out),
+            Ok(n) if out.len() + n <= limit => out.extend_from_slice(&chunk[..n]),
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{path} is larger than {limit} bytes"),
+                ));
             }
-        };
-        if n < size {
-            buf.truncate(n);
-            return Ok(buf);
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(to_io(e)),
         }
-        if size >= limit {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{path} is larger than {limit} bytes"),
-            ));
-        }
-        size = (size * 4).min(limit);
     }
 }
 

@@ -15,7 +15,7 @@
 //!   [`open_lock_file`], [`open_regular_read`], [`create_new`], [`stat_at`],
 //!   [`unlink_at`], [`rename_at`], [`chmod_at`], [`fchmod`], [`mkdir`],
 //!   [`chmod_path`], [`lstat_path`], [`fstat`], [`dev_major_minor`];
-//!   whole-file I/O: [`write_all`], [`read_to_end`], [`read_snapshot`];
+//!   whole-file I/O: [`write_all`], [`read_to_end`], [`read_kernel_table`];
 //!   advisory locks: [`try_flock`], [`unlock`];
 //! - `socket.rs`: AF_UNIX `SOCK_SEQPACKET` sockets: [`seqpacket_socket`],
 //!   [`unix_addr`], [`bind`], [`listen`], [`connect_bounded`],
@@ -57,8 +57,8 @@ mod uring;
 
 pub(crate) use files::{
     Stat, chmod_at, chmod_path, create_new, dev_major_minor, fchmod, fstat, lstat_path, mkdir,
-    open_dir, open_lock_file, open_regular_read, read_snapshot, read_to_end, rename_at, stat_at,
-    try_flock, unlink_at, unlock, write_all,
+    open_dir, open_lock_file, open_regular_read, read_kernel_table, read_to_end, rename_at,
+    stat_at, try_flock, unlink_at, unlock, write_all,
 };
 pub(crate) use memory::{
     check_memfd, fixed_size_memfd, pread_exact, pwrite_all, sealed_memfd, writer_only_memfd,
