@@ -495,35 +495,40 @@ impl LockTable {
     /// The table comes a page per `read`, each resuming at a line number:
     /// while other locks come and go between the reads, one pass can skip
     /// a lock held all along (a single `read`, as before, saw only the
-    /// first page: about 78 locks). So passes are merged, each file with
-    /// the most holders any pass saw, until two in a row agree: a lock
-    /// held throughout is missed only if every pass skipped it.
+    /// first page: about 78 locks). So it is read again until two passes
+    /// in a row agree, and taken from those two (each file with the most
+    /// holders either saw): a lock held throughout is missed only if both
+    /// skipped it, and one let go before the last two passes is not
+    /// counted (a killed reader's lock goes a moment after its death).
     fn read() -> LockTable {
-        let mut merged: Option<HashMap<(u32, u32, u64), Holders>> = None;
-        let mut last = None;
-        for _ in 0..LOCK_TABLE_PASSES {
+        let mut prev: Option<HashMap<(u32, u32, u64), Holders>> = None;
+        for i in 0..LOCK_TABLE_PASSES {
             let Some(pass) = Self::pass() else {
                 break;
             };
-            let agreed = last.as_ref() == Some(&pass);
-            let all = merged.get_or_insert_with(HashMap::new);
-            for (key, h) in &pass {
-                let seen = all.entry(*key).or_default();
-                if h.count > seen.count {
-                    *seen = Holders {
-                        exclusive: seen.exclusive || h.exclusive,
-                        ..h.clone()
-                    };
-                } else {
-                    seen.exclusive |= h.exclusive;
+            match prev {
+                Some(p) if p == pass => return LockTable(Some(pass)),
+                Some(p) if i + 1 == LOCK_TABLE_PASSES => {
+                    return LockTable(Some(Self::most_of(p, pass)));
                 }
+                _ => prev = Some(pass),
             }
-            if agreed {
-                break;
-            }
-            last = Some(pass);
         }
-        LockTable(merged)
+        LockTable(prev)
+    }
+
+    /// Each file with the most holders either pass saw.
+    fn most_of(
+        mut a: HashMap<(u32, u32, u64), Holders>,
+        b: HashMap<(u32, u32, u64), Holders>,
+    ) -> HashMap<(u32, u32, u64), Holders> {
+        for (key, h) in b {
+            let seen = a.entry(key).or_default();
+            if h.count > seen.count {
+                *seen = h;
+            }
+        }
+        a
     }
 
     /// One pass over `/proc/locks`; `None` without it.
