@@ -16,11 +16,12 @@
 //!
 //! A memfd frame normally passes a memfd sealed against every change. With
 //! flag bit 1 the memfd is one of the writer's reusable buffers: sealed
-//! against shrinking and growing only, at least as long as the message, and
-//! the frame's body is a `u64` token. Once the reader has copied the message
-//! out it sends the token back on the same connection in a release frame
-//! (kind 3, no body, the token in the stamp field), and only then may the
-//! writer fill that buffer again. Readers that can do this say so in their
+//! against shrinking and growing (and, where the kernel can, against every
+//! write but through the writer's own mapping), at least as long as the
+//! message, and the frame's body is a `u64` token. Once the reader has
+//! copied the message out and counted the read, it sends the token back on
+//! the same connection in a release frame (kind 3, no body, the token in
+//! the stamp field), and only then may the writer fill that buffer again. Readers that can do this say so in their
 //! metadata (`recycle=1`); writers never send such frames to others.
 //!
 //! Readers receive with plain `recv`, which is cheaper than `recvmsg` and
