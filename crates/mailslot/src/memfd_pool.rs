@@ -258,7 +258,11 @@ mod tests {
         assert!(pool.writer_only(&lease));
         let fd = pool.fd(&lease);
         let e = sys::pwrite_all(fd, b"forged").unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc_eperm()), "{e}");
+        assert_eq!(
+            e.raw_os_error(),
+            Some(rustix::io::Errno::PERM.raw_os_error()),
+            "{e}"
+        );
         assert!(
             sys::SharedMap::new(fd, true).is_err(),
             "no writable mapping"
@@ -266,7 +270,11 @@ mod tests {
         let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
         if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&path) {
             let e = f.write_all(b"forged").unwrap_err();
-            assert_eq!(e.raw_os_error(), Some(libc_eperm()), "{e}");
+            assert_eq!(
+                e.raw_os_error(),
+                Some(rustix::io::Errno::PERM.raw_os_error()),
+                "{e}"
+            );
         }
         let token = lease.token();
         pool.sent(lease);
@@ -274,10 +282,6 @@ mod tests {
         assert_eq!(pool.read_out(token, data.len()).unwrap(), data);
         pool.release(token);
         assert_eq!(pool.read_out(token, data.len()), None);
-    }
-
-    fn libc_eperm() -> i32 {
-        rustix::io::Errno::PERM.raw_os_error()
     }
 
     #[test]

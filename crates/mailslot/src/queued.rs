@@ -1575,16 +1575,27 @@ mod tests {
     use super::*;
     use crate::{Reader, ReaderOptions};
 
+    /// A namespace in a fresh directory, a reader of `path` in it (read
+    /// timeout 30 s) and a queued writer to it.
+    fn reader_and_writer(path: &str) -> (tempfile::TempDir, Namespace, Reader, QueuedWriter) {
+        let tmp = tempfile::tempdir().unwrap();
+        let ns = Namespace::at(tmp.path()).unwrap();
+        let name = SlotName::parse(path).unwrap();
+        let reader = Reader::create_in(&ns, &name, &reader_options()).unwrap();
+        let writer = QueuedWriter::open_in(&ns, &name, QueuedOptions::default()).unwrap();
+        (tmp, ns, reader, writer)
+    }
+
+    fn reader_options() -> ReaderOptions {
+        ReaderOptions::default().read_timeout(Some(Duration::from_secs(30)))
+    }
+
     /// A large message's buffer, once read, holds the next large message
     /// (a fresh one cost a page fault per 4 KiB: 1 MiB messages went at a
     /// tenth of plain writes' rate).
     #[test]
     fn a_large_messages_buffer_is_used_again_once_read() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ns = Namespace::at(tmp.path()).unwrap();
-        let name = SlotName::parse(r"\\.\mailslot\large\again").unwrap();
-        let mut reader = Reader::create_in(&ns, &name, &ReaderOptions::default()).unwrap();
-        let writer = QueuedWriter::open_in(&ns, &name, QueuedOptions::default()).unwrap();
+        let (_tmp, _ns, mut reader, writer) = reader_and_writer(r"\\.\mailslot\large\again");
         let mut buf = vec![0u8; 1 << 20];
         let mut kept = Vec::new();
         for i in 0..4u8 {
@@ -1610,12 +1621,7 @@ mod tests {
     /// next reader, intact and in order.
     #[test]
     fn large_messages_kept_in_reusable_buffers_go_to_the_next_reader() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ns = Namespace::at(tmp.path()).unwrap();
-        let name = SlotName::parse(r"\\.\mailslot\large\kept").unwrap();
-        let opts = ReaderOptions::default().read_timeout(Some(Duration::from_secs(30)));
-        let mut first = Reader::create_in(&ns, &name, &opts).unwrap();
-        let writer = QueuedWriter::open_in(&ns, &name, QueuedOptions::default()).unwrap();
+        let (_tmp, ns, mut first, writer) = reader_and_writer(r"\\.\mailslot\large\kept");
         let big = |i: usize| -> Vec<u8> { (0..(1 << 20) + i).map(|j| (i * 7 + j) as u8).collect() };
         let mut buf = vec![0u8; 2 << 20];
         // Connected (the first message may wait for the delivery thread).
@@ -1638,7 +1644,7 @@ mod tests {
             assert!(buf[..n] == big(i), "message {i} intact");
         }
         drop(first);
-        let mut second = Reader::create_in(&ns, &name, &opts).unwrap();
+        let mut second = Reader::create_in(&ns, &writer.target(), &reader_options()).unwrap();
         for i in 2..6 {
             let n = second.read(&mut buf).unwrap();
             assert!(buf[..n] == big(i), "message {i} intact at the next reader");
@@ -1668,11 +1674,7 @@ mod tests {
     /// even though its steady stream never lets the queue drain.
     #[test]
     fn a_stall_ends_when_the_reader_reads_again_under_a_steady_stream() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ns = Namespace::at(tmp.path()).unwrap();
-        let name = SlotName::parse(r"\\.\mailslot\stall\ends").unwrap();
-        let mut reader = Reader::create_in(&ns, &name, &ReaderOptions::default()).unwrap();
-        let writer = QueuedWriter::open_in(&ns, &name, QueuedOptions::default()).unwrap();
+        let (_tmp, _ns, mut reader, writer) = reader_and_writer(r"\\.\mailslot\stall\ends");
         let msg = [7u8; 1024];
         // Connected, and the first message read.
         writer.send_slice(&msg, Priority::Normal).unwrap();

@@ -160,11 +160,8 @@ impl Placed {
 
     /// Where the message lies in the ring, if it went there.
     pub(crate) fn ring_offset(self) -> Option<usize> {
-        match self.0 & !Placed::DEFERRED {
-            a if a & Placed::BUFFER != 0 => None,
-            0 => None,
-            a => Some((a - 1) as usize),
-        }
+        let a = self.0 & !Placed::DEFERRED;
+        (a != 0 && a & Placed::BUFFER == 0).then(|| (a - 1) as usize)
     }
 
     /// The token of the reusable buffer that holds the message, if one
