@@ -62,10 +62,11 @@
 //! and the message count is no atomic operation, two fewer instructions
 //! per message that each wait for the message's bytes to reach the ring),
 //! waiting at most 1 ms for room (a message over 64 KiB, which travels in a
-//! memory file, waits as long as a plain write would for one of the
-//! connection's reusable buffers: 2 ns per byte, at least 10 ms; then it
-//! takes a fresh file): the
-//! message goes into the connection (it is then unread, like any message
+//! memory file, is sent without the lock: the caller takes the connection
+//! out of the state, fills one of its reusable buffers or waits for one as
+//! long as a plain write would, 2 ns per byte and at least 10 ms, then
+//! takes a fresh file; other threads' sends queue meanwhile): the message
+//! goes into the connection (it is then unread, like any message
 //! sent, and counts in [`QueuedStats::sent`] and [`QueuedStats::packets`];
 //! every 64 such sends, and after each of 64 KiB or more, the caller also
 //! looks at the receipts) or, when the
@@ -150,7 +151,7 @@ use crate::error::{Error, Result, io_err};
 use crate::name::SlotName;
 use crate::namespace::Namespace;
 use crate::receipt::{Fate, Snapshot};
-use crate::writer::Writer;
+use crate::writer::{Placed, Writer};
 
 /// How long one blocked send waits before the delivery thread looks again
 /// at its deadline and target.
@@ -166,7 +167,8 @@ const DIRECT_WAIT: Duration = Duration::from_millis(1);
 
 /// How long a direct send of `len` bytes may wait: [`DIRECT_WAIT`], or for
 /// a message that travels in a memory file as long as a plain write waits
-/// for one of its reusable buffers to come back (`MemfdPool::patience`).
+/// for one of its reusable buffers to come back (`MemfdPool::patience`),
+/// with the connection lent out of the queue's lock (see `send_lent`).
 /// Cut to `DIRECT_WAIT`, a writer among four of 1 MiB messages sent 45% of
 /// them in fresh memory files (a page allocation per 4 KiB), plain writers
 /// none: 1.8 k msgs/s against plain's 8 k.
@@ -500,6 +502,16 @@ struct State {
     /// callers leave everything to the delivery thread until it has sent
     /// all that waits.
     stalled: bool,
+    /// A caller's thread has taken the connection out of the state to send
+    /// a large message without the lock (see `send_lent`): nobody else
+    /// sends meanwhile, and the delivery thread waits for it to come back
+    /// rather than connect again.
+    lent: bool,
+    /// The delivery thread waits for the lent connection to come back.
+    lent_awaited: bool,
+    /// Messages counted in `count` that sends are copying in, without the
+    /// lock: in no queue yet.
+    copying: usize,
     /// The batch a caller's thread sends (kept for its buffer).
     combine: Vec<QueuedMessage>,
     /// Calls of `send` so far: the delivery thread leaves sending to the
@@ -555,12 +567,7 @@ impl State {
     /// at hand (see [`QueuedWriter::send_slice`]).
     fn buffer_with(&mut self, data: &[u8]) -> Vec<u8> {
         if data.len() > SPARE_LEN {
-            let fits = self
-                .spare_large
-                .iter()
-                .position(|v| v.capacity() >= data.len());
-            let mut v = fits.map_or_else(Vec::new, |i| self.spare_large.swap_remove(i));
-            v.clear();
+            let mut v = self.spare_for(data.len());
             v.extend_from_slice(data);
             return v;
         }
@@ -577,6 +584,15 @@ impl State {
         }
     }
 
+    /// An empty buffer for a message of `len` bytes (over `SPARE_LEN`): that
+    /// of a large message already read, when one is large enough.
+    fn spare_for(&mut self, len: usize) -> Vec<u8> {
+        let fits = self.spare_large.iter().position(|v| v.capacity() >= len);
+        let mut v = fits.map_or_else(Vec::new, |i| self.spare_large.swap_remove(i));
+        v.clear();
+        v
+    }
+
     /// Keeps the buffer of a message read for [`buffer_with`](State::buffer_with).
     fn recycle(&mut self, v: Vec<u8>) {
         if v.capacity() <= SPARE_LEN {
@@ -591,9 +607,11 @@ impl State {
         }
     }
 
-    /// Messages not yet sent (waiting or being sent).
+    /// Messages not yet sent (waiting or being sent by the delivery
+    /// thread); not those a caller's thread is still copying in or sending
+    /// on a lent connection.
     fn waiting(&self) -> usize {
-        self.count - self.unread.len()
+        self.count - self.unread.len() - self.copying - usize::from(self.lent)
     }
 
     /// Drops the unread messages a read has returned, by the connection's
@@ -790,6 +808,9 @@ impl QueuedWriter {
                 hurry: 0,
                 deferred: false,
                 stalled: false,
+                lent: false,
+                lent_awaited: false,
+                copying: 0,
                 sends: 0,
                 combine: Vec::new(),
                 worker_gone: false,
@@ -912,17 +933,36 @@ impl QueuedWriter {
         // A small message goes alone only to a reader that has read all
         // this writer sent; else it gathers with those that follow.
         let gather = data.len() < SMALL_LEN;
-        let data =
-            if st.waiting() == 1 && st.closing.is_none() && (!gather || self.caught_up(&mut st)) {
-                match self.try_direct(&mut st, data, priority) {
-                    None => return Ok(()),
-                    Some(data) => data,
-                }
-            } else {
-                data
-            };
+        let direct =
+            st.waiting() == 1 && st.closing.is_none() && (!gather || self.caught_up(&mut st));
+        let data = if !direct {
+            data
+        } else if data.len() > crate::frame::INLINE_MAX {
+            let (guard, rest) = self.send_lent(st, data, priority);
+            st = guard;
+            match rest {
+                None => return Ok(()),
+                Some(data) => data,
+            }
+        } else {
+            match self.try_direct(&mut st, data, priority) {
+                None => return Ok(()),
+                Some(data) => data,
+            }
+        };
         let data = match data {
             Cow::Owned(v) => v,
+            // A large copy is made without the lock, which every other
+            // sender needs meanwhile.
+            Cow::Borrowed(s) if s.len() > crate::frame::INLINE_MAX => {
+                let mut v = st.spare_for(s.len());
+                st.copying += 1;
+                drop(st);
+                v.extend_from_slice(s);
+                st = self.shared.lock();
+                st.copying -= 1;
+                v
+            }
             Cow::Borrowed(s) => st.buffer_with(s),
         };
         match priority {
@@ -958,17 +998,83 @@ impl QueuedWriter {
         if *g != generation || w.is_shared() {
             return Some(data);
         }
-        w.set_write_timeout(Some(direct_wait(data.len())));
+        w.set_write_timeout(Some(DIRECT_WAIT));
         // A message of a stream may wait in the ring, unpublished, for
         // those that follow (small ones come here only when the reader has
         // caught up: they go at once). Any error (no room, the reader gone,
         // too large) sent nothing; the delivery thread finds out and deals
         // with it when it sends the message from the queue.
-        let written = w.write_exclusive(&data, data.len() >= SMALL_LEN);
+        let written = w.write_exclusive(&data, data.len() >= SMALL_LEN, true);
         let Ok(placed) = written else {
             st.stalled = true;
             return Some(data);
         };
+        let n = w.sent_messages() - 1;
+        self.sent_directly(st, placed, n, data, priority);
+        None
+    }
+
+    /// [`try_direct`](QueuedWriter::try_direct) for a message that travels
+    /// in a memory file (over 64 KiB): the connection is taken out of the
+    /// state while the caller fills one of its reusable buffers, or waits
+    /// for one to come back as long as a plain write would, so other
+    /// threads' sends (which queue meanwhile) and `stats` do not wait for
+    /// that. Returns the lock again.
+    fn send_lent<'s, 'a>(
+        &'s self,
+        mut st: MutexGuard<'s, State>,
+        data: Cow<'a, [u8]>,
+        priority: Priority,
+    ) -> (MutexGuard<'s, State>, Option<Cow<'a, [u8]>>) {
+        let generation = st.generation;
+        let Some((g, mut w)) = st.conn.take() else {
+            return (st, Some(data));
+        };
+        // A shared slot's non-blocking write could reach only some readers.
+        if g != generation || w.is_shared() {
+            st.conn = Some((g, w));
+            return (st, Some(data));
+        }
+        st.lent = true;
+        drop(st);
+        w.set_write_timeout(Some(direct_wait(data.len())));
+        let written = w.write_exclusive(&data, false, true);
+        let n = w.sent_messages().wrapping_sub(1);
+        // In a memory file of its own (every reusable buffer out), it is
+        // kept in a copy of the writer's, made before taking the lock.
+        let data = match &written {
+            Ok(p) if p.buffer().is_none() => Cow::Owned(data.into_owned()),
+            _ => data,
+        };
+        let mut st = self.shared.lock();
+        st.conn = Some((g, w));
+        st.lent = false;
+        if std::mem::take(&mut st.lent_awaited) {
+            self.shared.work.notify_all();
+        }
+        match written {
+            Ok(placed) => {
+                self.sent_directly(&mut st, placed, n, data, priority);
+                (st, None)
+            }
+            Err(_) => {
+                st.stalled = true;
+                (st, Some(data))
+            }
+        }
+    }
+
+    /// Bookkeeping for message `n` of the connection, `data`, which a
+    /// caller's thread sent and `placed`: it waits for its read, kept
+    /// where it went when that is memory only this writer can write.
+    fn sent_directly(
+        &self,
+        st: &mut State,
+        placed: Placed,
+        n: u64,
+        data: Cow<'_, [u8]>,
+        priority: Priority,
+    ) {
         st.deferred |= placed.deferred();
         let len = data.len();
         let held = match (placed.ring_offset(), placed.buffer()) {
@@ -989,7 +1095,6 @@ impl QueuedWriter {
                 Cow::Borrowed(s) => st.buffer_with(s),
             }),
         };
-        let n = st.conn.as_ref().map_or(0, |(_, w)| w.sent_messages() - 1);
         st.stats.sent += 1;
         st.stats.packets += 1;
         st.stalled = false;
@@ -1005,7 +1110,6 @@ impl QueuedWriter {
             st.worker_idle = false;
             self.shared.work.notify_one();
         }
-        None
     }
 
     /// Whether every message sent was read, by the receipts.
@@ -1069,7 +1173,7 @@ impl QueuedWriter {
                 st.conn = Some((g, w));
                 break;
             }
-            let (first, sent, err) = send_batch(&w, &batch);
+            let (first, sent, err) = send_batch_now(&mut w, &batch);
             st.conn = Some((g, w));
             account(&self.shared, st, &mut batch, first, sent, err.as_ref());
             if err.is_some() || st.waiting() == 0 {
@@ -1259,7 +1363,7 @@ fn deliver(shared: &Shared, ns: &Namespace) {
                 st.target.clone(),
                 st.generation,
                 st.closing,
-                st.conn.is_some(),
+                st.conn.is_some() || st.lent,
             )
         };
 
@@ -1308,6 +1412,12 @@ fn deliver(shared: &Shared, ns: &Namespace) {
                 continue;
             }
             let Some((conn_generation, writer)) = st.conn.take() else {
+                // A caller sends a large message on it: it comes back
+                // when that is done.
+                if st.lent {
+                    st.lent_awaited = true;
+                    drop(shared.work.wait_timeout(st, SEND_SLICE));
+                }
                 continue;
             };
             take_batch(shared, &mut st, &writer, &mut batch);
@@ -1379,6 +1489,23 @@ fn send_batch(writer: &Writer, batch: &[QueuedMessage]) -> (u64, usize, Option<E
     match result {
         Ok(()) => (first, batch.len(), None),
         Err((n, e)) => (first, n, Some(e)),
+    }
+}
+
+/// [`send_batch`] from a caller's thread, which holds the queue's lock: a
+/// message over 64 KiB goes only in a reusable buffer free at once (see
+/// [`Writer::write_exclusive`]); with every one out, nothing is sent and
+/// the write times out, leaving the message to the delivery thread.
+fn send_batch_now(writer: &mut Writer, batch: &[QueuedMessage]) -> (u64, usize, Option<Error>) {
+    match batch {
+        [one] if one.data.len() > crate::frame::INLINE_MAX => {
+            let first = writer.sent_messages();
+            match writer.write_exclusive(&one.data, false, false) {
+                Ok(_) => (first, 1, None),
+                Err(e) => (first, 0, Some(e)),
+            }
+        }
+        _ => send_batch(writer, batch),
     }
 }
 

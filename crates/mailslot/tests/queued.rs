@@ -727,3 +727,111 @@ fn a_burst_of_larger_messages_is_published_to_its_end_without_a_flush() {
     w.wait_read(LONG).unwrap();
     assert_eq!(w.stats().read, 1 + 20 * 37);
 }
+
+/// A large message waiting for one of the connection's reusable buffers
+/// (every one held by a reader that does not read) must not hold up other
+/// threads that need the queue (their sends, `stats`).
+#[test]
+fn a_large_send_waiting_for_room_does_not_hold_up_other_threads() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (_tmp, ns) = ns();
+    let n = name("stall");
+    // Present, never reading: the writer's buffers stay out.
+    let _r = reader(&ns, &n);
+    let opts = QueuedOptions::default().queue_limit(100_000, 1 << 30);
+    let w = QueuedWriter::open_in(&ns, &n, opts).unwrap();
+    w.flush(LONG).unwrap();
+    // 1 MiB: a buffer of the connection's is waited for 10 ms (see
+    // `MemfdPool::patience`). Sent with pauses; the other thread only
+    // looks at the queue (a send of its own could change how these go).
+    let big = vec![7u8; 1 << 20];
+    let done = AtomicBool::new(false);
+    let (slow, worst, looks) = std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..30 {
+                w.send_slice(&big, Priority::Normal).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            done.store(true, Ordering::SeqCst);
+        });
+        let (mut slow, mut worst, mut looks) = (0, Duration::ZERO, 0);
+        while !done.load(Ordering::SeqCst) {
+            let t = Instant::now();
+            drop(w.stats());
+            let took = t.elapsed();
+            slow += usize::from(took >= Duration::from_millis(5));
+            worst = worst.max(took);
+            looks += 1;
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        (slow, worst, looks)
+    });
+    // Held for the wait, the lock kept the other thread out 10 ms or more
+    // once per large send after the eighth; a busy machine may still delay
+    // one or two looks.
+    assert!(
+        slow <= 2,
+        "{slow} of {looks} looks at the queue took 5 ms or more (worst {worst:?}) while large sends waited for room"
+    );
+    assert!(looks > 30, "the other thread ran alongside ({looks} looks)");
+    let st = w.stats();
+    assert_eq!((st.queued, st.sent), (30, 30), "every large one was sent");
+}
+
+/// Large messages sent while another thread sends small ones, to a reader
+/// that falls behind at first (so large sends wait for buffers, lent out of
+/// the queue's lock): every message arrives once, intact, and each
+/// thread's in the order it sent them.
+#[test]
+fn large_and_small_senders_side_by_side_lose_and_reorder_nothing() {
+    let (_tmp, ns) = ns();
+    let n = name("side");
+    let mut r = reader(&ns, &n);
+    let w = QueuedWriter::open_in(&ns, &n, QueuedOptions::default()).unwrap();
+    w.flush(LONG).unwrap();
+    let large = |i: usize| -> Vec<u8> {
+        let len = (64 << 10) + 1 + (i * 37_813) % (2 << 20);
+        let mut v = vec![(i % 251) as u8; len];
+        v[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        v
+    };
+    let (nl, ns_) = (150, 3000);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..nl {
+                w.send(large(i), Priority::Normal).unwrap();
+            }
+        });
+        s.spawn(|| {
+            for i in 0..ns_ {
+                w.send(format!("s{i}").into_bytes(), Priority::Normal)
+                    .unwrap();
+            }
+        });
+        // Behind at first: the writer's reusable buffers run out.
+        std::thread::sleep(Duration::from_millis(50));
+        let (mut next_l, mut next_s) = (0, 0);
+        for _ in 0..nl + ns_ {
+            let m = r.read_message().unwrap().data;
+            if m.len() > 64 << 10 {
+                let i = u64::from_le_bytes(m[..8].try_into().unwrap()) as usize;
+                assert_eq!(i, next_l, "large messages in order");
+                assert!(m == large(i), "large message {i} intact");
+                next_l += 1;
+            } else {
+                assert_eq!(
+                    m,
+                    format!("s{next_s}").into_bytes(),
+                    "small messages in order"
+                );
+                next_s += 1;
+            }
+        }
+        assert_eq!((next_l, next_s), (nl, ns_));
+    });
+    assert!(w.close(LONG).is_empty());
+    assert!(matches!(
+        r.read_message_timeout(Some(Duration::ZERO)),
+        Err(mailslot::Error::TimedOut { .. })
+    ));
+}

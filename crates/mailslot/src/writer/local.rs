@@ -227,7 +227,9 @@ impl Local {
     ) -> Result<(Option<usize>, bool)> {
         let len = slot.frame_len(data)?;
         if data.len() > INLINE_MAX {
-            return self.write_large(slot, data, len).map(|_| (None, false));
+            return self
+                .write_large(slot, data, len, true)
+                .map(|_| (None, false));
         }
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.sock
@@ -240,15 +242,20 @@ impl Local {
     /// stores into the ring to complete). Returns where the message went:
     /// its ring offset, or the token of the reusable buffer only this
     /// writer can write that holds it; and whether records wait unpublished.
+    /// A large message waits for a reusable buffer only when `patient`
+    /// (see [`write_large`](Local::write_large)).
     pub(super) fn write_exclusive(
         &mut self,
         slot: &Slot,
         data: &[u8],
         defer: bool,
+        patient: bool,
     ) -> Result<(Option<usize>, Option<u64>, bool)> {
         let len = slot.frame_len(data)?;
         if data.len() > INLINE_MAX {
-            return self.write_large(slot, data, len).map(|t| (None, t, false));
+            return self
+                .write_large(slot, data, len, patient)
+                .map(|t| (None, t, false));
         }
         let Local { sock, send_lock } = self;
         let st = send_lock.get_mut().unwrap_or_else(|p| p.into_inner());
@@ -383,10 +390,24 @@ impl Local {
     /// buffers when the reader gives them back and one is free, else in a
     /// memory file of its own, sealed against every change. Returns the
     /// buffer's token when only this writer can write the buffer.
-    fn write_large(&self, slot: &Slot, data: &[u8], len: u32) -> Result<Option<u64>> {
+    ///
+    /// With every buffer out, a `patient` writer waits a while for one to
+    /// come back (see [`MemfdPool::patience`]); an impatient one sends
+    /// nothing and fails at once with a timeout (its caller holds a lock
+    /// others wait on, and has another way to send the message).
+    fn write_large(
+        &self,
+        slot: &Slot,
+        data: &[u8],
+        len: u32,
+        patient: bool,
+    ) -> Result<Option<u64>> {
         let mut st = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
         if st.pool.is_some() {
             let mut lease = self.sock.lease(&mut st, data);
+            if !patient && matches!(lease, Ok(None)) {
+                return Err(slot.timed_out("writing to"));
+            }
             if matches!(lease, Ok(None)) && st.pool.as_ref().is_some_and(|p| p.any_out()) {
                 // Every buffer is out: the reader gives one back soon if it
                 // is reading, which is cheaper than a fresh memory file.

@@ -468,15 +468,24 @@ impl Writer {
     /// `defer`, the message may stay unpublished in the ring for a moment
     /// while a stream of them goes in (see `Local::write_maybe_deferred`):
     /// until [`publish_deferred`](Writer::publish_deferred) or the next
-    /// write that is not deferred. Other routes write as usual. Returns
-    /// where the message went and whether messages wait to be published.
-    pub(crate) fn write_exclusive(&mut self, data: &[u8], defer: bool) -> Result<Placed> {
+    /// write that is not deferred. A message too large to go inline waits
+    /// for one of the connection's reusable buffers only when `patient`:
+    /// else, with every buffer out, nothing is sent and the write times
+    /// out at once (for a caller that holds a lock others wait on). Other
+    /// routes write as usual. Returns where the message went and whether
+    /// messages wait to be published.
+    pub(crate) fn write_exclusive(
+        &mut self,
+        data: &[u8],
+        defer: bool,
+        patient: bool,
+    ) -> Result<Placed> {
         let Route::Local(l) = &mut self.route else {
             return self
                 .write_routed(data, defer)
                 .map(|(at, deferred)| Placed::new((at, None, deferred)));
         };
-        let written = l.write_exclusive(&self.slot, data, defer)?;
+        let written = l.write_exclusive(&self.slot, data, defer, patient)?;
         self.tally.count_exclusive(1);
         Ok(Placed::new(written))
     }
