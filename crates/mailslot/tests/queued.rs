@@ -835,3 +835,46 @@ fn large_and_small_senders_side_by_side_lose_and_reorder_nothing() {
         Err(mailslot::Error::TimedOut { .. })
     ));
 }
+
+/// Retargeted while a large send waits for a buffer on the old reader's
+/// connection (lent out of the queue's lock): the messages the old reader
+/// never read, that one included, all reach the new reader, once and in
+/// order.
+#[test]
+fn retarget_while_a_large_send_waits_for_room_moves_everything() {
+    let (_tmp, ns) = ns();
+    let (old, new) = (name("stuck"), name("fresh"));
+    // Present, never reading: the writer's buffers stay out.
+    let a = reader(&ns, &old);
+    let mut b = reader(&ns, &new);
+    let w = QueuedWriter::open_in(&ns, &old, QueuedOptions::default()).unwrap();
+    // Connected: the old reader holds this one unread.
+    w.send(&b"hello"[..], Priority::Normal).unwrap();
+    w.flush(LONG).unwrap();
+    let big = |i: usize| vec![i as u8; (1 << 20) + i];
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..12 {
+                w.send(big(i), Priority::Normal).unwrap();
+            }
+        });
+        // "hello" and eight fill the buffers; the ninth waits 10 ms for one.
+        let until = Instant::now() + LONG;
+        while w.stats().sent < 9 && Instant::now() < until {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        w.retarget(&new);
+    });
+    assert_eq!(b.read_message().unwrap().data, b"hello");
+    for i in 0..12 {
+        assert!(b.read_message().unwrap().data == big(i), "message {i}");
+    }
+    w.wait_read(LONG).unwrap();
+    assert!(matches!(
+        b.read_message_timeout(Some(Duration::ZERO)),
+        Err(mailslot::Error::TimedOut { .. })
+    ));
+    drop(a);
+    assert!(w.close(LONG).is_empty());
+}
