@@ -1027,6 +1027,9 @@ impl QueuedWriter {
         priority: Priority,
     ) -> (MutexGuard<'s, State>, Option<Cow<'a, [u8]>>) {
         let generation = st.generation;
+        // Records of earlier sends left unpublished go visible now, not
+        // after this send's wait for a buffer.
+        publish_deferred(&mut st);
         let Some((g, mut w)) = st.conn.take() else {
             return (st, Some(data));
         };
