@@ -78,13 +78,18 @@
 //! the faster way for them).
 //!
 //! A direct send of 512 bytes or more that comes right after another (under
-//! 1 µs) may stay in the ring unpublished, invisible to the reader, until 16
-//! records or 16 KiB wait: then they go visible together, for one
-//! publication (a fence, and the ring's tail passed to the reader once)
-//! instead of one each, and the records after the first take its stamp
-//! instead of reading the clock. A message alone is published at once; the
-//! delivery thread publishes the rest of a burst once callers stop (after
-//! 20 µs to 1 ms of quiet), and [`flush`](QueuedWriter::flush),
+//! 1 µs) may stay in the ring unpublished, invisible to a reader still
+//! busy with earlier ones, until 16 records or 16 KiB wait: then they go
+//! visible together, for one publication (a fence, and the ring's tail
+//! passed to the reader once) instead of one each, and the records after
+//! the first take its stamp instead of reading the clock. A message alone
+//! is published at once. A reader that has read everything published
+//! looks, before it sleeps, how far the writer has written (staged, see
+//! `ring.rs`), and reads the rest of a burst from there: the last of a
+//! burst of five 1 KiB messages arrived 40–60 µs after its send (the
+//! reader's wake-up and its 20 µs watch), where it waited 200 µs for the
+//! delivery thread, which still publishes the rest of a burst once callers
+//! stop (after 20 µs to 1 ms of quiet); [`flush`](QueuedWriter::flush),
 //! [`wait_read`](QueuedWriter::wait_read) and a wait for room publish first.
 //! They are unread messages like any other: kept in the ring, and taken
 //! back and sent again if the reader goes away without them.

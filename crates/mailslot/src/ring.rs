@@ -18,6 +18,7 @@
 //! | 128 | reader waiting: wake me through the eventfd (u32) | both |
 //! | 192 | writer waiting: tell me when the head reaches this (u64; 0: not) | both |
 //! | 256 | reader closed the connection (u32) | reader |
+//! | 320 | `staged`: bytes written, published or not (u64) | writer |
 //! | 8192 | `DATA` (2 MiB) bytes of records | writer |
 //!
 //! (Records start at 8192, not 4096 as before message records existed: a
@@ -38,6 +39,14 @@
 //! A writer may write several records before it publishes them with one
 //! store of the tail (the queued writer does, for a stream): the reader
 //! only ever sees whole records up to the tail, whichever way they came.
+//! Such a writer also stores how far it has written in `staged` (a plain
+//! release store to a line of its own, which the reader does not touch
+//! while records keep coming), and a reader about to sleep, having found
+//! nothing new at the tail, looks there and reads up to it: so the last
+//! records of a burst reach a reader that has caught up without waiting
+//! for the writer's next publication. (Only a reader about to sleep looks:
+//! one that followed `staged` closely would take its line away at every
+//! record, which is what publishing less often saves.)
 //!
 //! Waking: before the reader sleeps it sets "reader waiting" and looks at
 //! the tail once more; after the writer publishes a record it looks at the
@@ -92,6 +101,7 @@ const HEAD: usize = 64;
 const READER_WAITING: usize = 128;
 const WRITER_WAITING: usize = 192;
 const CLOSED: usize = 256;
+const STAGED: usize = 320;
 
 const REC_HDR: usize = 8;
 const TAG_FRAME: u32 = 1;
@@ -311,6 +321,14 @@ impl RingWriter {
         wake
     }
 
+    /// Tells a reader about to sleep how far records are written, without
+    /// publishing them (see the module's documentation).
+    pub(crate) fn stage(&self) {
+        self.map
+            .atomic_u64(STAGED)
+            .store(self.tail, Ordering::Release);
+    }
+
     /// After a push found no room: asks the reader for a room frame once
     /// it has freed that much and some more. The caller tries to push again
     /// before it waits for the frame.
@@ -360,6 +378,9 @@ pub(crate) struct RingReader {
     /// The writer's tail as last read and checked: records up to it are
     /// parsed without touching the tail's cache line again.
     tail: u64,
+    /// How far the writer said it has written (`staged`), when a look
+    /// before sleeping found it past what was read: parsed as if published.
+    staged: u64,
 }
 
 impl RingReader {
@@ -386,12 +407,29 @@ impl RingReader {
             read: 0,
             head: 0,
             tail: 0,
+            staged: 0,
         })
     }
 
-    /// Whether the writer has published records not yet parsed.
+    /// Whether the writer has published records not yet parsed (or staged
+    /// ones a look before sleeping found). A tail behind what was read
+    /// (records read as staged, not published yet) shows none.
     pub(crate) fn has_records(&self) -> bool {
-        self.map.atomic_u64(TAIL).load(Ordering::SeqCst) != self.read
+        self.staged > self.read || self.map.atomic_u64(TAIL).load(Ordering::SeqCst) > self.read
+    }
+
+    /// Before sleeping: whether the writer has staged records past what
+    /// was read (see the module's documentation); they are parsed from
+    /// then on. A value no honest writer stages is ignored: it only hides
+    /// that writer's own records until it publishes them.
+    pub(crate) fn look_staged(&mut self) -> bool {
+        let staged = self.map.atomic_u64(STAGED).load(Ordering::SeqCst);
+        if staged > self.read && staged % 8 == 0 && staged.wrapping_sub(self.head) <= DATA as u64 {
+            self.staged = staged;
+            true
+        } else {
+            false
+        }
     }
 
     /// How far records have been parsed.
@@ -404,17 +442,25 @@ impl RingReader {
         self.tail
     }
 
-    /// The tail the writer has published.
+    /// The tail the writer has published, or how far it has staged
+    /// records when a look found that further.
     pub(crate) fn tail(&self) -> u64 {
-        self.map.atomic_u64(TAIL).load(Ordering::SeqCst)
+        self.map
+            .atomic_u64(TAIL)
+            .load(Ordering::SeqCst)
+            .max(self.staged)
     }
 
-    /// Parses the next record, if the writer has published one; a record
-    /// fully checked against the ring's size and the published tail.
+    /// Parses the next record, if the writer has published one (or staged
+    /// it, see [`look_staged`](RingReader::look_staged)); a record fully
+    /// checked against the ring's size and that tail.
     pub(crate) fn next(&mut self) -> Result<Option<Record>, Corrupt> {
         loop {
             if self.tail == self.read {
-                let tail = self.map.atomic_u64(TAIL).load(Ordering::Acquire);
+                // Records read as staged may be ahead of the published
+                // tail: nothing new until it passes them.
+                let published = self.map.atomic_u64(TAIL).load(Ordering::Acquire);
+                let tail = published.max(self.staged);
                 if tail == self.read {
                     return Ok(None);
                 }
@@ -641,6 +687,73 @@ mod tests {
         assert!(w.publish());
         assert!(w.push_handoff());
         assert!(!w.publish());
+    }
+
+    /// Records staged but not published are read by a reader that looks
+    /// (before it sleeps), once each; the publication that follows adds
+    /// nothing, and the ring goes on.
+    #[test]
+    fn staged_records_are_read_once_by_a_reader_that_looks() {
+        let (mut w, mut r) = pair();
+        let message = |w: &mut RingWriter, stamp: u64| {
+            let header = Header::new(Kind::Inline, 0, 3).stamped(stamp).encode();
+            assert!(w.push_frame(&header, b"abc", true));
+        };
+        message(&mut w, 1);
+        w.publish();
+        message(&mut w, 2);
+        message(&mut w, 3);
+        w.stage();
+        let stamps = |r: &mut RingReader| {
+            let mut v = Vec::new();
+            while let Some(rec) = r.next().unwrap() {
+                let Record::Message { stamp, .. } = rec else {
+                    panic!("not a message: {rec:?}");
+                };
+                v.push(stamp);
+            }
+            v
+        };
+        assert_eq!(stamps(&mut r), [1], "only the published one without a look");
+        assert!(!r.has_records());
+        assert!(r.look_staged());
+        assert!(r.has_records());
+        assert_eq!(stamps(&mut r), [2, 3]);
+        assert!(
+            !r.has_records(),
+            "a tail behind what was read is nothing new"
+        );
+        assert!(!r.look_staged(), "nothing staged past what was read");
+        w.publish();
+        assert!(!r.has_records());
+        assert_eq!(stamps(&mut r), Vec::<u64>::new());
+        message(&mut w, 4);
+        w.publish();
+        assert_eq!(stamps(&mut r), [4]);
+    }
+
+    /// A staged position no honest writer stores hides that writer's
+    /// records; it never makes the reader read outside them.
+    #[test]
+    fn garbage_staged_is_ignored() {
+        for bad in [12, DATA as u64 + 8, u64::MAX - 7] {
+            let (w, mut r) = pair();
+            w.put_record_header(0, 0, TAG_HANDOFF);
+            w.map.atomic_u64(STAGED).store(bad, Ordering::SeqCst);
+            assert!(!r.look_staged(), "{bad}");
+            assert!(!r.has_records(), "{bad}");
+            assert!(matches!(r.next(), Ok(None)), "{bad}");
+        }
+        // Behind what was read.
+        let (mut w, mut r) = pair();
+        assert!(w.push_handoff());
+        assert!(w.push_handoff());
+        w.publish();
+        assert_eq!(r.next().unwrap(), Some(Record::Handoff));
+        assert_eq!(r.next().unwrap(), Some(Record::Handoff));
+        w.map.atomic_u64(STAGED).store(8, Ordering::SeqCst);
+        assert!(!r.look_staged());
+        assert!(matches!(r.next(), Ok(None)));
     }
 
     #[test]

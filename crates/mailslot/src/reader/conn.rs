@@ -120,6 +120,12 @@ impl RingConn {
     pub(super) fn ready(&self) -> bool {
         self.reading && self.ring.has_records()
     }
+
+    /// Before sleeping: whether the writer has records written but not
+    /// yet published (they are read from then on; see `ring.rs`).
+    pub(super) fn look_staged(&mut self) -> bool {
+        self.reading && self.ring.look_staged()
+    }
 }
 
 pub(super) struct Conn {
@@ -435,11 +441,11 @@ impl Reader {
         } else {
             None
         };
-        let ring_budget = conn
-            .ring
-            .as_ref()
-            .filter(|_| budget.is_some())
-            .map(|r| r.ring.tail());
+        let ring_budget = conn.ring.as_mut().filter(|_| budget.is_some()).map(|r| {
+            // Records written but not yet published count too.
+            r.look_staged();
+            r.ring.tail()
+        });
         let mut fill = Fill {
             was_empty: conn.queue.is_empty(),
             unbounded: budget.is_some(),

@@ -750,7 +750,7 @@ impl Reader {
     /// to [`SPIN`] (yielding the processor to anyone who wants it), then
     /// asks each writer to wake us and looks once more. Returns the
     /// timeout to wait with: zero when a ring has records.
-    fn before_sleep(&self, timeout: Option<Duration>) -> Option<Duration> {
+    fn before_sleep(&mut self, timeout: Option<Duration>) -> Option<Duration> {
         let spin = timeout.map_or(SPIN, |t| t.min(SPIN));
         let start = Instant::now();
         loop {
@@ -776,16 +776,20 @@ impl Reader {
     }
 
     /// Asks every writer with a ring to signal its eventfd for its next
-    /// record, then looks at the rings once more; true if one has records
-    /// (no wait then). Every wait that a ring record should end goes
-    /// through here first.
-    fn arm_rings(&self) -> bool {
-        for c in self.conns.iter().flatten() {
-            if let Some(r) = &c.ring {
+    /// record, then looks at the rings once more, staged records included
+    /// (see `ring.rs`); true if one has records (no wait then). Every wait
+    /// that a ring record should end goes through here first.
+    fn arm_rings(&mut self) -> bool {
+        let mut staged = false;
+        for c in self.conns.iter_mut().flatten() {
+            if let Some(r) = &mut c.ring {
                 r.ring.want_wake();
+                // Records a writer left unpublished for the next ones of
+                // its stream, which may not come.
+                staged |= r.look_staged();
             }
         }
-        self.rings_have_records()
+        staged || self.rings_have_records()
     }
 }
 

@@ -210,8 +210,9 @@ impl Local {
 
     /// [`write`](Local::write); when `defer`, a message that goes into the ring while
     /// a stream of them does (the last record went in under
-    /// [`STREAM_GAP_NS`] ago) may stay unpublished — invisible to the
-    /// reader — until [`DEFER_RECORDS`] or [`DEFER_BYTES`] wait, the next
+    /// [`STREAM_GAP_NS`] ago) may stay unpublished — invisible to a
+    /// reader busy with earlier ones; one about to sleep reads it as staged
+    /// (see `ring.rs`) — until [`DEFER_RECORDS`] or [`DEFER_BYTES`] wait, the next
     /// write that is not deferred, a wait for room, or
     /// [`publish_deferred`](Local::publish_deferred): the reader then
     /// takes them with one look at the tail, and the writer pays one
@@ -688,6 +689,9 @@ impl Sock {
                 {
                     st.deferred += 1;
                     st.deferred_bytes += bytes;
+                    // Unpublished, but within reach of a reader that has
+                    // caught up and is about to sleep.
+                    ring.stage();
                 } else {
                     ring.publish();
                     (st.deferred, st.deferred_bytes) = (0, 0);
