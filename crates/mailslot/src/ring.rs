@@ -344,10 +344,10 @@ impl RingWriter {
         self.map.atomic_u32(CLOSED).load(Ordering::Relaxed) != 0
     }
 
-    /// Whether the reader has consumed everything written.
-    #[cfg(test)]
+    /// Whether the reader has consumed (and given back) everything
+    /// written, staged records included.
     pub(crate) fn is_drained(&mut self) -> bool {
-        self.head = self.map.atomic_u64(HEAD).load(Ordering::SeqCst);
+        self.head = self.map.atomic_u64(HEAD).load(Ordering::Acquire);
         self.head == self.tail
     }
 }

@@ -632,8 +632,17 @@ impl Sock {
         loop {
             // One clock read: the stamp, and whether to look at the socket.
             // A record joining unpublished ones takes their stamp (earlier
-            // than its write: it is ordered no later for it).
-            let joins = st.may_defer && st.deferred > 0 && !waited;
+            // than its write: it is ordered no later for it). Not once the
+            // reader has taken them all (as staged, before it slept): this
+            // record then starts afresh, published at once unless a
+            // stream goes on, so that a sleeping reader is woken.
+            let joins = st.may_defer
+                && st.deferred > 0
+                && !waited
+                && match &mut st.lane {
+                    Lane::Open { ring, .. } => !ring.is_drained(),
+                    _ => false,
+                };
             let mut now = if joins {
                 st.pushed_ns
             } else {

@@ -856,6 +856,58 @@ mod tests {
         assert_eq!(&buf[..5], b"after");
     }
 
+    /// Once a reader has taken a stream's unpublished records (as staged)
+    /// and sleeps, the writer's next message is published and wakes it,
+    /// rather than joining those records unpublished: it waited for the
+    /// queued writer's delivery thread (5 ms and more) when it joined.
+    #[test]
+    fn after_a_stream_read_as_staged_the_next_message_wakes_the_reader() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ns = Namespace::at(tmp.path()).unwrap();
+        let name = SlotName::parse(r"\\.\mailslot\ring\rewake").unwrap();
+        let mut reader = Reader::create_in(&ns, &name, &ReaderOptions::default()).unwrap();
+        let mut writer = Writer::open_in(&ns, &name).unwrap();
+        let mut buf = [0u8; 1024];
+        for _ in 0..2 {
+            writer.write(b"warm").unwrap();
+            assert_eq!(reader.read(&mut buf).unwrap(), 4);
+        }
+        let msg = [7u8; 600];
+        for _ in 0..4 {
+            writer.write_exclusive(&msg, true, true).unwrap();
+        }
+        let wait = Some(std::time::Duration::from_secs(2));
+        for _ in 0..4 {
+            assert_eq!(
+                reader.read_with_sender_timeout(&mut buf, wait).unwrap().0,
+                600
+            );
+        }
+        std::thread::scope(|s| {
+            let r = s.spawn(|| {
+                let mut buf = [0u8; 16];
+                // Long: a read that times out looks at the rings once more
+                // and would find the message then.
+                let n = reader
+                    .read_with_sender_timeout(&mut buf, Some(std::time::Duration::from_secs(10)))
+                    .unwrap()
+                    .0;
+                (buf[..n].to_vec(), std::time::Instant::now())
+            });
+            // The reader has looked at the ring and sleeps.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let sent = std::time::Instant::now();
+            writer.write_exclusive(b"next", true, true).unwrap();
+            let (got, at) = r.join().unwrap();
+            assert_eq!(got, b"next");
+            let took = at.saturating_duration_since(sent);
+            assert!(
+                took < std::time::Duration::from_secs(2),
+                "woken by the next message, not found at the read's timeout ({took:?})"
+            );
+        });
+    }
+
     #[test]
     fn placed_keeps_offset_and_deferral() {
         for at in [
