@@ -812,23 +812,30 @@ mod tests {
         assert_eq!(&buf[..6], b"second");
     }
 
+    /// A reader and a writer of slot `bare` whose messages go through the
+    /// ring (opened by the first ones, read here).
+    fn ring_pair(bare: &str) -> (tempfile::TempDir, Reader, Writer) {
+        let tmp = tempfile::tempdir().unwrap();
+        let ns = Namespace::at(tmp.path()).unwrap();
+        let name = SlotName::from_bare(bare).unwrap();
+        let mut reader = Reader::create_in(&ns, &name, &ReaderOptions::default()).unwrap();
+        let writer = Writer::open_in(&ns, &name).unwrap();
+        let mut buf = [0u8; 16];
+        for _ in 0..2 {
+            writer.write(b"warm").unwrap();
+            assert_eq!(reader.read(&mut buf).unwrap(), 4);
+        }
+        (tmp, reader, writer)
+    }
+
     /// Records a stream left unpublished (the queued writer's direct
     /// sends) reach a reader that has caught up before it sleeps, with
     /// nobody publishing them: the last messages of a burst waited for the
     /// queued writer's delivery thread, 200 µs typically, up to 2.7 ms.
     #[test]
     fn unpublished_records_reach_a_reader_about_to_sleep() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ns = Namespace::at(tmp.path()).unwrap();
-        let name = SlotName::parse(r"\\.\mailslot\ring\staged").unwrap();
-        let mut reader = Reader::create_in(&ns, &name, &ReaderOptions::default()).unwrap();
-        let mut writer = Writer::open_in(&ns, &name).unwrap();
+        let (_tmp, mut reader, mut writer) = ring_pair(r"ring\staged");
         let mut buf = [0u8; 1024];
-        // The ring opens with the first messages.
-        for _ in 0..2 {
-            writer.write(b"warm").unwrap();
-            assert_eq!(reader.read(&mut buf).unwrap(), 4);
-        }
         let msg = [7u8; 600];
         let mut deferred = false;
         for _ in 0..4 {
@@ -862,16 +869,8 @@ mod tests {
     /// queued writer's delivery thread (5 ms and more) when it joined.
     #[test]
     fn after_a_stream_read_as_staged_the_next_message_wakes_the_reader() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ns = Namespace::at(tmp.path()).unwrap();
-        let name = SlotName::parse(r"\\.\mailslot\ring\rewake").unwrap();
-        let mut reader = Reader::create_in(&ns, &name, &ReaderOptions::default()).unwrap();
-        let mut writer = Writer::open_in(&ns, &name).unwrap();
+        let (_tmp, mut reader, mut writer) = ring_pair(r"ring\rewake");
         let mut buf = [0u8; 1024];
-        for _ in 0..2 {
-            writer.write(b"warm").unwrap();
-            assert_eq!(reader.read(&mut buf).unwrap(), 4);
-        }
         let msg = [7u8; 600];
         for _ in 0..4 {
             writer.write_exclusive(&msg, true, true).unwrap();
