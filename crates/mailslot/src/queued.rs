@@ -88,8 +88,8 @@
 //! `ring.rs`), and reads the rest of a burst from there: the last of a
 //! burst of five 1 KiB messages arrived 40–60 µs after its send (the
 //! reader's wake-up and its 20 µs watch), where it waited 200 µs for the
-//! delivery thread. A send after the reader has taken everything is
-//! published at once (it wakes a reader that sleeps). The delivery thread
+//! delivery thread. A send while the reader sleeps (or is about to) is
+//! published at once and wakes it. The delivery thread
 //! still publishes the rest of a burst once callers have not sent for one
 //! of its looks (1 to 5 ms apart: looking every 20 µs to 1 ms, it woke 1 800
 //! times a second beside a stream of 1 KiB messages); [`flush`](QueuedWriter::flush),

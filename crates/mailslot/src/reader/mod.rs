@@ -789,7 +789,16 @@ impl Reader {
                 staged |= r.look_staged();
             }
         }
-        staged || self.rings_have_records()
+        let found = staged || self.rings_have_records();
+        if found {
+            // No sleep after all: writers need not publish at once.
+            for c in self.conns.iter().flatten() {
+                if let Some(r) = &c.ring {
+                    r.ring.cancel_wake();
+                }
+            }
+        }
+        found
     }
 }
 

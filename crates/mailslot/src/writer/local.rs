@@ -633,16 +633,16 @@ impl Sock {
             // One clock read: the stamp, and whether to look at the socket.
             // A record joining unpublished ones takes their stamp (earlier
             // than its write: it is ordered no later for it). Not once the
-            // reader has taken them all (as staged, before it slept): this
-            // record then starts afresh, published at once unless a
-            // stream goes on, so that a sleeping reader is woken.
-            let joins = st.may_defer
-                && st.deferred > 0
-                && !waited
-                && match &mut st.lane {
-                    Lane::Open { ring, .. } => !ring.is_drained(),
+            // reader has asked to be woken (it has taken what was staged,
+            // or sleeps): this record is then published at once, and the
+            // reader woken. (Asking for that is the only time the reader
+            // writes the line the writer loads here.)
+            let reader_waits = st.may_defer
+                && match &st.lane {
+                    Lane::Open { ring, .. } => ring.reader_waiting(),
                     _ => false,
                 };
+            let joins = st.may_defer && st.deferred > 0 && !waited && !reader_waits;
             let mut now = if joins {
                 st.pushed_ns
             } else {
@@ -693,6 +693,7 @@ impl Sock {
                 st.pushed_ns = now;
                 if st.may_defer
                     && streaming
+                    && !reader_waits
                     && st.deferred + 1 < DEFER_RECORDS
                     && st.deferred_bytes + bytes < DEFER_BYTES
                 {

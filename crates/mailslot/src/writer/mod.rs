@@ -907,6 +907,76 @@ mod tests {
         });
     }
 
+    /// Whether thread `tid` of this process sleeps (state `S`: the reader
+    /// waits in the kernel for a wake-up).
+    fn thread_sleeps(tid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('S'))
+            })
+            .unwrap_or(false)
+    }
+
+    /// A stream's record written while its reader sleeps is published at
+    /// once and wakes it, though it follows the previous record closely
+    /// enough to wait for the next ones: the writer sees the reader's ask
+    /// to be woken. It waited unpublished for the queued writer's delivery
+    /// thread (or here for the read's timeout) when only a reader that had
+    /// given back every record stopped it.
+    #[test]
+    fn a_stream_record_written_while_the_reader_sleeps_wakes_it() {
+        let (_tmp, mut reader, mut writer) = ring_pair(r"ring\asleep");
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            let r = s.spawn(move || {
+                let mut buf = [0u8; 16];
+                let mut got = Vec::new();
+                tid_tx
+                    .send(rustix::thread::gettid().as_raw_nonzero().get())
+                    .unwrap();
+                for _ in 0..2 {
+                    // Long: a read that times out looks at the rings once
+                    // more and would find the record then.
+                    let n = reader
+                        .read_with_sender_timeout(
+                            &mut buf,
+                            Some(std::time::Duration::from_secs(10)),
+                        )
+                        .unwrap()
+                        .0;
+                    got.push((buf[..n].to_vec(), std::time::Instant::now()));
+                }
+                got
+            });
+            let tid = tid_rx.recv().unwrap();
+            let asleep = || {
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                while !thread_sleeps(tid) {
+                    assert!(std::time::Instant::now() < until, "the reader never slept");
+                    std::thread::yield_now();
+                }
+            };
+            asleep();
+            // Published: the reader wakes, reads it, watches the ring a
+            // while, asks to be woken and sleeps again.
+            writer.write(b"first").unwrap();
+            std::thread::yield_now();
+            asleep();
+            let sent = std::time::Instant::now();
+            writer.write_exclusive(b"second", true, true).unwrap();
+            let got = r.join().unwrap();
+            assert_eq!(got[0].0, b"first");
+            assert_eq!(got[1].0, b"second");
+            let took = got[1].1.saturating_duration_since(sent);
+            assert!(
+                took < std::time::Duration::from_secs(2),
+                "woken by the record, not found at the read's timeout ({took:?})"
+            );
+        });
+    }
+
     #[test]
     fn placed_keeps_offset_and_deferral() {
         for at in [
