@@ -1024,7 +1024,7 @@ impl QueuedWriter {
         if *g != generation || w.is_shared() {
             return Some(data);
         }
-        w.set_write_timeout(Some(DIRECT_WAIT));
+        w.set_write_timeout(Some(direct_wait(data.len())));
         // A message of a stream may wait in the ring, unpublished, for
         // those that follow (small ones come here only when the reader has
         // caught up: they go at once). Any error (no room, the reader gone,
@@ -1045,7 +1045,7 @@ impl QueuedWriter {
     /// state while the caller fills one of its reusable buffers, or waits
     /// for one to come back as long as a plain write would, so other
     /// threads' sends (which queue meanwhile) and `stats` do not wait for
-    /// that. Returns the lock again.
+    /// that (a panic meanwhile: see [`Lent`]). Returns the lock again.
     fn send_lent<'s, 'a>(
         &'s self,
         mut st: MutexGuard<'s, State>,
@@ -1056,7 +1056,7 @@ impl QueuedWriter {
         // Records of earlier sends left unpublished go visible now, not
         // after this send's wait for a buffer.
         publish_deferred(&mut st);
-        let Some((g, mut w)) = st.conn.take() else {
+        let Some((g, w)) = st.conn.take() else {
             return (st, Some(data));
         };
         // A shared slot's non-blocking write could reach only some readers.
@@ -1066,8 +1066,16 @@ impl QueuedWriter {
         }
         st.lent = true;
         drop(st);
+        let mut lent = Lent {
+            shared: &self.shared,
+            conn: Some((g, w)),
+            len: data.len(),
+        };
+        let (_, w) = lent.conn.as_mut().expect("lent until the send is over");
         w.set_write_timeout(Some(direct_wait(data.len())));
         let written = w.write_exclusive(&data, false, true);
+        #[cfg(test)]
+        tests::maybe_panic_after_a_lent_write();
         let n = w.sent_messages().wrapping_sub(1);
         // In a memory file of its own (every reusable buffer out), it is
         // kept in a copy of the writer's, made before taking the lock.
@@ -1076,7 +1084,7 @@ impl QueuedWriter {
             _ => data,
         };
         let mut st = self.shared.lock();
-        st.conn = Some((g, w));
+        st.conn = lent.conn.take();
         st.lent = false;
         if std::mem::take(&mut st.lent_awaited) {
             self.shared.work.notify_all();
@@ -1686,6 +1694,41 @@ fn drop_connection(st: &mut State, why: Option<String>) {
     st.slot_max = None;
 }
 
+/// The connection lent out of the state for one send (see
+/// `QueuedWriter::send_lent`), and the length of the message being sent.
+/// Dropped with the connection still in it, which only a panic in that
+/// send does, it puts the connection back and drops it as broken (it may
+/// be half-way through a write): what was sent on it and not read goes
+/// back in the queue for the next connection, the message of the
+/// panicking send is no longer counted (its caller got no `Ok`; a reader
+/// returns it only if a read already had), and the delivery thread, which
+/// waits for the connection, goes on.
+struct Lent<'s> {
+    shared: &'s Shared,
+    conn: Option<(u64, Writer)>,
+    len: usize,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        let mut st = self.shared.lock();
+        st.conn = Some(conn);
+        drop_connection(&mut st, Some("a send panicked".into()));
+        st.lent = false;
+        st.lent_awaited = false;
+        st.count -= 1;
+        st.bytes -= self.len;
+        self.shared.work.notify_all();
+        self.shared.wake(&st, &self.shared.space);
+        if st.count == 0 {
+            self.shared.wake(&st, &self.shared.idle);
+        }
+    }
+}
+
 /// Publishes the messages sent directly that wait unpublished in the
 /// connection's ring, if any (with the connection in the state; else its
 /// holder's next send publishes them); true if there were.
@@ -1745,6 +1788,55 @@ fn take_batch(shared: &Shared, st: &mut State, writer: &Writer, batch: &mut Vec<
 mod tests {
     use super::*;
     use crate::{Reader, ReaderOptions};
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Set by a test: the next lent send of this thread panics right
+        /// after its write.
+        static PANIC_AFTER_LENT_WRITE: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub(super) fn maybe_panic_after_a_lent_write() {
+        if PANIC_AFTER_LENT_WRITE.with(|p| p.replace(false)) {
+            panic!("a lent write panics (injected by a test)");
+        }
+    }
+
+    /// A send that panics while its connection is lent out of the queue's
+    /// lock (nothing in it should; this is what a bug there would cost):
+    /// the connection is dropped, the message sent before it and not read
+    /// yet goes to the next one, the panicking send's message is no longer
+    /// counted, and the writer goes on. Before, the delivery thread waited
+    /// for the connection forever and nothing was delivered again.
+    #[test]
+    fn a_panic_in_a_lent_send_leaves_the_writer_working() {
+        let (_tmp, _ns, mut reader, writer) = reader_and_writer(r"\\.\mailslot\lent\panic");
+        let mut buf = vec![0u8; 1 << 20];
+        writer.send_slice(b"hello", Priority::Normal).unwrap();
+        assert_eq!(reader.read(&mut buf).unwrap(), 5);
+        writer.wait_read(Duration::from_secs(30)).unwrap();
+        let big = |b: u8| vec![b; 100 << 10];
+        writer.send_slice(&big(1), Priority::Normal).unwrap();
+        PANIC_AFTER_LENT_WRITE.with(|p| p.set(true));
+        let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            writer.send_slice(&big(2), Priority::Normal)
+        }));
+        assert!(sent.is_err(), "the injected panic reached the caller");
+        writer.send_slice(b"after", Priority::Normal).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let n = reader
+                .read_with_sender_timeout(&mut buf, Some(Duration::from_secs(10)))
+                .unwrap()
+                .0;
+            got.push(buf[..n].to_vec());
+        }
+        assert_eq!(got, [big(1), b"after".to_vec()]);
+        writer.wait_read(Duration::from_secs(30)).unwrap();
+        let stats = writer.stats();
+        assert_eq!((stats.queued, stats.unread), (0, 0), "{stats:?}");
+        assert!(writer.close(Duration::from_secs(30)).is_empty());
+    }
 
     /// A namespace in a fresh directory, a reader of `path` in it (read
     /// timeout 30 s) and a queued writer to it.
