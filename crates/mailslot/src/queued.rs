@@ -1716,7 +1716,11 @@ impl Drop for Lent<'_> {
         };
         let mut st = self.shared.lock();
         st.conn = Some(conn);
-        drop_connection(&mut st, Some("a send panicked".into()));
+        let why = format!(
+            "a send to {} panicked; its connection was dropped and what it had not read goes to the next",
+            st.target.path()
+        );
+        drop_connection(&mut st, Some(why));
         st.lent = false;
         st.lent_awaited = false;
         st.count -= 1;

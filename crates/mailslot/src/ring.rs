@@ -347,6 +347,14 @@ impl RingWriter {
         self.map.atomic_u32(CLOSED).load(Ordering::Relaxed) != 0
     }
 
+    /// Whether the reader has consumed (and given back) everything
+    /// written, staged records included.
+    #[cfg(test)]
+    fn is_drained(&mut self) -> bool {
+        self.head = self.map.atomic_u64(HEAD).load(Ordering::Acquire);
+        self.head == self.tail
+    }
+
     /// Whether the reader has asked to be woken for the next record (it
     /// is about to sleep or sleeps): a plain load of a line the reader
     /// writes only then.
@@ -627,6 +635,7 @@ mod tests {
             expected += 1;
         }
         assert_eq!(expected, 10_000);
+        assert!(w.is_drained());
     }
 
     #[test]
