@@ -773,6 +773,16 @@ impl Shared {
         }
     }
 
+    /// After messages left the queue (read, rejected or given up): wakes
+    /// the callers waiting for room (see [`wake_room`](Shared::wake_room))
+    /// and, when it is empty, those waiting for that.
+    fn wake_freed(&self, st: &State) {
+        self.wake_room(st);
+        if st.count == 0 {
+            self.wake(st, &self.idle);
+        }
+    }
+
     /// Waits `d`, or less when the writer is retargeted or closing.
     fn pause(&self, d: Duration, generation: u64) {
         let until = Instant::now() + d;
@@ -1181,10 +1191,7 @@ impl QueuedWriter {
     fn settle_now(&self, st: &mut State) {
         if let Some((g, w)) = st.conn.take() {
             if st.settle(&w) {
-                self.shared.wake_room(st);
-                if st.count == 0 {
-                    self.shared.wake(st, &self.shared.idle);
-                }
+                self.shared.wake_freed(st);
             }
             st.conn = Some((g, w));
         }
@@ -1659,10 +1666,7 @@ fn wait_for_work(shared: &Shared) -> Next {
             }
         }
         if changed {
-            shared.wake_room(&st);
-            if st.count == 0 {
-                shared.wake(&st, &shared.idle);
-            }
+            shared.wake_freed(&st);
             continue;
         }
         st.worker_idle = true;
@@ -1743,10 +1747,7 @@ impl Drop for Lent<'_> {
         st.count -= 1;
         st.bytes -= self.len;
         self.shared.work.notify_all();
-        self.shared.wake_room(&st);
-        if st.count == 0 {
-            self.shared.wake(&st, &self.shared.idle);
-        }
+        self.shared.wake_freed(&st);
     }
 }
 
@@ -1798,10 +1799,7 @@ fn take_batch(shared: &Shared, st: &mut State, writer: &Writer, batch: &mut Vec<
         }
     }
     if rejected {
-        shared.wake_room(st);
-        if st.count == 0 {
-            shared.wake(st, &shared.idle);
-        }
+        shared.wake_freed(st);
     }
 }
 
@@ -1862,11 +1860,19 @@ mod tests {
     /// A namespace in a fresh directory, a reader of `path` in it (read
     /// timeout 30 s) and a queued writer to it.
     fn reader_and_writer(path: &str) -> (tempfile::TempDir, Namespace, Reader, QueuedWriter) {
+        reader_and_writer_with(path, QueuedOptions::default())
+    }
+
+    /// [`reader_and_writer`] with the writer's options.
+    fn reader_and_writer_with(
+        path: &str,
+        opts: QueuedOptions,
+    ) -> (tempfile::TempDir, Namespace, Reader, QueuedWriter) {
         let tmp = tempfile::tempdir().unwrap();
         let ns = Namespace::at(tmp.path()).unwrap();
         let name = SlotName::parse(path).unwrap();
         let reader = Reader::create_in(&ns, &name, &reader_options()).unwrap();
-        let writer = QueuedWriter::open_in(&ns, &name, QueuedOptions::default()).unwrap();
+        let writer = QueuedWriter::open_in(&ns, &name, opts).unwrap();
         (tmp, ns, reader, writer)
     }
 
@@ -1946,12 +1952,9 @@ mod tests {
     /// sixteenth of it, not at the first read.
     #[test]
     fn a_blocked_send_waits_for_a_sixteenth_of_the_queue() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ns = Namespace::at(tmp.path()).unwrap();
-        let name = SlotName::parse(r"\\.\mailslot\block\room").unwrap();
-        let mut reader = Reader::create_in(&ns, &name, &reader_options()).unwrap();
         let opts = QueuedOptions::default().queue_limit(32, 1 << 20);
-        let writer = QueuedWriter::open_in(&ns, &name, opts).unwrap();
+        let (_tmp, _ns, mut reader, writer) =
+            reader_and_writer_with(r"\\.\mailslot\block\room", opts);
         let mut buf = [0u8; 16];
         for i in 0..32u8 {
             writer.send_slice(&[i], Priority::Normal).unwrap();
