@@ -115,6 +115,8 @@ mod receipt;
 mod ring;
 mod shared;
 mod sys;
+#[doc(hidden)]
+pub mod watch;
 mod writer;
 
 #[cfg(feature = "tokio")]

@@ -78,7 +78,7 @@
 //! the faster way for them).
 //!
 //! A direct send of 512 bytes or more that comes right after another (under
-//! 1 µs) may stay in the ring unpublished, invisible to a reader still
+//! 0.5 µs) may stay in the ring unpublished, invisible to a reader still
 //! busy with earlier ones, until 16 records or 16 KiB wait: then they go
 //! visible together, for one publication (a fence, and the ring's tail
 //! passed to the reader once) instead of one each, and the records after

@@ -16,6 +16,7 @@
 //! | 0 | `tail`: bytes ever written (u64) | writer |
 //! | 64 | `head`: bytes ever consumed (u64) | reader |
 //! | 128 | reader waiting: wake me through the eventfd (u32) | both |
+//! | 132 | reader watching: it looks for records now, publish them at once (u32) | reader |
 //! | 192 | writer waiting: tell me when the head reaches this (u64; 0: not) | both |
 //! | 256 | reader closed the connection (u32) | reader |
 //! | 320 | `staged`: bytes written, published or not (u64) | writer |
@@ -41,20 +42,25 @@
 //! only ever sees whole records up to the tail, whichever way they came.
 //! Such a writer also stores how far it has written in `staged` (a plain
 //! release store to a line of its own, which the reader does not touch
-//! while records keep coming), and a reader about to sleep, having found
-//! nothing new at the tail, looks there and reads up to it: so the last
+//! while records keep coming), and a reader that has found nothing new at
+//! the tail for a while looks there and reads up to it: so the last
 //! records of a burst reach a reader that has caught up without waiting
-//! for the writer's next publication. (Only a reader about to sleep looks:
-//! one that followed `staged` closely would take its line away at every
-//! record, which is what publishing less often saves.)
+//! for the writer's next publication. (Only such a reader looks, every
+//! 16th look at the tail, and before it sleeps: one that followed `staged`
+//! closely would take its line away at every record, which is what
+//! publishing less often saves.) From its 16th look on until it finds
+//! records, the reader also sets "reader watching", and a writer that sees
+//! it publishes each record at once (see `reader/mod.rs`,
+//! `WATCHED_LOOKS`).
 //!
 //! Waking: before the reader sleeps it sets "reader waiting" and looks at
 //! the tail once more; after the writer publishes a record it looks at the
 //! flag and, if set, clears it and signals the eventfd. Both use
 //! sequentially consistent operations, so one of them always sees the
-//! other. A writer deferring a stream's records also looks at the flag
-//! (a plain load) before each one, and publishes at once when it is set;
-//! a reader whose last look found records after all clears it again.
+//! other. A writer deferring a stream's records also looks at this flag
+//! and "reader watching" (plain loads of the reader's line) before each
+//! one, and publishes at once when either is set; a reader whose last
+//! look found records after all clears it again.
 //! "Writer waiting" works the same way the other way round, and the
 //! reader answers it with a room frame on the socket once its head has
 //! reached the position the writer asked for: a little past where the
@@ -102,6 +108,7 @@ pub(crate) const FILE_LEN: u64 = (DATA_OFF + DATA) as u64;
 const TAIL: usize = 0;
 const HEAD: usize = 64;
 const READER_WAITING: usize = 128;
+const READER_WATCHING: usize = 132;
 const WRITER_WAITING: usize = 192;
 const CLOSED: usize = 256;
 const STAGED: usize = 320;
@@ -356,10 +363,12 @@ impl RingWriter {
     }
 
     /// Whether the reader has asked to be woken for the next record (it
-    /// is about to sleep or sleeps): a plain load of a line the reader
-    /// writes only then.
-    pub(crate) fn reader_waiting(&self) -> bool {
+    /// is about to sleep or sleeps) or is watching for records (it has
+    /// read everything published): plain loads of a line the reader writes
+    /// only when it starts and ends a watch and when it asks to be woken.
+    pub(crate) fn reader_idle(&self) -> bool {
         self.map.atomic_u32(READER_WAITING).load(Ordering::Relaxed) != 0
+            || self.map.atomic_u32(READER_WATCHING).load(Ordering::Relaxed) != 0
     }
 }
 
@@ -560,6 +569,16 @@ impl RingReader {
         self.map
             .atomic_u32(READER_WAITING)
             .store(1, Ordering::SeqCst);
+    }
+
+    /// Tells the writer whether the reader is watching for records (it
+    /// has read everything published and looks again and again before it
+    /// sleeps): a writer that would leave its next record unpublished for
+    /// the ones after it publishes it at once then.
+    pub(crate) fn set_watching(&self, on: bool) {
+        self.map
+            .atomic_u32(READER_WATCHING)
+            .store(u32::from(on), Ordering::Relaxed);
     }
 
     /// Withdraws [`want_wake`](RingReader::want_wake) when that last look

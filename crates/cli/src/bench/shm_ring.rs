@@ -30,7 +30,8 @@
 //! Wake-ups, with no system call while both sides keep going:
 //!
 //! - **Reader.** With nothing to read it watches the rings for 20 µs,
-//!   yielding the processor (as our reader does), then sets
+//!   pausing or yielding between looks exactly as our reader does
+//!   (`mailslot::watch`), then sets
 //!   `reader_waiting` in each ring, and after a sequentially consistent
 //!   fence looks at every tail once more before it sleeps in `epoll_wait`
 //!   (the eventfds, edge-triggered so they are never read, and the
@@ -55,6 +56,7 @@ use std::path::Path;
 use std::sync::atomic::{Ordering, fence};
 use std::time::{Duration, Instant};
 
+use mailslot::watch::Watch;
 use rustix::event::{EventfdFlags, PollFd, PollFlags, epoll};
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
@@ -170,6 +172,8 @@ pub struct RingRx {
     cur: usize,
     msgs_since_accept: u32,
     last_accept: Option<Instant>,
+    /// How it watches the rings before it sleeps: as our reader does.
+    watch: Watch,
     events: Vec<epoll::Event>,
 }
 
@@ -184,6 +188,7 @@ impl RingRx {
             cur: 0,
             msgs_since_accept: 0,
             last_accept: None,
+            watch: Watch::default(),
             events: Vec::with_capacity(16),
         })
     }
@@ -288,14 +293,11 @@ impl RingRx {
         {
             return Ok(());
         }
-        loop {
-            if self.ready(only) {
-                return Ok(());
-            }
-            if start.elapsed() >= SPIN {
-                break;
-            }
-            std::thread::yield_now();
+        let mut watch = std::mem::take(&mut self.watch);
+        let found = watch.run(start, SPIN, || self.ready(only));
+        self.watch = watch;
+        if found {
+            return Ok(());
         }
         self.set_waiting(only, 1);
         fence(Ordering::SeqCst);

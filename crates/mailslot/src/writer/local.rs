@@ -22,12 +22,15 @@ const CHECK_NS: u64 = 20_000;
 
 /// A write that may wait to be published (see [`Local::write_maybe_deferred`])
 /// waits only when the previous record went into the ring less than this
-/// long before: a message alone is published at once. (Unoptimized builds
-/// write some twenty times slower; their tests must still see streams.)
+/// long before: a message alone is published at once. Under the time a
+/// reply takes (a ping-pong round trip of 64 B is 0.8 µs here), so that a
+/// writer answering messages does not count as a stream; a stream of 1 KiB
+/// messages comes every 0.15–0.4 µs. (Unoptimized builds write some twenty
+/// times slower; their tests must still see streams.)
 const STREAM_GAP_NS: u64 = if cfg!(debug_assertions) {
     1_000_000
 } else {
-    1_000
+    500
 };
 /// A writer of a small record (see [`ring::SMALL_RECORD`]) short of room
 /// in the ring watches the reader's head this long (yielding the
@@ -632,14 +635,15 @@ impl Sock {
         loop {
             // One clock read: the stamp, and whether to look at the socket.
             // A record joining unpublished ones takes their stamp (earlier
-            // than its write: it is ordered no later for it). Not once the
-            // reader has asked to be woken (it has taken what was staged,
-            // or sleeps): this record is then published at once, and the
-            // reader woken. (Asking for that is the only time the reader
-            // writes the line the writer loads here.)
+            // than its write: it is ordered no later for it). Not while the
+            // reader watches for records or has asked to be woken (it has
+            // taken what was published or staged): this record is then
+            // published at once (and the reader woken if it asked). (Those
+            // are the only times the reader writes the line the writer
+            // loads here.)
             let reader_waits = st.may_defer
                 && match &st.lane {
-                    Lane::Open { ring, .. } => ring.reader_waiting(),
+                    Lane::Open { ring, .. } => ring.reader_idle(),
                     _ => false,
                 };
             let joins = st.may_defer && st.deferred > 0 && !waited && !reader_waits;
