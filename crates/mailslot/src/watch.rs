@@ -158,8 +158,10 @@ mod tests {
 
     #[test]
     fn a_first_look_find_teaches_nothing() {
-        let mut w = Watch::default();
-        w.score = YIELDING - 1;
+        let mut w = Watch {
+            score: YIELDING - 1,
+            ..Watch::default()
+        };
         for _ in 0..100 {
             assert!(w.run(Instant::now(), Duration::from_secs(1), || true));
         }
@@ -168,10 +170,12 @@ mod tests {
 
     #[test]
     fn a_watch_pauses_between_looks_and_yields_every_sixteenth() {
-        let mut w = Watch::default();
+        let mut w = Watch {
+            score: 5,
+            ..Watch::default()
+        };
         let mut looks = 0;
         // A find on the fifth look: after a pause.
-        w.score = 5;
         assert!(w.run(Instant::now(), Duration::from_secs(10), || {
             looks += 1;
             looks == 5
