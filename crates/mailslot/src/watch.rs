@@ -20,8 +20,18 @@
 //! fast; from [`YIELDING`] on, the reader yields between every two looks,
 //! as it always did before, and every [`PROBE_EVERY`] watches it pauses
 //! again to see whether that still holds.
+//!
+//! Pausing is wrong too when more threads want to run than there are
+//! processors (four queued writers and their reader: nine threads on two
+//! processors). A reader that pauses keeps its processor from writers
+//! that would fill its rings: 1 KiB, four queued writers lost 12–37%. So
+//! every [`SAMPLE_EVERY`] the watch reads how many threads are runnable on
+//! the machine (`/proc/loadavg`); while that is more than the processors
+//! this process may use, it yields between every two looks.
 
 use std::time::{Duration, Instant};
+
+use crate::sys;
 
 /// Looks between two yields while pausing.
 const LOOKS_PER_YIELD: u32 = 16;
@@ -36,6 +46,9 @@ const SCORE_MAX: u8 = 16;
 /// yield, so the score stays low; with one on this processor every find
 /// does, and it rises.
 const PAUSE_CREDIT: u8 = 3;
+/// How often a watch looks how many threads are runnable (a read of
+/// `/proc/loadavg`, about 3 µs).
+const SAMPLE_EVERY: Duration = Duration::from_millis(2);
 /// While yielding, every this many watches pause instead, to notice a
 /// writer that moved to another processor.
 const PROBE_EVERY: u32 = 64;
@@ -45,6 +58,13 @@ const PROBE_EVERY: u32 = 64;
 pub struct Watch {
     score: u8,
     watches: u32,
+    /// More threads were runnable than this process has processors.
+    crowded: bool,
+    /// When that was last looked at.
+    sampled: Option<Instant>,
+    /// The processors this process may use (looked at once: that reads
+    /// files of the process's control group).
+    cpus: Option<u32>,
 }
 
 /// What came right before the look that found something.
@@ -65,6 +85,7 @@ impl Watch {
         if spin.is_zero() {
             return look();
         }
+        self.sample(start);
         let yield_always = self.start();
         let mut before = Before::Nothing;
         let mut looks = 0u32;
@@ -91,10 +112,23 @@ impl Watch {
         }
     }
 
+    /// Looks how many threads are runnable, if that was not looked at for
+    /// [`SAMPLE_EVERY`].
+    fn sample(&mut self, now: Instant) {
+        if self
+            .sampled
+            .is_none_or(|t| now.duration_since(t) >= SAMPLE_EVERY)
+        {
+            self.sampled = Some(now);
+            let cpus = *self.cpus.get_or_insert_with(sys::usable_cpus);
+            self.crowded = sys::runnable_threads().is_some_and(|n| n > cpus);
+        }
+    }
+
     /// Starts a watch: true if it should yield between every two looks.
     fn start(&mut self) -> bool {
         self.watches = self.watches.wrapping_add(1);
-        self.score >= YIELDING && self.watches % PROBE_EVERY != 0
+        self.crowded || (self.score >= YIELDING && self.watches % PROBE_EVERY != 0)
     }
 
     /// A watch that paused between looks found something after `before`.
@@ -112,6 +146,15 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A watch that takes the machine as not crowded and does not look
+    /// (a sample time in the future never grows old).
+    fn uncrowded() -> Watch {
+        Watch {
+            sampled: Some(Instant::now() + Duration::from_secs(3600)),
+            ..Watch::default()
+        }
+    }
 
     /// Runs `watches` watches whose finds follow a yield where
     /// `after_yield` says so; returns how many of the last 64 yielded
@@ -136,31 +179,42 @@ mod tests {
 
     #[test]
     fn a_writer_on_another_processor_keeps_the_reader_pausing() {
-        let mut w = Watch::default();
+        let mut w = uncrowded();
         // One find in four after a yield (more than the expected fifth).
         assert_eq!(run(&mut w, 1000, |i| i % 4 == 0), 0);
     }
 
     #[test]
     fn a_writer_on_the_same_processor_makes_it_yield() {
-        let mut w = Watch::default();
+        let mut w = uncrowded();
         // Every watch but the probes.
         assert_eq!(run(&mut w, 1000, |_| true), 63);
     }
 
     #[test]
     fn a_writer_that_moves_away_is_noticed_by_the_probes() {
-        let mut w = Watch::default();
+        let mut w = uncrowded();
         run(&mut w, 1000, |_| true);
         // Every find now comes after a pause: three probes bring it back.
         assert_eq!(run(&mut w, 4 * PROBE_EVERY, |_| false), 0);
     }
 
     #[test]
+    fn a_crowded_machine_makes_it_yield() {
+        let mut w = Watch {
+            crowded: true,
+            ..uncrowded()
+        };
+        assert_eq!(run(&mut w, 1000, |_| false), 64);
+        w.crowded = false;
+        assert_eq!(run(&mut w, 1000, |_| false), 0);
+    }
+
+    #[test]
     fn a_first_look_find_teaches_nothing() {
         let mut w = Watch {
             score: YIELDING - 1,
-            ..Watch::default()
+            ..uncrowded()
         };
         for _ in 0..100 {
             assert!(w.run(Instant::now(), Duration::from_secs(1), || true));
@@ -172,7 +226,7 @@ mod tests {
     fn a_watch_pauses_between_looks_and_yields_every_sixteenth() {
         let mut w = Watch {
             score: 5,
-            ..Watch::default()
+            ..uncrowded()
         };
         let mut looks = 0;
         // A find on the fifth look: after a pause.
@@ -192,7 +246,7 @@ mod tests {
 
     #[test]
     fn a_watch_ends_when_its_time_is_up() {
-        let mut w = Watch::default();
+        let mut w = uncrowded();
         let start = Instant::now();
         let mut looks = 0u32;
         assert!(!w.run(start, Duration::from_millis(5), || {

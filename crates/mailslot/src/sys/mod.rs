@@ -66,7 +66,7 @@ pub(crate) use memory::{
 #[cfg(feature = "network")]
 pub(crate) use network::*;
 pub(crate) use poll::{EventFd, Poller, wait_readable, wait_writable};
-pub(crate) use process::{euid, monotonic_ns, nofile_limit, pid};
+pub(crate) use process::{euid, monotonic_ns, nofile_limit, pid, runnable_threads, usable_cpus};
 pub(crate) use shm::SharedMap;
 pub(crate) use socket::{
     PeekFd, Recv, accept, bind, connect_bounded, listen, peek_frame_fd, peek_packet, peer_cred,
