@@ -7,7 +7,7 @@
 //! system call costs 0.2) left the reader blind most of the time: a 64 B
 //! ping-pong took 0.8–1.0 µs one way, 0.4 with pauses. So between looks the
 //! reader pauses (a few `pause` instructions, about 0.1 µs), and yields only
-//! every [`LOOKS_PER_YIELD`] looks, to anyone waiting for its processor.
+//! every `LOOKS_PER_YIELD` looks, to anyone waiting for its processor.
 //!
 //! That is wrong when the writer shares the reader's processor: it cannot
 //! write until the reader yields, and every look before the yield is
@@ -17,15 +17,15 @@
 //! round of looks, so about a fifth of finds follow one); a writer on the
 //! same processor only by the look right after a yield. A score counts
 //! finds after a yield up and finds after a pause down, three times as
-//! fast; from [`YIELDING`] on, the reader yields between every two looks,
-//! as it always did before, and every [`PROBE_EVERY`] watches it pauses
+//! fast; from `YIELDING` on, the reader yields between every two looks,
+//! as it always did before, and every `PROBE_EVERY` watches it pauses
 //! again to see whether that still holds.
 //!
 //! Pausing is wrong too when more threads want to run than there are
 //! processors (four queued writers and their reader: nine threads on two
 //! processors). A reader that pauses keeps its processor from writers
 //! that would fill its rings: 1 KiB, four queued writers lost 12–37%. So
-//! every [`SAMPLE_EVERY`] the watch reads how many threads are runnable on
+//! every `SAMPLE_EVERY` the watch reads how many threads are runnable on
 //! the machine (`/proc/loadavg`); while that is more than the processors
 //! this process may use, it yields between every two looks.
 

@@ -834,16 +834,14 @@ impl Reader {
     /// (see `ring.rs`); true if one has records (no wait then). Every wait
     /// that a ring record should end goes through here first.
     fn arm_rings(&mut self) -> bool {
-        let mut staged = false;
-        for c in self.conns.iter_mut().flatten() {
-            if let Some(r) = &mut c.ring {
+        for c in self.conns.iter().flatten() {
+            if let Some(r) = &c.ring {
                 r.ring.want_wake();
-                // Records a writer left unpublished for the next ones of
-                // its stream, which may not come.
-                staged |= r.look_staged();
             }
         }
-        let found = staged || self.rings_have_records();
+        // Records a writer left unpublished for the next ones of its
+        // stream, which may not come.
+        let found = self.look_staged() || self.rings_have_records();
         if found {
             // No sleep after all: writers need not publish at once.
             for c in self.conns.iter().flatten() {
