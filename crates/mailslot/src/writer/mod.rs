@@ -828,6 +828,31 @@ mod tests {
         (tmp, reader, writer)
     }
 
+    /// Writes four 600-byte records back to back, as the queued writer's
+    /// direct sends do, each through the ring; whether the last waits
+    /// unpublished.
+    fn write_stream(writer: &mut Writer, msg: &[u8]) -> bool {
+        let mut deferred = false;
+        for _ in 0..4 {
+            let p = writer.write_exclusive(msg, true, true).unwrap();
+            assert!(p.ring_offset().is_some(), "through the ring");
+            deferred = p.deferred();
+        }
+        deferred
+    }
+
+    /// Reads `n` messages, each `msg`.
+    fn read_each(reader: &mut Reader, n: usize, msg: &[u8]) {
+        let mut buf = [0u8; 1024];
+        for i in 0..n {
+            let n = reader
+                .read_with_sender_timeout(&mut buf, Some(std::time::Duration::from_secs(2)))
+                .unwrap_or_else(|e| panic!("message {i}: {e}"))
+                .0;
+            assert_eq!(&buf[..n], msg);
+        }
+    }
+
     /// Records a stream left unpublished (the queued writer's direct
     /// sends) reach a reader that has caught up before it sleeps, with
     /// nobody publishing them: the last messages of a burst waited for the
@@ -837,20 +862,11 @@ mod tests {
         let (_tmp, mut reader, mut writer) = ring_pair(r"ring\staged");
         let mut buf = [0u8; 1024];
         let msg = [7u8; 600];
-        let mut deferred = false;
-        for _ in 0..4 {
-            let p = writer.write_exclusive(&msg, true, true).unwrap();
-            assert!(p.ring_offset().is_some(), "through the ring");
-            deferred = p.deferred();
-        }
-        assert!(deferred, "the stream's last records wait unpublished");
-        for i in 0..4 {
-            let n = reader
-                .read_with_sender_timeout(&mut buf, Some(std::time::Duration::from_secs(2)))
-                .unwrap_or_else(|e| panic!("message {i} of the stream: {e}"))
-                .0;
-            assert_eq!(&buf[..n], &msg[..]);
-        }
+        assert!(
+            write_stream(&mut writer, &msg),
+            "the stream's last records wait unpublished"
+        );
+        read_each(&mut reader, 4, &msg);
         // Published later (the queued writer's thread does): nothing more,
         // nothing twice, and the ring goes on.
         writer.publish_deferred();
@@ -872,13 +888,11 @@ mod tests {
     #[test]
     fn a_record_is_published_at_once_while_the_reader_watches() {
         let (_tmp, mut reader, mut writer) = ring_pair(r"ring\watched");
-        let mut buf = [0u8; 1024];
         let msg = [7u8; 600];
-        let mut deferred = false;
-        for _ in 0..4 {
-            deferred = writer.write_exclusive(&msg, true, true).unwrap().deferred();
-        }
-        assert!(deferred, "unwatched, the stream's last records wait");
+        assert!(
+            write_stream(&mut writer, &msg),
+            "unwatched, the stream's last records wait"
+        );
         writer.publish_deferred();
         reader.set_watching(true);
         for i in 0..4 {
@@ -890,13 +904,7 @@ mod tests {
             );
         }
         reader.set_watching(false);
-        for i in 0..8 {
-            let n = reader
-                .read_with_sender_timeout(&mut buf, Some(std::time::Duration::from_secs(2)))
-                .unwrap_or_else(|e| panic!("message {i}: {e}"))
-                .0;
-            assert_eq!(&buf[..n], &msg[..]);
-        }
+        read_each(&mut reader, 8, &msg);
     }
 
     /// Once a reader has taken a stream's unpublished records (as staged)
