@@ -452,6 +452,14 @@ impl RingReader {
         }
     }
 
+    /// Parses again from `pos`, a [`position`](RingReader::position)
+    /// not given back yet: the records after it are left to the next
+    /// [`next`](RingReader::next).
+    pub(crate) fn rewind(&mut self, pos: u64) {
+        debug_assert!(pos >= self.head && pos <= self.read);
+        self.read = pos;
+    }
+
     /// How far records have been parsed.
     pub(crate) fn position(&self) -> u64 {
         self.read

@@ -112,9 +112,18 @@ pub(super) struct RingConn {
     /// the latter (see `Order`).
     load_ns: u64,
     floor_ns: u64,
+    /// Records up to here were seen published before a look at the poller
+    /// found nothing new: a read may take them directly (see `direct.rs`).
+    pub(super) quiet_to: u64,
 }
 
 impl RingConn {
+    /// The writer sent "to ring" and no hand-off since: its messages come
+    /// through the ring.
+    pub(super) fn reading(&self) -> bool {
+        self.reading
+    }
+
     /// The reader is reading this ring and the writer has put records in
     /// it that are not parsed yet.
     pub(super) fn ready(&self) -> bool {
@@ -729,6 +738,7 @@ impl Reader {
                         // answer, sent after now.
                         load_ns: self.pump_ns,
                         floor_ns: self.pump_ns,
+                        quiet_to: 0,
                     })
                     .ok(),
                 Err(_) => None,

@@ -2,6 +2,7 @@
 
 mod accept;
 mod conn;
+mod direct;
 mod merge;
 
 use std::cmp::Reverse;
@@ -235,6 +236,10 @@ pub struct Reader {
     rings: usize,
     /// How it watches its rings before it sleeps (see `watch.rs`).
     watch: Watch,
+    /// A read's direct path has just watched the rings in vain and armed
+    /// them (see `direct.rs`): the pump that follows waits without
+    /// watching them again.
+    rings_armed: bool,
     /// Counts pump passes (each starts with an `epoll_wait`). A message
     /// received during pass `p` is delivered only after pass `p + 1` looked
     /// at every writer again: a writer whose write returned before that
@@ -389,6 +394,7 @@ impl Reader {
             needs_pump: false,
             rings: 0,
             watch: Watch::default(),
+            rings_armed: false,
             pass: 0,
             pump_ns: 0,
             spare: Vec::new(),
@@ -482,6 +488,16 @@ impl Reader {
         sender: bool,
     ) -> Result<(usize, Option<Sender>)> {
         let deadline = timeout.map(|t| Instant::now() + t);
+        if let Some((n, idx)) = self.read_direct(buf, timeout) {
+            // A ring's records carry no origin: the connection's sender.
+            let sender = sender.then(|| {
+                let conn = self.conns[idx].as_ref();
+                conn.expect("a taken message's connection exists")
+                    .sender
+                    .clone()
+            });
+            return Ok((n, sender));
+        }
         loop {
             let idx = self.wait_head(deadline, timeout)?;
             let needed = self.head_len(idx);
@@ -705,7 +721,8 @@ impl Reader {
             None => timeout,
         };
         let timeout = self.resume_starved(timeout);
-        let timeout = if timeout != Some(Duration::ZERO) && self.rings > 0 {
+        let armed = std::mem::take(&mut self.rings_armed);
+        let timeout = if timeout != Some(Duration::ZERO) && self.rings > 0 && !armed {
             self.before_sleep(timeout)
         } else {
             timeout

@@ -768,6 +768,74 @@ fn hand_made_ring_is_read_and_a_corrupt_one_is_cut_off() -> TestResult {
     Ok(())
 }
 
+/// A read that finds its only writer's ring empty watches it and takes
+/// the next message straight from it (the reader's direct path). What it
+/// takes is checked as everywhere else: a message record longer than the
+/// slot allows, published by hand while the reader watches (or just
+/// before: the delay varies by round), costs that writer its connection
+/// and is never read. An honest writer is read after each.
+#[test]
+fn a_ring_message_over_the_size_limit_is_never_read_even_directly() -> TestResult {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+    const ROUNDS: u64 = 40;
+    let (tmp, ns) = namespace();
+    let name = slot(r"\\.\mailslot\ring\oversize");
+    let opts = ReaderOptions::default().max_message_size(16);
+    let mut reader = Reader::create_in(&ns, &name, &opts)?;
+    let mut buf = [0u8; 64];
+    for round in 0..ROUNDS {
+        let raw = raw_client(tmp.path(), &name);
+        let (ring, wake) = (ring_file(RING_DATA_OFF + RING_DATA)?, eventfd());
+        assert!(offer_ring(&mut reader, &raw, &ring, &wake), "accepted");
+        rustix::net::send(&raw, &header(8, 0, 0), SendFlags::NOSIGNAL)?;
+        // The reader takes "to ring" and finds the ring empty.
+        let r = reader.read_timeout_once(&mut buf, Some(Duration::from_millis(20)));
+        assert!(
+            matches!(r, Err(Error::TimedOut { .. })),
+            "round {round}: {r:?}"
+        );
+        let (ready, go) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (spinning, started) = (Arc::clone(&ready), Arc::clone(&go));
+        // Published without a signal, as a writer does while the reader
+        // has not asked for one.
+        let hostile = std::thread::spawn(move || {
+            spinning.store(true, Ordering::Release);
+            while !started.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            let until = Instant::now() + Duration::from_nanos(round * 1000);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            let mut stamped = 7u64.to_le_bytes().to_vec();
+            stamped.extend_from_slice(&[b'x'; 40]);
+            let tail = put_record(&ring, 0, 4, &stamped);
+            rustix::io::pwrite(&ring, &tail.to_le_bytes(), 0).unwrap();
+            ring
+        });
+        while !ready.load(Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+        go.store(true, Ordering::Release);
+        let r = reader.read_timeout_once(&mut buf, Some(Duration::from_millis(30)));
+        assert!(
+            matches!(r, Err(Error::TimedOut { .. })),
+            "round {round}: a 40-byte message in a slot of 16-byte ones was read: {r:?}"
+        );
+        drop(hostile.join().expect("hostile writer"));
+        let honest = Writer::open_in(&ns, &name)?;
+        honest.write(b"honest")?;
+        assert_eq!(reader.read_message()?.data, b"honest", "round {round}");
+    }
+    assert_eq!(reader.rejected_frames(), ROUNDS, "each cut off and counted");
+    Ok(())
+}
+
 /// Stamps in message records are the writer's word too. A ring writer
 /// that stamps its messages 0 and `u64::MAX` in turn, while two honest
 /// writers take turns (one on its socket, one on its ring) and a reader

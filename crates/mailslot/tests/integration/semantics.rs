@@ -296,6 +296,25 @@ fn b28_fifo_across_writer_processes() -> TestResult {
 /// `MAILSLOT_NO_IO_URING` runs the same through `epoll_wait`.
 #[test]
 fn b28_a_new_writers_first_message_comes_before_a_later_ring_message() -> TestResult {
+    b28_new_writer_before_ring_message(Read::Message)
+}
+
+/// The same through `read` into a buffer, which takes a message straight
+/// from the ring while the reader has one writer (its direct path): the
+/// new writer, not yet accepted, must still send it the merge's way.
+#[test]
+fn b28_a_new_writers_first_message_comes_first_through_direct_reads() -> TestResult {
+    b28_new_writer_before_ring_message(Read::Buffer)
+}
+
+/// How [`b28_new_writer_before_ring_message`]'s reader reads.
+#[derive(Clone, Copy)]
+enum Read {
+    Message,
+    Buffer,
+}
+
+fn b28_new_writer_before_ring_message(how: Read) -> TestResult {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     const ROUNDS: usize = 3000;
@@ -326,8 +345,15 @@ fn b28_a_new_writers_first_message_comes_before_a_later_ring_message() -> TestRe
     let seen = Arc::clone(&read);
     let t = std::thread::spawn(move || -> Result<Vec<Vec<u8>>, Error> {
         let mut got = Vec::new();
+        let mut buf = [0u8; 64];
         while got.len() < ROUNDS * PER_ROUND {
-            got.push(reader.read_message()?.data);
+            got.push(match how {
+                Read::Message => reader.read_message()?.data,
+                Read::Buffer => {
+                    let n = reader.read(&mut buf)?;
+                    buf[..n].to_vec()
+                }
+            });
             seen.store(got.len(), Ordering::Release);
         }
         Ok(got)
