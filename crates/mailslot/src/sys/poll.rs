@@ -86,7 +86,14 @@ impl Poller {
     /// cannot tell (no io_uring here). Call it after reading the clock a
     /// pass is stamped with.
     pub(crate) fn nothing_new(&self) -> bool {
-        self.settled && self.watch.as_ref().is_some_and(QuietWatch::quiet)
+        self.settled && self.watch.as_ref().is_some_and(|w| w.quiet(true))
+    }
+
+    /// [`nothing_new`](Poller::nothing_new) for a caller that must look
+    /// only after an acquire load (which keeps later loads after it), not
+    /// after a clock read: no fence.
+    pub(crate) fn nothing_new_after_load(&self) -> bool {
+        self.settled && self.watch.as_ref().is_some_and(|w| w.quiet(false))
     }
 
     /// `epoll_ctl(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLRDHUP)`, level-triggered.

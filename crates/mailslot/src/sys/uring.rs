@@ -190,20 +190,25 @@ impl QuietWatch {
     }
 
     /// Whether nothing in the epoll set became ready since the last
-    /// [`reap`](QuietWatch::reap). Loads only shared memory. Call after
-    /// reading the clock the pass is stamped with: this orders the loads
-    /// after it.
-    pub(crate) fn quiet(&self) -> bool {
+    /// [`reap`](QuietWatch::reap). Loads only shared memory. With
+    /// `after_clock`, call it after reading the clock the pass is stamped
+    /// with: this orders the loads after it. Without, the caller's last
+    /// acquire load does.
+    pub(crate) fn quiet(&self, after_clock: bool) -> bool {
         // The clock read (`rdtsc`) does not keep later loads from running
         // before it: `lfence` does (a full fence elsewhere).
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `lfence` has no preconditions (SSE2 is baseline on
-        // x86_64).
-        unsafe {
-            std::arch::x86_64::_mm_lfence();
+        if after_clock {
+            // SAFETY: `lfence` has no preconditions (SSE2 is baseline on
+            // x86_64).
+            unsafe {
+                std::arch::x86_64::_mm_lfence();
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        fence(Ordering::SeqCst);
+        if after_clock {
+            fence(Ordering::SeqCst);
+        }
         // Only on the thread the completions are posted to: the kernel
         // clears the flag before it posts the completion, a gap another
         // thread could fall into, but not this one (the kernel posts while
