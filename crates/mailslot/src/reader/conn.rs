@@ -192,9 +192,20 @@ impl Conn {
 impl Conn {
     /// With nothing of its ring left in the queue, gives back what was
     /// parsed (with a room notice if the writer waits for one).
-    fn release_parsed(&mut self) {
+    pub(super) fn release_parsed(&mut self) {
         if let Some(rc) = self.ring.as_mut() {
             if rc.held == 0 && rc.ring.release(rc.ring.position()) {
+                notify(self.fd.as_fd(), Kind::Room, 0, 0);
+            }
+        }
+    }
+
+    /// Gives back the ring up to `pos`, read, once a step's worth was
+    /// read since the last time (with a room notice if the writer waits
+    /// for one).
+    pub(super) fn release_read(&mut self, pos: u64) {
+        if let Some(rc) = self.ring.as_mut() {
+            if rc.ring.release_some(pos) {
                 notify(self.fd.as_fd(), Kind::Room, 0, 0);
             }
         }

@@ -27,11 +27,9 @@
 //! handles it exactly as before, and a read that finds the ring empty
 //! watches it, arms it and sleeps as a pump does.
 
-use std::os::fd::AsFd;
 use std::time::Duration;
 
-use super::{Reader, notify};
-use crate::frame::Kind;
+use super::Reader;
 use crate::ring::Record;
 
 /// What [`Reader::take_direct`] did.
@@ -92,16 +90,10 @@ impl Reader {
         let Some(conn) = self.conns[idx].as_mut() else {
             return false;
         };
-        let Some(rc) = conn.ring.as_mut() else {
-            return false;
-        };
-        if rc.ring.has_records() {
+        if conn.ring.as_ref().is_none_or(|rc| rc.ring.has_records()) {
             return false;
         }
-        let pos = rc.ring.position();
-        if rc.held == 0 && rc.ring.release(pos) {
-            notify(conn.fd.as_fd(), Kind::Room, 0, 0);
-        }
+        conn.release_parsed();
         true
     }
 
@@ -174,9 +166,8 @@ impl Reader {
         }
         // Given back in steps, as the merge's path does for a batch, and
         // all of it once the ring is empty (see `caught_up`).
-        if rc.ring.release_some(rc.ring.position()) {
-            notify(conn.fd.as_fd(), Kind::Room, 0, 0);
-        }
+        let pos = rc.ring.position();
+        conn.release_read(pos);
         if claimed {
             Direct::Taken(len)
         } else {

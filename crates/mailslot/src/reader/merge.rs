@@ -3,11 +3,9 @@
 use std::cmp::Reverse;
 use std::collections::binary_heap::PeekMut;
 use std::io;
-use std::os::fd::AsFd;
 
 use super::conn::{Conn, Payload, Pending};
-use super::{Reader, Sender, notify};
-use crate::frame::Kind;
+use super::{Reader, Sender};
 
 /// What [`Reader::take_ring_head`] did.
 pub(super) enum RingTake {
@@ -67,14 +65,10 @@ impl Reader {
                 // With nothing of the ring left in the queue, give back what
                 // was parsed too (wrap and hand-off records after it); else
                 // what was read, in steps.
-                let woken = if rc.held == 0 {
-                    let pos = rc.ring.position();
-                    rc.ring.release(pos)
+                if rc.held == 0 {
+                    conn.release_parsed();
                 } else {
-                    rc.ring.release_some(ring_end)
-                };
-                if woken {
-                    notify(conn.fd.as_fd(), Kind::Room, 0, 0);
+                    conn.release_read(ring_end);
                 }
             }
         }
