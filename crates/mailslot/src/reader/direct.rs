@@ -14,8 +14,9 @@
 //!   caller's buffer and the slot's maximum size;
 //! - and, looked at after that record was seen published, nothing on the
 //!   poller became ready since its last pass found nothing
-//!   ([`Poller::nothing_new`](crate::sys::Poller::nothing_new)), and no
-//!   listener is paused or connection starved (both are off the poller).
+//!   ([`Poller::nothing_new_after_load`](crate::sys::Poller::nothing_new_after_load)),
+//!   and no listener is paused or connection starved (both are off the
+//!   poller).
 //!
 //! That is enough for the order across writers: a write that returned
 //! before the message was stamped (so before it was published, so before
