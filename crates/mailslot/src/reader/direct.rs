@@ -1,5 +1,6 @@
 //! The direct path: a read that takes the next message straight
-//! from its writer's ring into the caller's buffer, past the merge.
+//! from its writer's ring into the caller's buffer (or, for
+//! `read_message`, a vector of its size), past the merge.
 //!
 //! A slot has one writer most of the time. A read then goes through the
 //! whole pump for each message: a clock read that stamps the pass, a look
@@ -30,8 +31,29 @@
 
 use std::time::Duration;
 
-use super::Reader;
+use super::{Reader, Sender};
 use crate::ring::Record;
+
+/// Where a direct read puts the message: the caller's buffer, or the
+/// message's own vector.
+pub(super) trait Room {
+    /// `len` bytes to copy the message into; `None` when there is no room.
+    fn room(&mut self, len: usize) -> Option<&mut [u8]>;
+}
+
+impl Room for [u8] {
+    fn room(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.get_mut(..len)
+    }
+}
+
+impl Room for Vec<u8> {
+    fn room(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.clear();
+        self.resize(len, 0);
+        Some(self)
+    }
+}
 
 /// What [`Reader::take_direct`] did.
 enum Direct {
@@ -48,14 +70,14 @@ enum Direct {
 
 impl Reader {
     /// A read's direct path (see the module's documentation): the length
-    /// of the message read into `buf` and the connection it came from, or
+    /// of the message read into `dest` and the connection it came from, or
     /// `None` for the merge's path. Only for a read that finds the ring
     /// empty: it watches it, as a pump would before it sleeps, for up to
     /// `timeout`, and takes what comes; if nothing does, the rings are
     /// armed and the pump that follows waits at once.
-    pub(super) fn read_direct(
+    pub(super) fn read_direct<R: Room + ?Sized>(
         &mut self,
-        buf: &mut [u8],
+        dest: &mut R,
         timeout: Option<Duration>,
     ) -> Option<(usize, usize)> {
         if timeout == Some(Duration::ZERO) || !self.caught_up(self.direct_conn()?) {
@@ -67,7 +89,7 @@ impl Reader {
         }
         loop {
             let idx = self.direct_conn()?;
-            match self.take_direct(idx, buf) {
+            match self.take_direct(idx, dest) {
                 Direct::Taken(n) => {
                     #[cfg(test)]
                     TAKEN.with(|t| t.set(t.get() + 1));
@@ -77,6 +99,15 @@ impl Reader {
                 Direct::Empty | Direct::Other => return None,
             }
         }
+    }
+
+    /// Who sent a message taken directly from connection `idx`'s ring (a
+    /// ring's records carry no origin: the connection's writer).
+    pub(super) fn direct_sender(&self, idx: usize) -> Sender {
+        let conn = self.conns[idx].as_ref();
+        conn.expect("a taken message's connection exists")
+            .sender
+            .clone()
     }
 
     /// Whether connection `idx`'s ring has no record to read; then gives
@@ -117,10 +148,10 @@ impl Reader {
             .then_some(idx)
     }
 
-    /// Takes the next record of connection `idx`'s ring into `buf` if it
+    /// Takes the next record of connection `idx`'s ring into `dest` if it
     /// is one plain message that fits, and the poller, looked at after it
     /// was seen, has nothing new. Anything else leaves the ring as it was.
-    fn take_direct(&mut self, idx: usize, buf: &mut [u8]) -> Direct {
+    fn take_direct<R: Room + ?Sized>(&mut self, idx: usize, dest: &mut R) -> Direct {
         let max = self.opts.max_message_size as usize;
         let Some(conn) = self.conns[idx].as_mut() else {
             return Direct::Other;
@@ -132,9 +163,7 @@ impl Reader {
         let (off, len) = match rc.ring.next() {
             Ok(None) => return Direct::Empty,
             Ok(Some(Record::Message { off, len, .. }))
-                if len <= buf.len()
-                    && (max == 0 || len <= max)
-                    && rc.ring.position() == rc.ring.cached_tail() =>
+                if (max == 0 || len <= max) && rc.ring.position() == rc.ring.cached_tail() =>
             {
                 (off, len)
             }
@@ -148,6 +177,10 @@ impl Reader {
                 rc.ring.rewind(from);
                 return Direct::Other;
             }
+        };
+        let Some(buf) = dest.room(len) else {
+            rc.ring.rewind(from);
+            return Direct::Other;
         };
         // Once per load of the tail, after it (an acquire; the look orders
         // its own loads after it): every record up to that tail was
@@ -163,7 +196,7 @@ impl Reader {
         // Counted before the copy, which cannot fail (see `take_ring_head`).
         let claimed = conn.receipts.as_ref().is_none_or(|r| r.claim());
         if claimed {
-            rc.ring.copy(off, &mut buf[..len]);
+            rc.ring.copy(off, buf);
         }
         // Given back in steps, as the merge's path does for a batch, and
         // all of it once the ring is empty (see `caught_up`).
@@ -205,7 +238,8 @@ mod tests {
     /// once asked: the reads find the ring empty, watch it, and take the
     /// message directly. Every seventh read first offers a buffer too
     /// short, which fails, names the size needed, and keeps the message
-    /// for the next read; empty messages come through as such.
+    /// for the next read; every fifth is a `read_message`, with its
+    /// sender; empty messages come through as such.
     #[test]
     fn waiting_reads_take_messages_directly_and_a_short_buffer_keeps_them() {
         const ROUNDS: usize = 2000;
@@ -225,6 +259,8 @@ mod tests {
         let asks = Arc::clone(&asked);
         let t = std::thread::spawn(move || {
             let mut got = Vec::new();
+            // `read_message` calls that took their message directly.
+            let mut owned = 0;
             for i in 0..ROUNDS {
                 asks.store(i + 1, Ordering::Release);
                 let want = message(i).len();
@@ -234,10 +270,18 @@ mod tests {
                         other => panic!("round {i}: a short buffer read {other:?}"),
                     }
                 }
-                let n = reader.read(&mut buf).unwrap();
-                got.push(buf[..n].to_vec());
+                if i % 5 == 1 {
+                    let before = TAKEN.with(std::cell::Cell::get);
+                    let m = reader.read_message().unwrap();
+                    assert_eq!(m.sender.pid, std::process::id(), "round {i}");
+                    owned += usize::from(TAKEN.with(std::cell::Cell::get) > before);
+                    got.push(m.data);
+                } else {
+                    let n = reader.read(&mut buf).unwrap();
+                    got.push(buf[..n].to_vec());
+                }
             }
-            (got, TAKEN.with(std::cell::Cell::get))
+            (got, TAKEN.with(std::cell::Cell::get), owned)
         });
         for i in 0..ROUNDS {
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -247,11 +291,15 @@ mod tests {
             }
             writer.write(&message(i)).unwrap();
         }
-        let (got, taken) = t.join().unwrap();
+        let (got, taken, owned) = t.join().unwrap();
         for (i, m) in got.iter().enumerate() {
             assert_eq!(m, &message(i), "round {i}");
         }
         assert!(taken > 0, "no read took its message directly");
-        eprintln!("{taken} of {ROUNDS} messages taken directly");
+        assert!(owned > 0, "no read_message took its message directly");
+        eprintln!(
+            "{taken} of {ROUNDS} messages taken directly, {owned} of {} by read_message",
+            ROUNDS / 5
+        );
     }
 }

@@ -489,14 +489,7 @@ impl Reader {
     ) -> Result<(usize, Option<Sender>)> {
         let deadline = timeout.map(|t| Instant::now() + t);
         if let Some((n, idx)) = self.read_direct(buf, timeout) {
-            // A ring's records carry no origin: the connection's sender.
-            let sender = sender.then(|| {
-                let conn = self.conns[idx].as_ref();
-                conn.expect("a taken message's connection exists")
-                    .sender
-                    .clone()
-            });
-            return Ok((n, sender));
+            return Ok((n, sender.then(|| self.direct_sender(idx))));
         }
         loop {
             let idx = self.wait_head(deadline, timeout)?;
@@ -590,6 +583,11 @@ impl Reader {
     /// Like [`read_message`](Reader::read_message) with an explicit timeout.
     pub fn read_message_timeout(&mut self, timeout: Option<Duration>) -> Result<Message> {
         let deadline = timeout.map(|t| Instant::now() + t);
+        let mut data = Vec::new();
+        if let Some((_, idx)) = self.read_direct(&mut data, timeout) {
+            let sender = self.direct_sender(idx);
+            return Ok(Message { data, sender });
+        }
         loop {
             self.wait_head(deadline, timeout)?;
             let (idx, p) = self.take_head();
