@@ -80,15 +80,20 @@ impl Reader {
         dest: &mut R,
         timeout: Option<Duration>,
     ) -> Option<(usize, usize)> {
-        if timeout == Some(Duration::ZERO) || !self.caught_up(self.direct_conn()?) {
+        if timeout == Some(Duration::ZERO) {
             return None;
         }
+        let idx = self.direct_conn()?;
+        if !self.caught_up(idx) {
+            return None;
+        }
+        // The watch neither accepts nor drops connections: `idx` stays the
+        // only one.
         if self.before_sleep(timeout) != Some(Duration::ZERO) {
             self.rings_armed = true;
             return None;
         }
         loop {
-            let idx = self.direct_conn()?;
             match self.take_direct(idx, dest) {
                 Direct::Taken(n) => {
                     #[cfg(test)]
