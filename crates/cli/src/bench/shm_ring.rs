@@ -31,7 +31,8 @@
 //!
 //! - **Reader.** With nothing to read it watches the rings for 20 µs,
 //!   pausing or yielding between looks exactly as our reader does
-//!   (`mailslot::watch`), then sets
+//!   (`mailslot::watch`; a reader chasing a writer lets a batch gather
+//!   before it looks), then sets
 //!   `reader_waiting` in each ring, and after a sequentially consistent
 //!   fence looks at every tail once more before it sleeps in `epoll_wait`
 //!   (the eventfds, edge-triggered so they are never read, and the

@@ -535,6 +535,14 @@ impl Reader {
             return Step::Done;
         }
         let loaded = rc.ring.cached_tail();
+        // Once this fill has queued something, it ends at the tail it last
+        // loaded rather than load it again: the connection's earliest
+        // message is in the merge, and a reader that keeps up with a fast
+        // writer would otherwise chase its tail record by record (see
+        // `watch.rs`). `info()` takes everything there is.
+        if fill.got > 0 && !fill.unbounded && rc.ring.position() == loaded {
+            return Step::Done;
+        }
         let record = match rc.ring.next() {
             Err(_) => return Step::Broken,
             Ok(None) => return conn.ring_drained(fill.sock_event),
