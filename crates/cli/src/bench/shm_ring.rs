@@ -31,7 +31,7 @@
 //!
 //! - **Reader.** With nothing to read it watches the rings for 20 µs,
 //!   pausing or yielding between looks exactly as our reader does
-//!   (`mailslot::watch`; a reader chasing a writer lets a batch gather
+//!   (`mailslot::watch`; a reader chasing a writer of small records lets a batch gather
 //!   before it looks), then sets
 //!   `reader_waiting` in each ring, and after a sequentially consistent
 //!   fence looks at every tail once more before it sleeps in `epoll_wait`
@@ -354,6 +354,7 @@ impl RingRx {
             )));
         }
         let len = len as usize;
+        self.watch.took(len);
         self.fill(i, &mut buf[..len])?;
         let pad = len.next_multiple_of(8) - len;
         self.fill(i, &mut [0u8; 8][..pad])?;

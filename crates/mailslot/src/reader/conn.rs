@@ -561,6 +561,9 @@ impl Reader {
         }
         let floor = rc.floor_ns;
         let max = self.opts.max_message_size;
+        if let Record::Message { len, .. } | Record::Frame { len, .. } = record {
+            self.watch.took(len);
+        }
         match record {
             // A plain message: queued as it lies in the ring, and counted
             // here, as `queue_frame` would for a frame of one message with

@@ -183,6 +183,7 @@ impl Reader {
                 return Direct::Other;
             }
         };
+        self.watch.took(len);
         let Some(buf) = dest.room(len) else {
             rc.ring.rewind(from);
             return Direct::Other;
