@@ -488,6 +488,8 @@ impl RingReader {
                 // Records read as staged may be ahead of the published
                 // tail: nothing new until it passes them.
                 let published = self.map.atomic_u64(TAIL).load(Ordering::Acquire);
+                #[cfg(test)]
+                TAIL_LOADS.with(|n| n.set(n.get() + 1));
                 let tail = published.max(self.staged);
                 if tail == self.read {
                     return Ok(None);
@@ -597,6 +599,12 @@ impl RingReader {
             .atomic_u32(READER_WAITING)
             .store(0, Ordering::Relaxed);
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Loads of a ring's tail by this thread's parsing (`RingReader::next`).
+    pub(crate) static TAIL_LOADS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 impl Drop for RingReader {

@@ -1066,3 +1066,41 @@ fn reuse(spare: &mut Vec<Vec<u8>>, data: &[u8]) -> Vec<u8> {
         None => data.to_vec(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ring::TAIL_LOADS;
+    use crate::{Namespace, Reader, ReaderOptions, SlotName, Writer};
+
+    /// Records already published are parsed up to the tail the fill
+    /// loaded, and the fill ends there: it does not load the tail again
+    /// to find that nothing more came (a reader keeping up with a writer
+    /// chased it that way, record by record; see `watch.rs`).
+    #[test]
+    fn a_fill_looks_at_the_tail_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ns = Namespace::at(tmp.path()).unwrap();
+        let name = SlotName::from_bare("fill").unwrap();
+        let mut reader = Reader::create_in(&ns, &name, &ReaderOptions::default()).unwrap();
+        let writer = Writer::open_in(&ns, &name).unwrap();
+        // The first messages open the ring.
+        let mut buf = [0u8; 64];
+        for _ in 0..2 {
+            writer.write(b"warm").unwrap();
+            assert_eq!(reader.read(&mut buf).unwrap(), 4);
+        }
+        for i in 0..5u8 {
+            writer.write(&[i; 8]).unwrap();
+        }
+        let before = TAIL_LOADS.with(std::cell::Cell::get);
+        for i in 0..5u8 {
+            assert_eq!(reader.read(&mut buf).unwrap(), 8);
+            assert_eq!(buf[..8], [i; 8]);
+        }
+        let loads = TAIL_LOADS.with(std::cell::Cell::get) - before;
+        assert_eq!(
+            loads, 1,
+            "five records published before, {loads} loads of the tail"
+        );
+    }
+}
