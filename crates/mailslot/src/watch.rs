@@ -73,12 +73,12 @@ const CHASING: u8 = 4;
 /// How long a gathering watch waits before its first look: 0.7 µs gave
 /// 1.14x the 64 B messages a second of looking at once, 1.5 µs 1.42x, 3
 /// µs 1.2x (one writer, Intel Xeon VM; runs interleaved).
-pub const GATHER: Duration = Duration::from_nanos(1500);
+const GATHER: Duration = Duration::from_nanos(1500);
 /// Only a reader of records up to this size gathers: copying larger ones
 /// out costs it more than its looks, and a reader that waits meanwhile
 /// loses what it would have copied (60 KiB, one writer: 7% fewer a
 /// second; 1 KiB neither gains nor loses).
-pub const GATHER_MAX: usize = 1024;
+const GATHER_MAX: usize = 1024;
 
 /// The watch policy's state: one per reader.
 #[derive(Debug, Default)]
@@ -137,10 +137,10 @@ impl Watch {
                 };
                 return true;
             }
-            self.chased = 0;
             looks += 1;
             if yield_always || looks % LOOKS_PER_YIELD == 0 {
                 if start.elapsed() >= spin {
+                    self.chased = 0;
                     return false;
                 }
                 std::thread::yield_now();
