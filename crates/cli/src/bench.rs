@@ -821,26 +821,30 @@ fn print_tp_header() {
     );
 }
 
-fn print_tp_rows(cell: CellSpec, paths: &[Transport], ours: Transport, tp: &Results<Throughput>) {
-    let ratio = |p: Transport, b: Transport| match tp.ratio(p, b) {
+/// The ratio columns of path `p`'s row: against each baseline for our own
+/// paths, nothing for a baseline's row.
+fn ratio_columns<T>(results: &Results<T>, p: Transport, ours: Transport) -> String {
+    if !(p == ours || p == Transport::Queued || p == Transport::Plain) {
+        return String::new();
+    }
+    let ratio = |b: Transport| match results.ratio(p, b) {
         Some(r) => format!("{r:.2}x"),
         None => "n/a".into(),
     };
+    format!(
+        "{:>7} {:>7} {:>7} {:>7}",
+        ratio(Transport::Seqpacket),
+        ratio(Transport::Dgram),
+        ratio(Transport::Mq),
+        ratio(Transport::ShmRing)
+    )
+}
+
+fn print_tp_rows(cell: CellSpec, paths: &[Transport], ours: Transport, tp: &Results<Throughput>) {
     for &p in paths {
-        let mine = p == ours || p == Transport::Queued || p == Transport::Plain;
         match &tp[p.key()] {
             Ok(t) => {
-                let ratios = if mine {
-                    format!(
-                        "{:>7} {:>7} {:>7} {:>7}",
-                        ratio(p, Transport::Seqpacket),
-                        ratio(p, Transport::Dgram),
-                        ratio(p, Transport::Mq),
-                        ratio(p, Transport::ShmRing)
-                    )
-                } else {
-                    String::new()
-                };
+                let ratios = ratio_columns(tp, p, ours);
                 println!(
                     "{:<8} {:>2}  {:<30} {:>11.0} {:>9.1} {:>8.0} {:>5.1} MiB  {}",
                     size_text(cell.size),
@@ -880,25 +884,10 @@ fn print_lat_header() {
 }
 
 fn print_lat_rows(size: usize, paths: &[Transport], ours: Transport, lat: &Results<Latency>) {
-    let ratio = |p: Transport, b: Transport| match lat.ratio(p, b) {
-        Some(r) => format!("{r:.2}x"),
-        None => "n/a".into(),
-    };
     for &p in paths {
-        let mine = p == ours || p == Transport::Queued || p == Transport::Plain;
         match &lat[p.key()] {
             Ok(l) => {
-                let ratios = if mine {
-                    format!(
-                        "{:>7} {:>7} {:>7} {:>7}",
-                        ratio(p, Transport::Seqpacket),
-                        ratio(p, Transport::Dgram),
-                        ratio(p, Transport::Mq),
-                        ratio(p, Transport::ShmRing)
-                    )
-                } else {
-                    String::new()
-                };
+                let ratios = ratio_columns(lat, p, ours);
                 println!(
                     "{:<8} {:<30} {:>9.2} {:>9.2} {:>9.2}  {}",
                     size_text(size),

@@ -3,19 +3,11 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use mailslot::{CallbackError, CallbackReader, Namespace, Reader, ReaderOptions, SlotName, Writer};
+use mailslot::{CallbackError, CallbackReader, Reader, ReaderOptions, Writer};
 
-const LONG: Duration = Duration::from_secs(30);
+mod common;
 
-fn ns() -> (tempfile::TempDir, Namespace) {
-    let tmp = tempfile::tempdir().unwrap();
-    let ns = Namespace::at(tmp.path()).unwrap();
-    (tmp, ns)
-}
-
-fn name(s: &str) -> SlotName {
-    SlotName::from_bare(s).unwrap()
-}
+use common::{LONG, name, ns};
 
 #[test]
 fn reader_is_send_so_it_can_move_to_the_callback_thread() {

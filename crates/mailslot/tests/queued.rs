@@ -9,17 +9,9 @@ use mailslot::{
     SlotName,
 };
 
-const LONG: Duration = Duration::from_secs(30);
+mod common;
 
-fn ns() -> (tempfile::TempDir, Namespace) {
-    let tmp = tempfile::tempdir().unwrap();
-    let ns = Namespace::at(tmp.path()).unwrap();
-    (tmp, ns)
-}
-
-fn name(s: &str) -> SlotName {
-    SlotName::from_bare(s).unwrap()
-}
+use common::{LONG, name, ns};
 
 fn reader(ns: &Namespace, n: &SlotName) -> Reader {
     let mut r = Reader::create_in(ns, n, &ReaderOptions::default()).unwrap();

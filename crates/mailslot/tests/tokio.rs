@@ -6,19 +6,11 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_core::Stream;
-use mailslot::{AsyncReader, AsyncWriter, Namespace, ReaderOptions, SlotName, Writer};
+use mailslot::{AsyncReader, AsyncWriter, ReaderOptions, Writer};
 
-const LONG: Duration = Duration::from_secs(30);
+mod common;
 
-fn ns() -> (tempfile::TempDir, Namespace) {
-    let tmp = tempfile::tempdir().unwrap();
-    let ns = Namespace::at(tmp.path()).unwrap();
-    (tmp, ns)
-}
-
-fn name(s: &str) -> SlotName {
-    SlotName::from_bare(s).unwrap()
-}
+use common::{LONG, name, ns};
 
 async fn next<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {
     poll_fn(|cx| Pin::new(&mut *s).poll_next(cx)).await
