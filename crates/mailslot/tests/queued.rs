@@ -91,6 +91,43 @@ fn assert_each_priority_in_order(all: &[Vec<u8>], highs: usize, normals: usize) 
     assert_eq!(next, [highs, normals]);
 }
 
+/// Sends tagged messages, every `every`-th (from the first) at high
+/// priority, the rest normal; counts each priority for
+/// [`assert_each_priority_in_order`].
+struct Mixed {
+    every: usize,
+    hi: usize,
+    no: usize,
+}
+
+impl Mixed {
+    fn every(every: usize) -> Mixed {
+        Mixed {
+            every,
+            hi: 0,
+            no: 0,
+        }
+    }
+
+    fn send(&mut self, w: &QueuedWriter, count: usize) {
+        for _ in 0..count {
+            if (self.hi + self.no) % self.every == 0 {
+                w.send(tag(Priority::High, self.hi), Priority::High)
+                    .unwrap();
+                self.hi += 1;
+            } else {
+                w.send(tag(Priority::Normal, self.no), Priority::Normal)
+                    .unwrap();
+                self.no += 1;
+            }
+        }
+    }
+
+    fn assert_in_order(&self, all: &[Vec<u8>]) {
+        assert_each_priority_in_order(all, self.hi, self.no);
+    }
+}
+
 #[test]
 fn reader_restarted_ten_times_during_100k_messages_loses_and_duplicates_nothing() {
     let (_tmp, ns) = ns();
@@ -98,22 +135,11 @@ fn reader_restarted_ten_times_during_100k_messages_loses_and_duplicates_nothing(
     let w = QueuedWriter::open_in(&ns, &n, QueuedOptions::default()).unwrap();
     const GENS: usize = 10;
     const PER_GEN: usize = 10_000;
-    let (mut hi, mut no) = (0, 0);
-    let mut send = |w: &QueuedWriter, count: usize| {
-        for _ in 0..count {
-            if (hi + no) % 7 == 0 {
-                w.send(tag(Priority::High, hi), Priority::High).unwrap();
-                hi += 1;
-            } else {
-                w.send(tag(Priority::Normal, no), Priority::Normal).unwrap();
-                no += 1;
-            }
-        }
-    };
+    let mut mixed = Mixed::every(7);
     let mut all = Vec::with_capacity(GENS * PER_GEN);
     for _ in 0..GENS {
         // Half queued while no reader exists (the writer polls for it)...
-        send(&w, PER_GEN / 2);
+        mixed.send(&w, PER_GEN / 2);
         let r = reader(&ns, &n);
         let t = std::thread::spawn(move || {
             let mut r = r;
@@ -122,11 +148,11 @@ fn reader_restarted_ten_times_during_100k_messages_loses_and_duplicates_nothing(
             read_n(&mut r, PER_GEN)
         });
         // ...and half while it reads.
-        send(&w, PER_GEN / 2);
+        mixed.send(&w, PER_GEN / 2);
         all.extend(t.join().unwrap());
     }
     assert_eq!(all.len(), GENS * PER_GEN);
-    assert_each_priority_in_order(&all, hi, no);
+    mixed.assert_in_order(&all);
     let s = w.stats();
     assert_eq!(
         (s.sent, s.queued, s.dropped),
@@ -167,7 +193,7 @@ fn reader_process_restarts_lose_nothing() {
     let (tmp, ns) = ns();
     let n = name("restart-process");
     let w = QueuedWriter::open_in(&ns, &n, QueuedOptions::default()).unwrap();
-    let (mut hi, mut no) = (0, 0);
+    let mut mixed = Mixed::every(5);
     let mut all = Vec::new();
     let mut pids = Vec::new();
     for g in 0..3 {
@@ -182,15 +208,7 @@ fn reader_process_restarts_lose_nothing() {
             .spawn()
             .unwrap();
         pids.push(child.id());
-        for _ in 0..2000 {
-            if (hi + no) % 5 == 0 {
-                w.send(tag(Priority::High, hi), Priority::High).unwrap();
-                hi += 1;
-            } else {
-                w.send(tag(Priority::Normal, no), Priority::Normal).unwrap();
-                no += 1;
-            }
-        }
+        mixed.send(&w, 2000);
         assert!(child.wait().unwrap().success());
         let text = std::fs::read(&out).unwrap();
         all.extend(
@@ -200,7 +218,7 @@ fn reader_process_restarts_lose_nothing() {
         );
     }
     assert_eq!(all.len(), 6000);
-    assert_each_priority_in_order(&all, hi, no);
+    mixed.assert_in_order(&all);
     assert_eq!(w.stats().reconnects, 2);
     assert!(w.close(LONG).is_empty());
 }
@@ -587,20 +605,9 @@ fn direct_sends_interleave_with_queued_ones_in_order() {
     let (_tmp, ns) = ns();
     let n = name("direct");
     let w = QueuedWriter::open_in(&ns, &n, QueuedOptions::default()).unwrap();
-    let (mut hi, mut no) = (0, 0);
-    let mut send = |w: &QueuedWriter, count: usize| {
-        for _ in 0..count {
-            if (hi + no) % 5 == 0 {
-                w.send(tag(Priority::High, hi), Priority::High).unwrap();
-                hi += 1;
-            } else {
-                w.send(tag(Priority::Normal, no), Priority::Normal).unwrap();
-                no += 1;
-            }
-        }
-    };
+    let mut mixed = Mixed::every(5);
     // Queued while no reader exists.
-    send(&w, 3000);
+    mixed.send(&w, 3000);
     assert_eq!(w.stats().queued, 3000);
     const TOTAL: usize = 3000 + 50 * 1000;
     let r = reader(&ns, &n);
@@ -613,14 +620,14 @@ fn direct_sends_interleave_with_queued_ones_in_order() {
     // fill the reader's buffer (direct sends then fall back to the queue)
     // and the pauses let the queue run empty.
     for round in 0..50 {
-        send(&w, 1000);
+        mixed.send(&w, 1000);
         if round % 5 == 0 {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
     let all = t.join().unwrap();
     assert_eq!(all.len(), TOTAL);
-    assert_each_priority_in_order(&all, hi, no);
+    mixed.assert_in_order(&all);
     w.wait_read(LONG).unwrap();
 
     // Idle and connected, the reader having read everything: a send is
