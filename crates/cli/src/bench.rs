@@ -558,6 +558,31 @@ fn results<T: Copy>(
     }
 }
 
+/// Runs `measure` on each of `paths` in turn, `repeat` times (interleaved,
+/// so a machine that gets busier skews every path alike), and combines the
+/// runs of each path.
+fn measure<T: Copy>(
+    h: &mut Harness,
+    paths: &[Transport],
+    repeat: u32,
+    mut measure: impl FnMut(&mut Harness, Transport) -> Result<T, Missing>,
+    key: fn(&T) -> f64,
+    combine: fn(Runs<T>) -> Result<T, Missing>,
+) -> Results<T> {
+    let mut runs: BTreeMap<&'static str, Runs<T>> = BTreeMap::new();
+    for _ in 0..repeat {
+        for &t in paths {
+            let r = if h.skips(t) {
+                Err(Missing::Unavailable("not measured (--only)".into()))
+            } else {
+                measure(h, t)
+            };
+            runs.entry(t.key()).or_default().push(r);
+        }
+    }
+    results(runs, key, combine)
+}
+
 /// Measures throughput of `paths` for `cell`, interleaved, `repeat` times.
 fn measure_tp(
     h: &mut Harness,
@@ -566,18 +591,8 @@ fn measure_tp(
     seconds: f64,
     repeat: u32,
 ) -> Results<Throughput> {
-    let mut runs: BTreeMap<&'static str, Vec<_>> = BTreeMap::new();
-    for _ in 0..repeat {
-        for &t in paths {
-            let r = if h.skips(t) {
-                Err(Missing::Unavailable("not measured (--only)".into()))
-            } else {
-                h.throughput(t, cell, seconds)
-            };
-            runs.entry(t.key()).or_default().push(r);
-        }
-    }
-    results(runs, |t| t.msgs_per_s, combine_tp)
+    let run = |h: &mut Harness, t| h.throughput(t, cell, seconds);
+    measure(h, paths, repeat, run, |t| t.msgs_per_s, combine_tp)
 }
 
 /// Measures latency of `paths` for `size`, interleaved, `repeat` times.
@@ -588,18 +603,8 @@ fn measure_lat(
     seconds: f64,
     repeat: u32,
 ) -> Results<Latency> {
-    let mut runs: BTreeMap<&'static str, Vec<_>> = BTreeMap::new();
-    for _ in 0..repeat {
-        for &t in paths {
-            let r = if h.skips(t) {
-                Err(Missing::Unavailable("not measured (--only)".into()))
-            } else {
-                h.latency(t, size, seconds)
-            };
-            runs.entry(t.key()).or_default().push(r);
-        }
-    }
-    results(runs, |l| l.p50_us, combine_lat)
+    let run = |h: &mut Harness, t| h.latency(t, size, seconds);
+    measure(h, paths, repeat, run, |l| l.p50_us, combine_lat)
 }
 
 /// The first integrity failure in `results`, as the run's failure.
