@@ -115,6 +115,8 @@ mod receipt;
 mod ring;
 mod shared;
 mod sys;
+#[cfg(test)]
+mod testing;
 #[doc(hidden)]
 pub mod watch;
 mod writer;

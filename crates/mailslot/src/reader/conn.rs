@@ -1069,8 +1069,9 @@ fn reuse(spare: &mut Vec<Vec<u8>>, data: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use crate::ReaderOptions;
     use crate::ring::TAIL_LOADS;
-    use crate::{Namespace, Reader, ReaderOptions, SlotName, Writer};
+    use crate::testing::ring_pair;
 
     /// Records already published are parsed up to the tail the fill
     /// loaded, and the fill ends there: it does not load the tail again
@@ -1078,17 +1079,8 @@ mod tests {
     /// chased it that way, record by record; see `watch.rs`).
     #[test]
     fn a_fill_looks_at_the_tail_once() {
-        let tmp = tempfile::tempdir().unwrap();
-        let ns = Namespace::at(tmp.path()).unwrap();
-        let name = SlotName::from_bare("fill").unwrap();
-        let mut reader = Reader::create_in(&ns, &name, &ReaderOptions::default()).unwrap();
-        let writer = Writer::open_in(&ns, &name).unwrap();
-        // The first messages open the ring.
+        let (_tmp, mut reader, writer) = ring_pair("fill", &ReaderOptions::default());
         let mut buf = [0u8; 64];
-        for _ in 0..2 {
-            writer.write(b"warm").unwrap();
-            assert_eq!(reader.read(&mut buf).unwrap(), 4);
-        }
         for i in 0..5u8 {
             writer.write(&[i; 8]).unwrap();
         }

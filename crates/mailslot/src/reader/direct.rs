@@ -229,7 +229,8 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::TAKEN;
-    use crate::{Error, Namespace, Reader, ReaderOptions, SlotName, Writer};
+    use crate::testing::ring_pair;
+    use crate::{Error, ReaderOptions};
 
     /// Message `i` of the test: every eleventh is empty.
     fn message(i: usize) -> Vec<u8> {
@@ -249,18 +250,9 @@ mod tests {
     #[test]
     fn waiting_reads_take_messages_directly_and_a_short_buffer_keeps_them() {
         const ROUNDS: usize = 2000;
-        let tmp = tempfile::tempdir().unwrap();
-        let ns = Namespace::at(tmp.path()).unwrap();
-        let name = SlotName::from_bare("direct").unwrap();
         let opts = ReaderOptions::default().read_timeout(Some(Duration::from_secs(10)));
-        let mut reader = Reader::create_in(&ns, &name, &opts).unwrap();
-        let writer = Writer::open_in(&ns, &name).unwrap();
-        // The first messages open the ring.
+        let (_tmp, mut reader, writer) = ring_pair("direct", &opts);
         let mut buf = [0u8; 64];
-        for _ in 0..2 {
-            writer.write(b"warm").unwrap();
-            assert_eq!(reader.read(&mut buf).unwrap(), 4);
-        }
         let asked = Arc::new(AtomicUsize::new(0));
         let asks = Arc::clone(&asked);
         let t = std::thread::spawn(move || {

@@ -812,20 +812,9 @@ mod tests {
         assert_eq!(&buf[..6], b"second");
     }
 
-    /// A reader and a writer of slot `bare` whose messages go through the
-    /// ring (opened by the first ones, read here).
+    /// [`crate::testing::ring_pair`] with the default reader options.
     fn ring_pair(bare: &str) -> (tempfile::TempDir, Reader, Writer) {
-        let tmp = tempfile::tempdir().unwrap();
-        let ns = Namespace::at(tmp.path()).unwrap();
-        let name = SlotName::from_bare(bare).unwrap();
-        let mut reader = Reader::create_in(&ns, &name, &ReaderOptions::default()).unwrap();
-        let writer = Writer::open_in(&ns, &name).unwrap();
-        let mut buf = [0u8; 16];
-        for _ in 0..2 {
-            writer.write(b"warm").unwrap();
-            assert_eq!(reader.read(&mut buf).unwrap(), 4);
-        }
-        (tmp, reader, writer)
+        crate::testing::ring_pair(bare, &ReaderOptions::default())
     }
 
     /// Writes four 600-byte records back to back, as the queued writer's
