@@ -558,14 +558,14 @@ fn results<T: Copy>(
     }
 }
 
-/// Runs `measure` on each of `paths` in turn, `repeat` times (interleaved,
+/// Runs `run` on each of `paths` in turn, `repeat` times (interleaved,
 /// so a machine that gets busier skews every path alike), and combines the
 /// runs of each path.
 fn measure<T: Copy>(
     h: &mut Harness,
     paths: &[Transport],
     repeat: u32,
-    mut measure: impl FnMut(&mut Harness, Transport) -> Result<T, Missing>,
+    mut run: impl FnMut(&mut Harness, Transport) -> Result<T, Missing>,
     key: fn(&T) -> f64,
     combine: fn(Runs<T>) -> Result<T, Missing>,
 ) -> Results<T> {
@@ -575,7 +575,7 @@ fn measure<T: Copy>(
             let r = if h.skips(t) {
                 Err(Missing::Unavailable("not measured (--only)".into()))
             } else {
-                measure(h, t)
+                run(h, t)
             };
             runs.entry(t.key()).or_default().push(r);
         }
